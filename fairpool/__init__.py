@@ -1,0 +1,31 @@
+"""fairpool: a fair connection pool for redis-py.
+
+``redis.Redis(connection_pool=fairpool.ConnectionPool(policy="fifo", ...))`` spreads commands evenly
+over the pool's connections (and so over the proxies behind them), serves waiting callers in arrival
+order, and still shrinks when demand falls.
+"""
+
+from __future__ import annotations
+
+from .config import SETTINGS, Policy, PoolConfig, make_config
+from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
+from .pool import BlockingConnectionPool, ConnectionPool
+from .stats import Fairness, PoolStats, fairness
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SETTINGS",
+    "BlockingConnectionPool",
+    "ConnectionPool",
+    "Fairness",
+    "Policy",
+    "PoolClosedError",
+    "PoolConfig",
+    "PoolExhaustedError",
+    "PoolStats",
+    "PoolTimeoutError",
+    "__version__",
+    "fairness",
+    "make_config",
+]

@@ -1,0 +1,358 @@
+"""Pool settings: one table, one validator.
+
+Every setting fairpool adds to redis-py's pool is declared once in :data:`SETTINGS`, with its
+default, its allowed range and its equivalents in redigo, go-redis and commons-pool2. The same table
+drives validation (:func:`make_config`), the conversion of ``from_url`` query parameters
+(:func:`convert_query_value`) and the settings table in ``docs/settings.md`` (a test checks the docs
+against it).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Union
+
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "SETTINGS",
+    "HealthCheck",
+    "Policy",
+    "PoolConfig",
+    "Setting",
+    "convert_query_value",
+    "make_config",
+]
+
+DEFAULT_MAX_CONNECTIONS = 100
+"""Same default as redis-py's ``ConnectionPool`` (``None`` also means this)."""
+
+
+class Policy(str, enum.Enum):
+    """Which idle connection a borrow gets.
+
+    * ``LIFO`` — the most recently released one (redis-py's and redigo's order).
+    * ``FIFO`` — the least recently released one (go-redis ``PoolFIFO``).
+    * ``ROUND_ROBIN`` — connections sit in a ring in creation order; a borrow takes the first idle
+      connection after the one handed out last.
+    """
+
+    LIFO = "lifo"
+    FIFO = "fifo"
+    ROUND_ROBIN = "round_robin"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+HealthCheck = Union[str, Callable[[Any], object]]
+"""``"peek"``, ``"ping"``, ``"none"`` or a callable ``check(connection)``: falsy or raising = dead."""
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """Validated pool settings (build with :func:`make_config`)."""
+
+    policy: Policy = Policy.FIFO
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_idle: int | None = None
+    min_idle: int = 0
+    block: bool = False
+    timeout: float | None = None
+    idle_timeout: float | None = None
+    max_lifetime: float | None = None
+    lifetime_jitter: float = 0.05
+    health_check: HealthCheck = "peek"
+    health_check_after: float = 0.25
+    maintenance_interval: float | None = None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    default: str
+    bound: str
+    redigo: str
+    go_redis: str
+    commons_pool: str
+    meaning: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "policy",
+        '"fifo"',
+        '"lifo", "fifo", "round_robin" (or `fairpool.Policy`)',
+        "LIFO only",
+        "`PoolFIFO` (bool)",
+        "`lifo` (bool)",
+        "Which idle connection a borrow gets.",
+    ),
+    Setting(
+        "max_connections",
+        "100 (`None` → 100)",
+        "integer ≥ 1",
+        "`MaxActive`",
+        "`PoolSize` / `MaxActiveConns`",
+        "`maxTotal`",
+        "Hard cap on open connections: idle, in use and being dialled.",
+    ),
+    Setting(
+        "max_idle",
+        "`None` (no limit)",
+        "`None` or integer ≥ 0, ≥ `min_idle`",
+        "`MaxIdle`",
+        "`MaxIdleConns`",
+        "`maxIdle`",
+        "At most this many idle connections are kept; a release beyond it closes the connection.",
+    ),
+    Setting(
+        "min_idle",
+        "0",
+        "integer 0 … `max_connections`",
+        "—",
+        "`MinIdleConns`",
+        "`minIdle`",
+        "Connections the pool keeps open; dialled in the background by maintenance, never below "
+        "by pruning.",
+    ),
+    Setting(
+        "block",
+        "`False` (`True` in `BlockingConnectionPool`)",
+        "bool",
+        "`Wait`",
+        "always waits",
+        "`blockWhenExhausted`",
+        "At the cap: raise `MaxConnectionsError` at once, or wait in arrival order.",
+    ),
+    Setting(
+        "timeout",
+        "`None` = wait forever (20 in `BlockingConnectionPool`)",
+        "`None` or number ≥ 0 (seconds)",
+        "context deadline",
+        "`PoolTimeout`",
+        "`maxWait`",
+        "How long a blocked borrow waits before `ConnectionError`.",
+    ),
+    Setting(
+        "idle_timeout",
+        "`None` (off)",
+        "`None` or number > 0 (seconds)",
+        "`IdleTimeout`",
+        "`ConnMaxIdleTime`",
+        "`minEvictableIdleDuration`",
+        "LIFO: close connections idle this long. FIFO/round-robin: each window, close the "
+        "connections the load did not need (shrink by demand). Never below `min_idle`.",
+    ),
+    Setting(
+        "max_lifetime",
+        "`None` (off)",
+        "`None` or number > 0 (seconds)",
+        "`MaxConnLifetime`",
+        "`ConnMaxLifetime`",
+        "`maxConnLifetime` (DBCP)",
+        "Connections older than this (minus jitter) are retired when released or found idle.",
+    ),
+    Setting(
+        "lifetime_jitter",
+        "0.05",
+        "number 0 … 0.5 (fraction of `max_lifetime`)",
+        "—",
+        "jitter in `ConnMaxLifetime`",
+        "—",
+        "Each connection's lifetime is shortened by a random fraction up to this.",
+    ),
+    Setting(
+        "health_check",
+        '"peek"',
+        '"peek", "ping", "none" or a callable(connection)',
+        "`TestOnBorrow`",
+        "peek on borrow",
+        "`testOnBorrow` + validator",
+        "How an idle connection is verified before it is handed out.",
+    ),
+    Setting(
+        "health_check_after",
+        "0.25",
+        "number ≥ 0 (seconds)",
+        "`lastUsed` argument",
+        "—",
+        "—",
+        "Connections idle for less than this skip the borrow check (HikariCP: 0.5 s).",
+    ),
+    Setting(
+        "maintenance_interval",
+        "`None` (lazy, on borrow/release)",
+        "`None` or number > 0 (seconds)",
+        "—",
+        "(reaper removed)",
+        "`timeBetweenEvictionRuns`",
+        "Run pruning and `min_idle` refill in one daemon thread (asyncio: one task) this often.",
+    ),
+)
+
+SETTING_NAMES = frozenset(s.name for s in SETTINGS)
+assert SETTING_NAMES == {f.name for f in fields(PoolConfig)}, "SETTINGS and PoolConfig disagree"
+
+_BOUNDS = {s.name: s.bound for s in SETTINGS}
+_HEALTH_CHECK_NAMES = ("peek", "ping", "none")
+
+
+def _fail(name: str, value: object, exc: type[Exception] = ValueError) -> Exception:
+    return exc(f"fairpool setting {name!r} must be {_BOUNDS[name]}; got {value!r}")
+
+
+def _int(name: str, value: object, *, lo: int, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(name, value, TypeError)
+    if value < lo:
+        raise _fail(name, value)
+    return value
+
+
+def _seconds(
+    name: str, value: object, *, positive: bool, allow_none: bool = True
+) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(name, value, TypeError)
+    f = float(value)
+    if math.isnan(f) or f < 0 or (positive and f == 0) or math.isinf(f):
+        raise _fail(name, value)
+    return f
+
+
+def _policy(value: object) -> Policy:
+    if isinstance(value, Policy):
+        return value
+    if isinstance(value, str):
+        try:
+            return Policy(value.strip().lower().replace("-", "_"))
+        except ValueError:
+            raise _fail("policy", value) from None
+    raise _fail("policy", value, TypeError)
+
+
+def make_config(
+    *,
+    policy: Policy | str = Policy.FIFO,
+    max_connections: int | None = None,
+    max_idle: int | None = None,
+    min_idle: int = 0,
+    block: bool = False,
+    timeout: float | None = None,
+    idle_timeout: float | None = None,
+    max_lifetime: float | None = None,
+    lifetime_jitter: float = 0.05,
+    health_check: HealthCheck = "peek",
+    health_check_after: float = 0.25,
+    maintenance_interval: float | None = None,
+) -> PoolConfig:
+    """Validate every setting and return a :class:`PoolConfig`.
+
+    Raises ``TypeError`` for a value of the wrong type and ``ValueError`` for one out of range; the
+    message names the setting and its allowed range.
+    """
+    mc = DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections
+    mc_ = _int("max_connections", mc, lo=1)
+    assert mc_ is not None
+    mi = _int("min_idle", min_idle, lo=0)
+    assert mi is not None
+    if mi > mc_:
+        raise ValueError(
+            f"fairpool setting 'min_idle' must be {_BOUNDS['min_idle']}; "
+            f"got {mi!r} with max_connections={mc_}"
+        )
+    mx = _int("max_idle", max_idle, lo=0, allow_none=True)
+    if mx is not None and mx < mi:
+        raise ValueError(
+            f"fairpool setting 'max_idle' must be {_BOUNDS['max_idle']}; got {mx!r} with min_idle={mi}"
+        )
+    if not isinstance(block, bool):
+        raise _fail("block", block, TypeError)
+    if callable(health_check):
+        hc: HealthCheck = health_check
+    elif isinstance(health_check, str) and health_check.lower() in _HEALTH_CHECK_NAMES:
+        hc = health_check.lower()
+    else:
+        raise _fail(
+            "health_check", health_check, TypeError if not isinstance(health_check, str) else ValueError
+        )
+    jitter = _seconds("lifetime_jitter", lifetime_jitter, positive=False, allow_none=False)
+    assert jitter is not None
+    if jitter > 0.5:
+        raise _fail("lifetime_jitter", lifetime_jitter)
+    hca = _seconds("health_check_after", health_check_after, positive=False, allow_none=False)
+    assert hca is not None
+    return PoolConfig(
+        policy=_policy(policy),
+        max_connections=mc_,
+        max_idle=mx,
+        min_idle=mi,
+        block=block,
+        timeout=_seconds("timeout", timeout, positive=False),
+        idle_timeout=_seconds("idle_timeout", idle_timeout, positive=True),
+        max_lifetime=_seconds("max_lifetime", max_lifetime, positive=True),
+        lifetime_jitter=jitter,
+        health_check=hc,
+        health_check_after=hca,
+        maintenance_interval=_seconds("maintenance_interval", maintenance_interval, positive=True),
+    )
+
+
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+_FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
+_NONE = frozenset({"", "none", "null", "off", "never"})
+
+
+def _to_bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise _fail(name, raw)
+
+
+def _to_opt_number(name: str, raw: str, conv: Callable[[str], Any]) -> Any:
+    if raw.strip().lower() in _NONE:
+        return None
+    try:
+        return conv(raw.strip())
+    except ValueError:
+        raise _fail(name, raw) from None
+
+
+_QUERY_CONVERTERS: Mapping[str, Callable[[str, str], Any]] = {
+    "policy": lambda n, r: r,
+    "max_connections": lambda n, r: _to_opt_number(n, r, int),
+    "max_idle": lambda n, r: _to_opt_number(n, r, int),
+    "min_idle": lambda n, r: _to_opt_number(n, r, int),
+    "block": _to_bool,
+    "timeout": lambda n, r: _to_opt_number(n, r, float),
+    "idle_timeout": lambda n, r: _to_opt_number(n, r, float),
+    "max_lifetime": lambda n, r: _to_opt_number(n, r, float),
+    "lifetime_jitter": lambda n, r: _to_opt_number(n, r, float),
+    "health_check": lambda n, r: r,
+    "health_check_after": lambda n, r: _to_opt_number(n, r, float),
+    "maintenance_interval": lambda n, r: _to_opt_number(n, r, float),
+}
+assert set(_QUERY_CONVERTERS) == SETTING_NAMES
+
+
+def convert_query_value(name: str, raw: object) -> Any:
+    """Convert a ``from_url`` query-string value of fairpool setting ``name`` to its type.
+
+    Values that are not strings (already converted by redis-py, or passed as keyword arguments)
+    are returned unchanged; validation happens in :func:`make_config`.
+    """
+    if not isinstance(raw, str):
+        return raw
+    return _QUERY_CONVERTERS[name](name, raw)

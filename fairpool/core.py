@@ -1,0 +1,526 @@
+"""The I/O-free core shared by the sync and asyncio pools.
+
+:class:`PoolCore` decides everything — which idle connection a borrow gets, whether a new one may be
+dialled, who waits and who is served next, which connections to close and why, what to count — and
+does nothing: no sockets, no threads, no event loop, no clock of its own (``now`` is passed in). The
+pool shells (:mod:`fairpool.pool`, :mod:`fairpool.asyncio`) call it under their own lock and do the
+I/O the core asks for after releasing the lock:
+
+* connections the core wants closed are appended to :attr:`PoolCore.trash`; the shell takes them
+  with :meth:`PoolCore.take_trash` inside the critical section and closes them after it;
+* :data:`DIAL` means "capacity is reserved for you: dial a connection, then report
+  :meth:`~PoolCore.dialled` or :meth:`~PoolCore.dial_failed`";
+* :data:`WAIT` means "queue a :class:`Waiter` with :meth:`~PoolCore.enqueue` and sleep until it is
+  woken"; a released connection goes straight to the oldest waiter (strict hand-off), so service
+  order equals arrival order and a newcomer never overtakes a waiter.
+
+Everything here runs under the shell's lock, so every method is short and allocation-light; the
+borrow/release hot path is a handful of attribute updates.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from .config import Policy, PoolConfig
+from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
+from .policies import make_idle_set
+from .stats import CLOSE_REASONS, PoolStats
+
+__all__ = ["DIAL", "WAIT", "PoolCore", "Slot", "Waiter"]
+
+C = TypeVar("C")
+_INF = math.inf
+
+
+class _Token:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+DIAL = _Token("DIAL")
+"""Returned by :meth:`PoolCore.acquire`: capacity is reserved; dial a new connection."""
+WAIT = _Token("WAIT")
+"""Returned by :meth:`PoolCore.acquire`: the pool is exhausted; queue a :class:`Waiter`."""
+
+
+class Slot(Generic[C]):
+    """The pool's record of one connection."""
+
+    __slots__ = (
+        "aux",
+        "borrows",
+        "conn",
+        "created",
+        "endpoint",
+        "expires",
+        "in_use",
+        "released",
+        "seq",
+        "suspect",
+    )
+
+    def __init__(self, conn: C, seq: int, now: float, expires: float) -> None:
+        self.conn = conn
+        self.seq = seq  # creation order: the round-robin ring position
+        self.created = now
+        self.expires = expires  # monotonic time after which it is retired (inf = never)
+        self.released = now  # last time it was released (or created): "last used"
+        self.endpoint: str | None = None  # host:port the socket is connected to (set by the shell)
+        self.borrows = 0
+        self.in_use = False
+        self.suspect = False  # must be verified before reuse (an older sibling was found dead)
+        self.aux: object = None  # the shell's own per-connection data
+
+    def __repr__(self) -> str:
+        state = "in_use" if self.in_use else "idle"
+        return f"<Slot #{self.seq} {state} {self.endpoint or '?'} borrows={self.borrows}>"
+
+
+class Waiter:
+    """A caller queued for a connection. Shells subclass it and implement :meth:`wake`.
+
+    The core fills in exactly one of :attr:`slot` (a connection handed over), :attr:`dial`
+    (capacity reserved for it) or :attr:`error` (the pool was closed) and then calls :meth:`wake`.
+    """
+
+    __slots__ = ("dial", "error", "since", "slot")
+
+    def __init__(self) -> None:
+        self.slot: Slot[object] | None = None
+        self.dial = False
+        self.error: BaseException | None = None
+        self.since = 0.0
+
+    @property
+    def done(self) -> bool:
+        """Whether the core has settled this waiter."""
+        return self.slot is not None or self.dial or self.error is not None
+
+    def wake(self) -> None:
+        """Wake the waiting caller (the core calls it under the pool lock; must not block)."""
+        raise NotImplementedError
+
+
+class PoolCore(Generic[C]):
+    """Policies, caps, the waiter queue, lifecycle decisions and counters. No I/O.
+
+    ``rng`` returns floats in ``[0, 1)`` for the lifetime jitter (inject one for tests).
+    """
+
+    def __init__(
+        self,
+        config: PoolConfig,
+        *,
+        rng: Callable[[], float] = random.random,
+        now: float | None = None,
+    ) -> None:
+        self.config = config
+        self._rng = rng
+        self._idle = make_idle_set(config.policy)
+        self._lifo = config.policy is Policy.LIFO
+        self._slots: dict[C, Slot[C]] = {}
+        self._waiters: deque[Waiter] = deque()
+        self._seq = 0
+        self._max = config.max_connections
+        self._max_idle = config.max_idle
+        self.idle_count = 0
+        self.dialling = 0
+        self.closed = False
+        self.trash: list[tuple[C, str]] = []
+        # counters
+        self.hits = 0
+        self.misses = 0
+        self.waits = 0
+        self.wait_total = 0.0
+        self.wait_max = 0.0
+        self.timeouts = 0
+        self.created = 0
+        self._closed_counts = dict.fromkeys(CLOSE_REASONS, 0)
+        self._closed_endpoint_borrows: dict[str, int] = {}
+        # demand window (FIFO / round-robin shrinking): the fewest idle connections seen in it
+        start = time.monotonic() if now is None else now
+        self._low = 0
+        self._window_end = start + (config.idle_timeout or _INF)
+        self.next_maintenance = _INF
+        self._schedule(start)
+
+    # ------------------------------------------------------------------ borrow
+    def acquire(self, now: float) -> Slot[C] | _Token:
+        """Borrow: an idle :class:`Slot` (marked in use), :data:`DIAL` or :data:`WAIT`.
+
+        Raises :class:`PoolClosedError` on a closed pool and :class:`PoolExhaustedError` at the cap
+        when ``block`` is off.
+        """
+        if not self._waiters and not self.closed:
+            idle = self._idle
+            slot = idle.pop()
+            while slot is not None:
+                n = self.idle_count = self.idle_count - 1
+                if now < slot.expires:
+                    slot.in_use = True
+                    slot.borrows += 1
+                    self.hits += 1
+                    if n < self._low:
+                        self._low = n
+                    return slot
+                self._drop(slot, "lifetime")
+                slot = idle.pop()
+        return self._acquire_slow()
+
+    def _acquire_slow(self) -> _Token:
+        if self.closed:
+            raise PoolClosedError("fairpool: the connection pool is closed")
+        self._low = 0
+        if not self._waiters and len(self._slots) + self.dialling < self._max:
+            self.dialling += 1
+            return DIAL
+        if self.config.block:
+            return WAIT
+        raise PoolExhaustedError(
+            f"Too many connections: fairpool pool exhausted, all {self._max} connections in use "
+            "(max_connections); pass block=True to wait for one"
+        )
+
+    def enqueue(self, waiter: Waiter, now: float) -> None:
+        """Queue ``waiter`` (after :meth:`acquire` returned :data:`WAIT`)."""
+        waiter.since = now
+        self._waiters.append(waiter)
+
+    def finish_wait(self, waiter: Waiter, now: float) -> Slot[C] | _Token:
+        """After a waiter wakes (or its timeout passes): its :class:`Slot` or :data:`DIAL`.
+
+        Raises :class:`PoolTimeoutError` if nothing was granted (the waiter leaves the queue) and
+        the pool's error if it was closed meanwhile.
+        """
+        waited = now - waiter.since
+        self.waits += 1
+        self.wait_total += waited
+        if waited > self.wait_max:
+            self.wait_max = waited
+        if waiter.slot is not None:
+            return waiter.slot  # type: ignore[return-value]
+        if waiter.dial:
+            return DIAL
+        if waiter.error is not None:
+            raise waiter.error
+        self._unqueue(waiter)
+        self.timeouts += 1
+        raise PoolTimeoutError(
+            f"fairpool: connection pool exhausted: all {self._max} connections (max_connections) "
+            f"in use; waited {waited:.3f}s (timeout={self.config.timeout}s)"
+        )
+
+    def cancel_wait(self, waiter: Waiter) -> Slot[C] | _Token | None:
+        """A waiter gives up (cancelled, interrupted). Returns what it had been granted, if
+        anything — the shell must hand a :class:`Slot` back with :meth:`release` and a
+        :data:`DIAL` with :meth:`dial_failed` — or ``None`` if it was still queued."""
+        if waiter.slot is not None:
+            return waiter.slot  # type: ignore[return-value]
+        if waiter.dial:
+            return DIAL
+        self._unqueue(waiter)
+        return None
+
+    def _unqueue(self, waiter: Waiter) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+
+    def dialled(self, conn: C, now: float) -> Slot[C]:
+        """A connection dialled after :data:`DIAL` is ready; it is now in use by the caller."""
+        self.dialling -= 1
+        slot = self._new_slot(conn, now)
+        slot.in_use = True
+        slot.borrows = 1
+        self.misses += 1
+        self._idle.handed_out(slot)
+        return slot
+
+    def dialled_idle(self, conn: C, now: float) -> Slot[C]:
+        """A connection dialled by maintenance (``min_idle`` refill) joins the pool."""
+        self.dialling -= 1
+        slot = self._new_slot(conn, now)
+        slot.in_use = True
+        self._release_slot(slot, now)
+        return slot
+
+    def dial_failed(self) -> None:
+        """A reserved dial did not produce a connection: free its capacity."""
+        self.dialling -= 1
+        self._grant_capacity()
+
+    def _new_slot(self, conn: C, now: float) -> Slot[C]:
+        lifetime = self.config.max_lifetime
+        if lifetime is None:
+            expires = _INF
+        else:
+            expires = now + lifetime * (1.0 - self.config.lifetime_jitter * self._rng())
+        self._seq += 1
+        slot: Slot[C] = Slot(conn, self._seq, now, expires)
+        self._slots[conn] = slot
+        self.created += 1
+        return slot
+
+    # ----------------------------------------------------------------- release
+    def release(self, conn: C, now: float, reusable: bool = True) -> bool:
+        """Give a borrowed connection back. Returns ``False`` (and changes nothing) if the pool
+        does not hold it as borrowed: a foreign connection, or a second release."""
+        slot = self._slots.get(conn)
+        if slot is None or not slot.in_use:
+            return False
+        if reusable:
+            self._release_slot(slot, now)
+        else:
+            slot.in_use = False
+            self._drop(slot, "error")
+        return True
+
+    def _release_slot(self, slot: Slot[C], now: float) -> None:
+        slot.released = now
+        if self.closed:
+            slot.in_use = False
+            self._drop(slot, "closed")
+        elif now >= slot.expires:
+            slot.in_use = False
+            self._drop(slot, "lifetime")
+        elif self._waiters:
+            # Strict hand-off: the oldest waiter gets it; it never becomes idle.
+            waiter = self._waiters.popleft()
+            slot.borrows += 1
+            self.hits += 1
+            self._idle.handed_out(slot)
+            waiter.slot = slot  # type: ignore[assignment]
+            waiter.wake()
+        elif self._max_idle is not None and self.idle_count >= self._max_idle:
+            slot.in_use = False
+            self._drop(slot, "max_idle")
+        else:
+            slot.in_use = False
+            self.idle_count += 1
+            self._idle.push(slot)
+
+    def discard(self, conn: C, reason: str) -> None:
+        """A borrowed connection is unusable (failed its check, failed to connect): close it.
+
+        When ``reason`` is ``"health_check"``, idle connections created before it become suspect
+        and are verified before their next use.
+        """
+        slot = self._slots.get(conn)
+        if slot is None or not slot.in_use:
+            return
+        slot.in_use = False
+        if reason == "health_check":
+            for other in self._idle:
+                if other.seq < slot.seq:
+                    other.suspect = True
+        self._drop(slot, reason)
+
+    def _drop(self, slot: Slot[C], reason: str) -> None:
+        """Forget a connection that is not idle and queue it for closing."""
+        del self._slots[slot.conn]
+        self._closed_counts[reason] += 1
+        if slot.endpoint is not None:
+            d = self._closed_endpoint_borrows
+            d[slot.endpoint] = d.get(slot.endpoint, 0) + slot.borrows
+        self.trash.append((slot.conn, reason))
+        if self.config.min_idle:
+            self.next_maintenance = -_INF  # refill soon
+        self._grant_capacity()
+
+    def _grant_capacity(self) -> None:
+        waiters = self._waiters
+        while waiters and not self.closed and len(self._slots) + self.dialling < self._max:
+            waiter = waiters.popleft()
+            self.dialling += 1
+            waiter.dial = True
+            waiter.wake()
+
+    def take_trash(self) -> list[tuple[C, str]]:
+        """The connections to close, with the reason; the shell closes them outside its lock."""
+        trash = self.trash
+        self.trash = []
+        return trash
+
+    # ------------------------------------------------------- whole-pool actions
+    def take_idle(self) -> list[Slot[C]]:
+        """Mark every idle connection in use and return them, for I/O on idle connections outside
+        the lock (``disconnect``, re-auth). Give them back with :meth:`put_back`."""
+        slots = list(self._idle)
+        for slot in slots:
+            self._idle.remove(slot)
+            slot.in_use = True
+        self.idle_count = 0
+        slots.reverse()  # put_back re-pushes in this order, restoring hand-out order
+        return slots
+
+    def put_back(self, slots: list[Slot[C]], now: float) -> None:
+        """Return connections taken with :meth:`take_idle` (they keep their old "last used")."""
+        if not self._lifo:
+            slots = slots[::-1]
+        for slot in slots:
+            if slot.in_use and slot.conn in self._slots:
+                released = slot.released
+                self._release_slot(slot, now)
+                slot.released = released
+
+    def close(self) -> None:
+        """Close the pool: idle connections go to the trash now, borrowed ones when released,
+        queued waiters fail with :class:`PoolClosedError`. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for slot in list(self._idle):
+            self._idle.remove(slot)
+            self.idle_count -= 1
+            self._drop(slot, "closed")
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.error = PoolClosedError("fairpool: the connection pool was closed")
+            waiter.wake()
+        self.next_maintenance = _INF
+
+    # ------------------------------------------------------------- maintenance
+    def maintain(self, now: float) -> int:
+        """Prune and plan the ``min_idle`` refill. Returns how many connections to dial now
+        (capacity for them is reserved; report each with :meth:`dialled_idle` or
+        :meth:`dial_failed`). Closes are queued in :attr:`trash`."""
+        if self.closed:
+            self.next_maintenance = _INF
+            return 0
+        cfg = self.config
+        idle = self._idle
+        if cfg.max_lifetime is not None:
+            for slot in [s for s in idle if now >= s.expires]:
+                self._drop_idle(slot, "lifetime")
+        timeout = cfg.idle_timeout
+        if timeout is not None:
+            floor = cfg.min_idle
+            if self._lifo:
+                stale = [s for s in idle if now - s.released >= timeout]
+                stale.sort(key=lambda s: s.released)
+                for slot in stale:
+                    if len(self._slots) <= floor:
+                        break
+                    self._drop_idle(slot, "idle")
+            elif now >= self._window_end:
+                surplus = min(self._low, self.idle_count, len(self._slots) - floor)
+                for slot in self._balanced_victims(surplus):
+                    self._drop_idle(slot, "demand")
+                self._low = self.idle_count
+                self._window_end = now + timeout
+        need = 0
+        if not self._waiters:
+            need = max(0, cfg.min_idle - len(self._slots) - self.dialling)
+            need = min(need, self._max - len(self._slots) - self.dialling)
+            self.dialling += need
+        self._schedule(now)
+        return need
+
+    def _drop_idle(self, slot: Slot[C], reason: str) -> None:
+        self._idle.remove(slot)
+        self.idle_count -= 1
+        self._drop(slot, reason)
+
+    def _balanced_victims(self, count: int) -> list[Slot[C]]:
+        """Choose ``count`` idle connections to close so that the open connections left stay
+        balanced over endpoints: always take from the endpoint that holds the most."""
+        if count <= 0:
+            return []
+        per_endpoint: dict[str | None, int] = {}
+        for slot in self._slots.values():
+            per_endpoint[slot.endpoint] = per_endpoint.get(slot.endpoint, 0) + 1
+        candidates: dict[str | None, list[Slot[C]]] = {}
+        for slot in sorted(self._idle, key=lambda s: s.seq, reverse=True):
+            candidates.setdefault(slot.endpoint, []).append(slot)  # oldest last: popped first
+        victims: list[Slot[C]] = []
+        for _ in range(count):
+            endpoint = max(
+                (e for e in candidates if candidates[e]),
+                key=lambda e: (per_endpoint[e], -candidates[e][-1].seq),
+            )
+            victims.append(candidates[endpoint].pop())
+            per_endpoint[endpoint] -= 1
+        return victims
+
+    def _schedule(self, now: float) -> None:
+        cfg = self.config
+        due = _INF
+        if cfg.idle_timeout is not None:
+            if self._lifo:
+                oldest = min((s.released for s in self._idle), default=now)
+                due = oldest + cfg.idle_timeout
+            else:
+                due = self._window_end
+        if cfg.max_lifetime is not None:
+            due = min(due, min((s.expires for s in self._idle), default=_INF))
+        if cfg.min_idle and len(self._slots) + self.dialling < cfg.min_idle:
+            due = min(due, now + 1.0)  # a refill that could not run (waiters, cap): retry soon
+        self.next_maintenance = due
+
+    # ------------------------------------------------------------ observation
+    def idle_slots(self) -> Iterator[Slot[C]]:
+        """Idle connections in hand-out order."""
+        return iter(self._idle)
+
+    def slots(self) -> list[Slot[C]]:
+        """Every connection the pool holds (idle and in use)."""
+        return list(self._slots.values())
+
+    def slot_of(self, conn: C) -> Slot[C] | None:
+        """The pool's record of ``conn``, or ``None`` if it does not hold it."""
+        return self._slots.get(conn)
+
+    @property
+    def open_count(self) -> int:
+        """Connections held: idle + in use (not those still dialling)."""
+        return len(self._slots)
+
+    @property
+    def in_use_count(self) -> int:
+        """Connections borrowed now."""
+        return len(self._slots) - self.idle_count
+
+    @property
+    def waiting(self) -> int:
+        """Callers queued for a connection."""
+        return len(self._waiters)
+
+    def stats(self) -> PoolStats:
+        """An immutable snapshot of the counters."""
+        borrows = dict(self._closed_endpoint_borrows)
+        conns: dict[str, int] = {}
+        for slot in self._slots.values():
+            if slot.endpoint is not None:
+                borrows[slot.endpoint] = borrows.get(slot.endpoint, 0) + slot.borrows
+                conns[slot.endpoint] = conns.get(slot.endpoint, 0) + 1
+        return PoolStats(
+            policy=self.config.policy.value,
+            max_connections=self._max,
+            idle=self.idle_count,
+            in_use=self.in_use_count,
+            dialling=self.dialling,
+            waiting=len(self._waiters),
+            created=self.created,
+            closed=dict(self._closed_counts),
+            borrows=self.hits + self.misses,
+            hits=self.hits,
+            misses=self.misses,
+            waits=self.waits,
+            wait_time_total=self.wait_total,
+            wait_time_max=self.wait_max,
+            timeouts=self.timeouts,
+            endpoint_borrows=borrows,
+            endpoint_connections=conns,
+        )

@@ -1,0 +1,160 @@
+"""Idle-connection orders: where a borrow finds its connection.
+
+Each policy is a small container of idle :class:`~fairpool.core.Slot` objects with the same
+interface — ``push`` (a connection became idle), ``pop`` (the next one to hand out, or ``None``),
+``remove`` (a specific idle connection is being closed), ``__len__`` and ``__iter__``
+(hand-out order). The core pool calls them under its lock; none does I/O.
+
+* :class:`LifoIdle` — a stack: the most recently released connection goes out first.
+* :class:`FifoIdle` — a queue: the least recently released connection goes out first.
+* :class:`RoundRobinIdle` — a ring in creation order with a cursor: the first idle connection
+  after the one handed out last.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .config import Policy
+
+if TYPE_CHECKING:
+    from .core import Slot
+
+__all__ = ["FifoIdle", "IdleSet", "LifoIdle", "RoundRobinIdle", "make_idle_set"]
+
+
+class IdleSet:
+    """Interface of an idle container (see the module docstring)."""
+
+    __slots__ = ()
+
+    def push(self, slot: Slot[Any]) -> None:
+        """Add a connection that just became idle."""
+        raise NotImplementedError
+
+    def pop(self) -> Slot[Any] | None:
+        """Remove and return the next connection to hand out, or ``None`` if there is none."""
+        raise NotImplementedError
+
+    def remove(self, slot: Slot[Any]) -> None:
+        """Remove a specific idle connection (it is being closed)."""
+        raise NotImplementedError
+
+    def handed_out(self, slot: Slot[Any]) -> None:
+        """Note that ``slot`` was handed out by another route (a dial or a direct hand-off)."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Slot[Any]]:
+        raise NotImplementedError
+
+
+class LifoIdle(IdleSet):
+    """A stack (redis-py's and redigo's order)."""
+
+    __slots__ = ("_stack", "pop", "push")
+
+    def __init__(self) -> None:
+        self._stack: list[Slot[Any]] = []
+        # Bound C methods: the hot path pays no Python frame for push/pop.
+        self.push = self._stack.append  # type: ignore[method-assign]
+        self.pop = self._pop  # type: ignore[method-assign]
+
+    def _pop(self) -> Slot[Any] | None:
+        stack = self._stack
+        return stack.pop() if stack else None
+
+    def remove(self, slot: Slot[Any]) -> None:
+        self._stack.remove(slot)
+
+    def __len__(self) -> int:
+        return len(self._stack)
+
+    def __iter__(self) -> Iterator[Slot[Any]]:
+        return reversed(self._stack)
+
+
+class FifoIdle(IdleSet):
+    """A queue (go-redis ``PoolFIFO``)."""
+
+    __slots__ = ("_queue", "pop", "push")
+
+    def __init__(self) -> None:
+        self._queue: deque[Slot[Any]] = deque()
+        self.push = self._queue.append  # type: ignore[method-assign]
+        self.pop = self._pop  # type: ignore[method-assign]
+
+    def _pop(self) -> Slot[Any] | None:
+        queue = self._queue
+        return queue.popleft() if queue else None
+
+    def remove(self, slot: Slot[Any]) -> None:
+        self._queue.remove(slot)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __iter__(self) -> Iterator[Slot[Any]]:
+        return iter(self._queue)
+
+
+class RoundRobinIdle(IdleSet):
+    """A ring in creation order: a borrow takes the first idle slot after the last one handed out.
+
+    Idle slots are kept as a sorted list of their creation sequence numbers, so finding the
+    successor of the cursor is a binary search.
+    """
+
+    __slots__ = ("_by_seq", "_cursor", "_seqs")
+
+    def __init__(self) -> None:
+        self._seqs: list[int] = []
+        self._by_seq: dict[int, Slot[Any]] = {}
+        self._cursor = -1
+
+    def push(self, slot: Slot[Any]) -> None:
+        seq = slot.seq
+        self._by_seq[seq] = slot
+        insort(self._seqs, seq)
+
+    def pop(self) -> Slot[Any] | None:
+        seqs = self._seqs
+        if not seqs:
+            return None
+        i = bisect_right(seqs, self._cursor)
+        seq = seqs.pop(i if i < len(seqs) else 0)
+        self._cursor = seq
+        return self._by_seq.pop(seq)
+
+    def remove(self, slot: Slot[Any]) -> None:
+        seq = slot.seq
+        del self._by_seq[seq]
+        self._seqs.remove(seq)
+
+    def handed_out(self, slot: Slot[Any]) -> None:
+        self._cursor = slot.seq
+
+    def __len__(self) -> int:
+        return len(self._seqs)
+
+    def __iter__(self) -> Iterator[Slot[Any]]:
+        seqs = self._seqs
+        i = bisect_right(seqs, self._cursor)
+        by_seq = self._by_seq
+        return iter([by_seq[s] for s in seqs[i:] + seqs[:i]])
+
+
+_CLASSES: dict[Policy, type[IdleSet]] = {
+    Policy.LIFO: LifoIdle,
+    Policy.FIFO: FifoIdle,
+    Policy.ROUND_ROBIN: RoundRobinIdle,
+}
+
+
+def make_idle_set(policy: Policy) -> IdleSet:
+    """Return an empty idle container for ``policy``."""
+    return _CLASSES[policy]()

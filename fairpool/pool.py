@@ -1,0 +1,665 @@
+"""The sync pool: a drop-in for ``redis.ConnectionPool`` driven by :class:`~fairpool.core.PoolCore`.
+
+It subclasses redis-py's ``ConnectionPool`` to inherit what the host library expects of a pool
+(``from_url`` parsing, ``__repr__`` with redacted passwords, client-side caching, maintenance
+notifications, ``_checkpid`` fork handling, observability) and replaces the idle list with the
+core. Every critical section is a call into the core under ``self._lock``; connecting, checking and
+closing sockets happen after the lock is released.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+import weakref
+from collections.abc import Callable
+from time import monotonic
+from typing import Any, ClassVar, TypeVar
+
+from redis.connection import (
+    CacheProxyConnection,
+    Connection,
+    ConnectionInterface,
+    parse_url,
+)
+from redis.connection import ConnectionPool as RedisConnectionPool
+from redis.event import AfterConnectionReleasedEvent, ReAuthConnectionListener
+from redis.observability import recorder as _recorder
+from redis.observability.attributes import ConnectionState, get_pool_name
+
+from .config import SETTING_NAMES, HealthCheck, Policy, PoolConfig, convert_query_value, make_config
+from .core import DIAL, WAIT, PoolCore, Slot, Waiter
+from .stats import PoolStats
+
+__all__ = ["BlockingConnectionPool", "ConnectionPool"]
+
+logger = logging.getLogger("fairpool")
+
+_P = TypeVar("_P", bound="ConnectionPool")
+
+# Fork detection without a getpid() system call per borrow: the child bumps a generation number.
+_fork_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _ThreadWaiter(Waiter):
+    """A waiting thread: it blocks on a lock that :meth:`wake` releases."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def wake(self) -> None:
+        self._lock.release()
+
+    def sleep(self, timeout: float | None) -> None:
+        self._lock.acquire(True, -1 if timeout is None else timeout)
+
+
+class _NoSocket:
+    """Stands in for connection classes without a ``_sock``: always take the slow path."""
+
+    _sock = None
+
+
+_NO_SOCKET = _NoSocket()
+
+
+def raw_connection(conn: Any) -> Any:
+    """The object that owns the socket (unwraps client-side caching's proxy)."""
+    raw = conn._conn if isinstance(conn, CacheProxyConnection) else conn
+    return raw if hasattr(raw, "_sock") else _NO_SOCKET
+
+
+def peer_endpoint(raw: Any) -> str | None:
+    """``host:port`` (or socket path) the connection's socket is connected to, if known."""
+    sock = getattr(raw, "_sock", None)
+    if sock is None:
+        return None
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return None
+    if isinstance(peer, tuple):
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer) or None
+
+
+def _record(pool: Any, idle_delta: int, used_delta: int) -> None:
+    """Report connection-state changes to redis-py's observability, only when it is enabled."""
+    if _recorder._metrics_collector is None:
+        return
+    name = get_pool_name(pool)
+    if idle_delta:
+        _recorder.record_connection_count(name, ConnectionState.IDLE, idle_delta)
+    if used_delta:
+        _recorder.record_connection_count(name, ConnectionState.USED, used_delta)
+
+
+class ConnectionPool(RedisConnectionPool):
+    """A fair, drop-in replacement for ``redis.ConnectionPool``.
+
+    Pass it to a client as ``redis.Redis(connection_pool=fairpool.ConnectionPool(...))``. The
+    positional arguments and ``**connection_kwargs`` are redis-py's; fairpool's settings are
+    keyword-only and documented in ``docs/settings.md``:
+
+    * ``policy`` — ``"fifo"`` (default), ``"lifo"`` or ``"round_robin"``;
+    * ``max_connections`` — cap on open connections (default 100);
+    * ``max_idle`` / ``min_idle`` — idle connections kept at most / at least;
+    * ``block`` / ``timeout`` — at the cap, wait (in arrival order) up to ``timeout`` seconds
+      instead of raising ``MaxConnectionsError``;
+    * ``idle_timeout``, ``max_lifetime``, ``lifetime_jitter`` — pruning (fair policies shrink by
+      demand);
+    * ``health_check`` / ``health_check_after`` — verify connections idle for a while before use;
+    * ``maintenance_interval`` — run pruning in a daemon thread instead of lazily.
+    """
+
+    _DEFAULTS: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        connection_class: type[ConnectionInterface] = Connection,
+        max_connections: int | None = None,
+        cache_factory: Any = None,
+        maint_notifications_config: Any = None,
+        *,
+        policy: Policy | str = Policy.FIFO,
+        max_idle: int | None = None,
+        min_idle: int = 0,
+        block: bool = False,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        max_lifetime: float | None = None,
+        lifetime_jitter: float = 0.05,
+        health_check: HealthCheck = "peek",
+        health_check_after: float = 0.25,
+        maintenance_interval: float | None = None,
+        **connection_kwargs: Any,
+    ) -> None:
+        self.config: PoolConfig = make_config(
+            policy=policy,
+            max_connections=max_connections,
+            max_idle=max_idle,
+            min_idle=min_idle,
+            block=block,
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+            max_lifetime=max_lifetime,
+            lifetime_jitter=lifetime_jitter,
+            health_check=health_check,
+            health_check_after=health_check_after,
+            maintenance_interval=maintenance_interval,
+        )
+        self._check_after = self.config.health_check_after
+        self._maintainer: _Maintainer | None = None
+        super().__init__(
+            connection_class,
+            max_connections=self.config.max_connections,
+            cache_factory=cache_factory,
+            maint_notifications_config=maint_notifications_config,
+            **connection_kwargs,
+        )
+
+    @classmethod
+    def from_url(cls: type[_P], url: str, **kwargs: Any) -> _P:
+        """Build a pool from a ``redis://``, ``rediss://`` or ``unix://`` URL.
+
+        fairpool's settings may be given as query parameters and are converted to their types
+        (``?policy=round_robin&max_idle=8&block=true&timeout=2``); the rest is redis-py's
+        ``ConnectionPool.from_url``.
+        """
+        url_options = parse_url(url)
+        for name in SETTING_NAMES.intersection(url_options):
+            url_options[name] = convert_query_value(name, url_options[name])
+        if "connection_class" in kwargs:
+            url_options["connection_class"] = kwargs["connection_class"]
+        kwargs.update(url_options)
+        return cls(**kwargs)
+
+    # ----------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Start afresh (at construction, and in a forked child): no connections, zero counters."""
+        self._core: PoolCore[ConnectionInterface] = PoolCore(self.config)
+        self._fork_gen = _fork_generation
+        self._maintainer = None
+        if self.config.maintenance_interval is not None:
+            self._maintainer = _Maintainer(self, self.config.maintenance_interval)
+        # must stay last: other threads compare self.pid without the lock (see redis-py)
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        try:
+            maintainer = self.__dict__.get("_maintainer")
+            if maintainer is not None:
+                maintainer.stop()
+        except Exception:
+            pass
+
+    @property
+    def policy(self) -> Policy:
+        """The idle policy."""
+        return self.config.policy
+
+    @property
+    def block(self) -> bool:
+        """Whether a borrow at the cap waits (``True``) or raises at once."""
+        return self.config.block
+
+    @property
+    def timeout(self) -> float | None:
+        """How long a blocked borrow waits (``None`` = forever)."""
+        return self.config.timeout
+
+    # --------------------------------------------------------------- borrow
+    def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        """Borrow a connection, connected and ready to send a command."""
+        if command_name is not None or keys or options:
+            warnings.warn(
+                "get_connection() arguments are deprecated and ignored",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if self._fork_gen != _fork_generation:
+            self._checkpid()
+        now = monotonic()
+        core = self._core
+        waiter = None
+        with self._lock:
+            got = core.acquire(now)
+            if got is WAIT:
+                waiter = _ThreadWaiter()
+                core.enqueue(waiter, now)
+            trash = core.take_trash() if core.trash else None
+        if trash:
+            self._close(trash)
+        if got.__class__ is Slot:
+            slot: Slot[Any] = got  # type: ignore[assignment]
+            if (
+                now - slot.released < self._check_after
+                and not slot.suspect
+                and slot.aux._sock is not None
+            ):
+                if _recorder._metrics_collector is not None:
+                    _record(self, -1, 1)
+                return slot.conn
+        return self._get_slow(got, waiter, now)
+
+    def _get_slow(self, got: Any, waiter: _ThreadWaiter | None, now: float) -> Any:
+        core = self._core
+        while True:
+            if waiter is not None:
+                got = self._wait(waiter)
+                waiter = None
+            if got is DIAL:
+                conn = self._dial()
+                _record(self, 0, 1)
+                return conn
+            conn = self._prepare(got, now)
+            if conn is not None:
+                _record(self, -1, 1)
+                return conn
+            now = monotonic()
+            with self._lock:
+                got = core.acquire(now)
+                if got is WAIT:
+                    waiter = _ThreadWaiter()
+                    core.enqueue(waiter, now)
+                trash = core.take_trash() if core.trash else None
+            if trash:
+                self._close(trash)
+
+    def _wait(self, waiter: _ThreadWaiter) -> Any:
+        core = self._core
+        try:
+            waiter.sleep(self.config.timeout)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, a signal handler raising): give back any grant.
+            with self._lock:
+                granted = core.cancel_wait(waiter)
+                if granted is DIAL:
+                    core.dial_failed()
+                elif granted is not None:
+                    core.release(granted.conn, monotonic())  # type: ignore[union-attr]
+                trash = core.take_trash()
+            self._close(trash)
+            raise
+        with self._lock:
+            return core.finish_wait(waiter, monotonic())
+
+    def _dial(self) -> Any:
+        """Create and connect a connection for a reserved :data:`DIAL` (outside the lock)."""
+        core = self._core
+        conn = None
+        try:
+            conn = self.make_connection()
+            conn.connect()
+        except BaseException:
+            if conn is not None:
+                _quietly(conn.disconnect)
+            with self._lock:
+                core.dial_failed()
+                trash = core.take_trash()
+            self._close(trash)
+            raise
+        raw = raw_connection(conn)
+        with self._lock:
+            slot = core.dialled(conn, monotonic())
+            slot.aux = raw
+            slot.endpoint = peer_endpoint(raw)
+        return conn
+
+    def _prepare(self, slot: Slot[Any], now: float) -> Any:
+        """Make a borrowed idle connection ready: reconnect it if its socket is gone, verify it if
+        it has been idle a while (or is suspect). Returns ``None`` if it failed its check (it is
+        closed; the caller tries the next one). A failed reconnect raises."""
+        conn = slot.conn
+        raw = slot.aux
+        if raw._sock is None:
+            try:
+                conn.connect()
+            except BaseException:
+                self._discard(conn, "error")
+                raise
+            slot.endpoint = peer_endpoint(raw)
+            slot.suspect = False
+            return conn
+        if slot.suspect or now - slot.released >= self._check_after:
+            if not self._verify(conn):
+                self._discard(conn, "health_check")
+                return None
+            slot.suspect = False
+        return conn
+
+    def _verify(self, conn: Any) -> bool:
+        """The borrow check (``health_check``): ``False`` if the connection is unusable."""
+        check = self.config.health_check
+        try:
+            if check == "peek":
+                if conn.can_read():
+                    # Pending data: under RESP3 it may be a legitimate push message (client-side
+                    # caching invalidations, maintenance notifications); otherwise it is a stale
+                    # reply and the connection is out of sync.
+                    return self.cache is not None or bool(self.maint_notifications_enabled())
+                return True
+            if check == "ping":
+                conn.send_command("PING", check_health=False)
+                return conn.read_response() in (b"PONG", "PONG", True)
+            if check == "none":
+                return True
+            assert callable(check)
+            return bool(check(conn))
+        except Exception as exc:
+            logger.debug("fairpool: borrow check failed on %r: %r", conn, exc)
+            return False
+
+    def _discard(self, conn: Any, reason: str) -> None:
+        with self._lock:
+            self._core.discard(conn, reason)
+            trash = self._core.take_trash()
+        self._close(trash)
+
+    def make_connection(self) -> Any:
+        """Create a new (unconnected) connection from the current ``connection_kwargs``.
+
+        The cap is enforced by the core before this is called, not here.
+        """
+        kwargs = dict(self.connection_kwargs)
+        if self.cache is not None:
+            return CacheProxyConnection(self.connection_class(**kwargs), self.cache, self._lock)
+        return self.connection_class(**kwargs)
+
+    # -------------------------------------------------------------- release
+    def release(self, connection: Any) -> None:
+        """Give a borrowed connection back. Connections the pool does not hold as borrowed
+        (foreign ones, or a second release) are ignored."""
+        if self._fork_gen != _fork_generation:
+            self._checkpid()
+        core = self._core
+        slot = core.slot_of(connection)
+        if slot is None or not slot.in_use:
+            return
+        if not self.owns_connection(connection):
+            # e.g. Sentinel's pool after a failover: the connection points at a stale address.
+            _quietly(connection.disconnect)
+            reusable = False
+        else:
+            reusable = True
+            if connection.should_reconnect():
+                connection.disconnect()
+            self._after_release(connection)
+        now = monotonic()
+        with self._lock:
+            if not core.release(connection, now, reusable):
+                return
+            trash = core.take_trash() if core.trash else None
+        if trash:
+            self._close(trash)
+        if _recorder._metrics_collector is not None:
+            _record(self, 1, -1)
+        if now >= core.next_maintenance:
+            self.maintain()
+
+    def _after_release(self, connection: Any) -> None:
+        """Dispatch ``AfterConnectionReleasedEvent`` (streaming credential re-auth listens to it)
+        before the connection can be handed to anyone else — unless the only listener is
+        redis-py's default re-auth listener and the connection has no pending token, when the
+        dispatch would do nothing."""
+        dispatcher = self._event_dispatcher
+        listeners = getattr(dispatcher, "_event_listeners_mapping", {}).get(
+            AfterConnectionReleasedEvent, ()
+        )
+        if not listeners:
+            return
+        if (
+            len(listeners) == 1
+            and type(listeners[0]) is ReAuthConnectionListener
+            and getattr(connection, "_re_auth_token", True) is None
+        ):
+            return
+        dispatcher.dispatch(AfterConnectionReleasedEvent(connection))
+
+    # ---------------------------------------------------------- maintenance
+    def maintain(self) -> None:
+        """Run pruning and the ``min_idle`` refill now (normally done lazily on release, or by
+        the maintenance thread): close what the core retires, dial what ``min_idle`` needs."""
+        if self._fork_gen != _fork_generation:
+            self._checkpid()
+        core = self._core
+        with self._lock:
+            need = core.maintain(monotonic())
+            trash = core.take_trash()
+        self._close(trash)
+        for i in range(need):
+            conn = None
+            try:
+                conn = self.make_connection()
+                conn.connect()
+            except Exception as exc:
+                logger.warning("fairpool: min_idle refill failed: %r", exc)
+                if conn is not None:
+                    _quietly(conn.disconnect)
+                with self._lock:
+                    for _ in range(need - i):  # give back this and every remaining reservation
+                        core.dial_failed()
+                    trash = core.take_trash()
+                self._close(trash)
+                return
+            raw = raw_connection(conn)
+            with self._lock:
+                slot = core.dialled_idle(conn, monotonic())
+                slot.aux = raw
+                slot.endpoint = peer_endpoint(raw)
+                trash = core.take_trash()
+            self._close(trash)
+
+    def _close(self, trash: list[tuple[Any, str]]) -> None:
+        for conn, _reason in trash:
+            _quietly(conn.disconnect)
+        if trash and _recorder._metrics_collector is not None:
+            _record(self, -len(trash), 0)
+
+    # --------------------------------------------------------- whole pool
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the sockets of idle connections (and, by default, of borrowed ones), as
+        redis-py does: the connections stay in the pool and reconnect when next used. For
+        shutting the pool down for good use :meth:`close`."""
+        self._checkpid()
+        with self._lock:
+            idle = self._core.take_idle()
+            in_use = self._get_in_use_connections() if inuse_connections else set()
+        try:
+            for slot in idle:
+                _quietly(slot.conn.disconnect)
+            for conn in in_use:
+                _quietly(conn.disconnect)
+        finally:
+            with self._lock:
+                self._core.put_back(idle, monotonic())
+                trash = self._core.take_trash()
+            self._close(trash)
+
+    def close(self) -> None:
+        """Close the pool for good: idle connections now, borrowed ones when they come back;
+        waiting callers and later borrows get :class:`~fairpool.errors.PoolClosedError`.
+        Closing twice is harmless."""
+        self._checkpid()
+        with self._lock:
+            self._core.close()
+            trash = self._core.take_trash()
+        maintainer = self._maintainer
+        if maintainer is not None:
+            maintainer.stop()
+        self._close(trash)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._core.closed
+
+    def set_retry(self, retry: Any) -> None:
+        """Set the retry policy of new and existing connections."""
+        self.connection_kwargs.update({"retry": retry})
+        with self._lock:
+            conns = [slot.conn for slot in self._core.slots()]
+        for conn in conns:
+            conn.retry = retry
+
+    def re_auth_callback(self, token: Any) -> None:
+        """Re-authenticate idle connections now (outside the lock, each taken out of the pool
+        while it is done) and borrowed ones when they are released."""
+        with self._lock:
+            idle = self._core.take_idle()
+            in_use = self._get_in_use_connections()
+        try:
+            for slot in idle:
+                conn = slot.conn
+                conn.retry.call_with_retry(
+                    lambda c=conn: c.send_command("AUTH", token.try_get("oid"), token.get_value()),
+                    lambda error: self._mock(error),
+                )
+                conn.retry.call_with_retry(
+                    lambda c=conn: c.read_response(), lambda error: self._mock(error)
+                )
+        finally:
+            with self._lock:
+                self._core.put_back(idle, monotonic())
+        for conn in in_use:
+            conn.set_re_auth_token(token)
+
+    # ------------------------------------------------ redis-py's pool surface
+    def _get_free_connections(self) -> list[Any]:
+        with self._lock:
+            return [slot.conn for slot in self._core.idle_slots()]
+
+    def _get_in_use_connections(self) -> set[Any]:
+        with self._lock:
+            return {slot.conn for slot in self._core.slots() if slot.in_use}
+
+    @property
+    def _available_connections(self) -> list[Any]:
+        """Idle connections, next to be handed out first (redis-py's attribute, read-only)."""
+        return self._get_free_connections()
+
+    @property
+    def _in_use_connections(self) -> set[Any]:
+        """Borrowed connections (redis-py's attribute, read-only)."""
+        return self._get_in_use_connections()
+
+    @property
+    def _created_connections(self) -> int:
+        """Open connections plus those being dialled (redis-py's attribute, read-only)."""
+        return self._core.open_count + self._core.dialling
+
+    @_created_connections.setter
+    def _created_connections(self, value: int) -> None:
+        pass  # redis-py's own bookkeeping writes it; the core keeps the real count
+
+    def stats(self) -> PoolStats:
+        """An immutable snapshot of the pool's counters (see :class:`~fairpool.stats.PoolStats`)."""
+        with self._lock:
+            return self._core.stats()
+
+    def __enter__(self: _P) -> _P:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class BlockingConnectionPool(ConnectionPool):
+    """fairpool's pool with redis-py ``BlockingConnectionPool``'s defaults: ``block=True``,
+    ``max_connections=50``, ``timeout=20``.
+
+    ``queue_class`` is accepted for compatibility: ``queue.LifoQueue`` (redis-py's default) maps to
+    ``policy="lifo"`` and ``queue.Queue`` to ``policy="fifo"`` when no ``policy`` is given.
+    """
+
+    def __init__(
+        self,
+        max_connections: int | None = 50,
+        timeout: float | None = 20,
+        connection_class: type[ConnectionInterface] = Connection,
+        queue_class: type | None = None,
+        *,
+        block: bool = True,
+        policy: Policy | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if policy is None:
+            policy = _policy_from_queue_class(queue_class)
+        super().__init__(
+            connection_class,
+            max_connections,
+            policy=policy,
+            block=block,
+            timeout=timeout,
+            **kwargs,
+        )
+
+
+def _policy_from_queue_class(queue_class: type | None) -> Policy:
+    import queue
+
+    if queue_class is None:
+        return Policy.FIFO
+    if issubclass(queue_class, queue.LifoQueue):
+        return Policy.LIFO
+    if issubclass(queue_class, queue.Queue):
+        return Policy.FIFO
+    raise ValueError(
+        "fairpool setting 'queue_class' must be queue.LifoQueue or queue.Queue (or pass policy=); "
+        f"got {queue_class!r}"
+    )
+
+
+def _quietly(fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except Exception as exc:  # closing a dead socket may fail; nothing to do about it
+        logger.debug("fairpool: ignoring error while closing a connection: %r", exc)
+
+
+class _Maintainer:
+    """The optional maintenance thread (``maintenance_interval``): one daemon thread per pool,
+    holding only a weak reference to it, stopped by ``close()`` or when the pool is collected."""
+
+    def __init__(self, pool: ConnectionPool, interval: float) -> None:
+        self._pool = weakref.ref(pool)
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"fairpool-maintenance-{id(pool):x}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            pool = self._pool()
+            if pool is None or pool.closed:
+                return
+            try:
+                pool.maintain()
+            except Exception as exc:
+                logger.warning("fairpool: maintenance failed: %r", exc)
+            del pool
+
+    def stop(self) -> None:
+        """Stop the thread (returns at once; the thread exits within one interval at most)."""
+        self._stop.set()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread is running."""
+        return self._thread.is_alive()
