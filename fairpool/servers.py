@@ -406,7 +406,10 @@ def _stop_all_servers() -> None:
 
 
 def _forget_servers_in_child() -> None:
-    # A forked child must not stop its parent's servers when it exits.
+    # A forked child must not stop its parent's servers when it exits (and must not inherit a
+    # lock some other thread of the parent held at fork time).
+    global _LIVE_LOCK
+    _LIVE_LOCK = threading.Lock()
     _LIVE.clear()
 
 
@@ -421,6 +424,16 @@ def _tail(path: str, lines: int = _LOG_TAIL_LINES) -> str:
             return "".join(fh.readlines()[-lines:])
     except OSError:
         return ""
+
+
+def _resolve_binary(binary: str) -> str:
+    """An explicit ``binary=`` argument: a path, or a command name looked up on PATH."""
+    path = os.path.expanduser(binary)
+    if os.sep not in path:
+        path = shutil.which(path) or path
+    if not _is_executable_file(path):
+        raise ServerBinaryNotFound(f"{binary!r} is not an executable file.")
+    return os.path.abspath(path)
 
 
 def _cluster_enabled(args: Sequence[str]) -> bool:
@@ -497,7 +510,7 @@ class RedisServer:
         self.host = HOST
         self.name = name
         self.args = tuple(args)
-        self.binary = os.path.abspath(binary) if binary else find_redis_server()
+        self.binary = _resolve_binary(binary) if binary else find_redis_server()
         self.version = server_version(self.binary)
         self._auto_port = port is None
         if port is None:
@@ -609,7 +622,8 @@ class RedisServer:
             return self
 
     def _spawn(self) -> None:
-        directory = tempfile.mkdtemp(prefix=f"fairpool-{self.name}-{self.port}-")
+        label = re.sub(r"[^\w.-]", "_", self.name)
+        directory = tempfile.mkdtemp(prefix=f"fairpool-{label}-{self.port}-")
         command = self._command(directory)
         output_path = os.path.join(directory, "output.log")
         executor: _RedisExecutor | None = None

