@@ -13,7 +13,7 @@ import enum
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -47,8 +47,8 @@ class Policy(str, enum.Enum):
         return self.value
 
 
-HealthCheck = Union[str, Callable[[Any], object]]
-"""``"peek"``, ``"ping"``, ``"none"`` or a callable ``check(connection)``: falsy or raising = dead."""
+HealthCheck = str | Callable[[Any], object]
+"""``"peek"``, ``"ping"``, ``"none"`` or a callable ``check(connection)`` (falsy/raising = dead)."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
-assert SETTING_NAMES == {f.name for f in fields(PoolConfig)}, "SETTINGS and PoolConfig disagree"
+assert {f.name for f in fields(PoolConfig)} == SETTING_NAMES, "SETTINGS and PoolConfig disagree"
 
 _BOUNDS = {s.name: s.bound for s in SETTINGS}
 _HEALTH_CHECK_NAMES = ("peek", "ping", "none")
@@ -216,9 +216,7 @@ def _int(name: str, value: object, *, lo: int, allow_none: bool = False) -> int 
     return value
 
 
-def _seconds(
-    name: str, value: object, *, positive: bool, allow_none: bool = True
-) -> float | None:
+def _seconds(name: str, value: object, *, positive: bool, allow_none: bool = True) -> float | None:
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -273,7 +271,8 @@ def make_config(
     mx = _int("max_idle", max_idle, lo=0, allow_none=True)
     if mx is not None and mx < mi:
         raise ValueError(
-            f"fairpool setting 'max_idle' must be {_BOUNDS['max_idle']}; got {mx!r} with min_idle={mi}"
+            f"fairpool setting 'max_idle' must be {_BOUNDS['max_idle']}; "
+            f"got {mx!r} with min_idle={mi}"
         )
     if not isinstance(block, bool):
         raise _fail("block", block, TypeError)
@@ -283,7 +282,9 @@ def make_config(
         hc = health_check.lower()
     else:
         raise _fail(
-            "health_check", health_check, TypeError if not isinstance(health_check, str) else ValueError
+            "health_check",
+            health_check,
+            TypeError if not isinstance(health_check, str) else ValueError,
         )
     jitter = _seconds("lifetime_jitter", lifetime_jitter, positive=False, allow_none=False)
     assert jitter is not None

@@ -20,12 +20,13 @@ borrow/release hot path is a handful of attribute updates.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .config import Policy, PoolConfig
 from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
@@ -80,7 +81,7 @@ class Slot(Generic[C]):
         self.borrows = 0
         self.in_use = False
         self.suspect = False  # must be verified before reuse (an older sibling was found dead)
-        self.aux: object = None  # the shell's own per-connection data
+        self.aux: Any = None  # the shell's own per-connection data
 
     def __repr__(self) -> str:
         state = "in_use" if self.in_use else "idle"
@@ -152,6 +153,7 @@ class PoolCore(Generic[C]):
         start = time.monotonic() if now is None else now
         self._low = 0
         self._window_end = start + (config.idle_timeout or _INF)
+        self._window_borrows = 0
         self.next_maintenance = _INF
         self._schedule(start)
 
@@ -233,10 +235,8 @@ class PoolCore(Generic[C]):
         return None
 
     def _unqueue(self, waiter: Waiter) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self._waiters.remove(waiter)
-        except ValueError:
-            pass
 
     def dialled(self, conn: C, now: float) -> Slot[C]:
         """A connection dialled after :data:`DIAL` is ready; it is now in use by the caller."""
@@ -415,11 +415,18 @@ class PoolCore(Generic[C]):
                         break
                     self._drop_idle(slot, "idle")
             elif now >= self._window_end:
+                # Shrink by demand: at every moment of the window at least `_low` connections
+                # sat idle, so the load never needed them. While there is traffic, keep one
+                # connection per endpoint so that every proxy keeps its share; a window with no
+                # borrows at all lets the pool fall to min_idle.
+                borrows = self.hits + self.misses
+                busy = borrows != self._window_borrows
                 surplus = min(self._low, self.idle_count, len(self._slots) - floor)
-                for slot in self._balanced_victims(surplus):
+                for slot in self._balanced_victims(surplus, keep_one_per_endpoint=busy):
                     self._drop_idle(slot, "demand")
                 self._low = self.idle_count
                 self._window_end = now + timeout
+                self._window_borrows = borrows
         need = 0
         if not self._waiters:
             need = max(0, cfg.min_idle - len(self._slots) - self.dialling)
@@ -433,9 +440,10 @@ class PoolCore(Generic[C]):
         self.idle_count -= 1
         self._drop(slot, reason)
 
-    def _balanced_victims(self, count: int) -> list[Slot[C]]:
-        """Choose ``count`` idle connections to close so that the open connections left stay
-        balanced over endpoints: always take from the endpoint that holds the most."""
+    def _balanced_victims(self, count: int, keep_one_per_endpoint: bool) -> list[Slot[C]]:
+        """Choose up to ``count`` idle connections to close so that the open connections left stay
+        balanced over endpoints: always take from the endpoint that holds the most (oldest
+        connection first). With ``keep_one_per_endpoint``, never take an endpoint's last one."""
         if count <= 0:
             return []
         per_endpoint: dict[str | None, int] = {}
@@ -444,12 +452,17 @@ class PoolCore(Generic[C]):
         candidates: dict[str | None, list[Slot[C]]] = {}
         for slot in sorted(self._idle, key=lambda s: s.seq, reverse=True):
             candidates.setdefault(slot.endpoint, []).append(slot)  # oldest last: popped first
+        keep = 1 if keep_one_per_endpoint else 0
         victims: list[Slot[C]] = []
-        for _ in range(count):
-            endpoint = max(
-                (e for e in candidates if candidates[e]),
-                key=lambda e: (per_endpoint[e], -candidates[e][-1].seq),
-            )
+        while len(victims) < count:
+            choices = [
+                e
+                for e, idle in candidates.items()
+                if idle and (e is None or per_endpoint[e] > keep)
+            ]
+            if not choices:
+                break
+            endpoint = max(choices, key=lambda e: (per_endpoint[e], -candidates[e][-1].seq))
             victims.append(candidates[endpoint].pop())
             per_endpoint[endpoint] -= 1
         return victims

@@ -199,6 +199,8 @@ class DemoConfig:
     """Policies to compare, in order (see :data:`DEFAULT_POLICIES`)."""
     idle_timeout: float | None = None
     """fairpool's ``idle_timeout`` (not applied to the redis-py row, which has no such setting)."""
+    min_idle: int = 0
+    """fairpool's ``min_idle``: connections kept when shrinking (e.g. one per proxy)."""
     hold: float = 0.05
     """Seconds each burst thread holds its connection once all of them have one."""
 
@@ -214,6 +216,8 @@ class DemoConfig:
             raise ValueError("duration must be > 0")
         if self.idle_timeout is not None and not self.idle_timeout > 0:
             raise ValueError("idle_timeout must be > 0")
+        if self.min_idle < 0:
+            raise ValueError("min_idle must be >= 0")
         if self.hold < 0:
             raise ValueError("hold must be >= 0")
         object.__setattr__(self, "policies", parse_policies(self.policies))
@@ -221,7 +225,7 @@ class DemoConfig:
     @property
     def max_connections(self) -> int:
         """The pools' cap: room for the burst and the load, never below redis-py's 100."""
-        return max(100, self.burst, self.concurrency)
+        return max(100, self.burst, self.concurrency, self.min_idle)
 
 
 @dataclass(frozen=True)
@@ -345,11 +349,13 @@ def make_pool(
     *,
     max_connections: int = 100,
     idle_timeout: float | None = None,
+    min_idle: int = 0,
 ) -> RedisConnectionPool:
     """A fresh pool for ``policy`` whose connections are spread by ``balancer``.
 
-    ``"redis-py"`` gives redis-py's own ``redis.ConnectionPool`` (``idle_timeout`` does not apply);
-    the other names give a :class:`fairpool.ConnectionPool` with that policy.
+    ``"redis-py"`` gives redis-py's own ``redis.ConnectionPool`` (``idle_timeout`` and
+    ``min_idle`` do not apply); the other names give a :class:`fairpool.ConnectionPool` with that
+    policy.
     """
     if policy == REFERENCE:
         return RedisConnectionPool(
@@ -362,6 +368,7 @@ def make_pool(
         max_connections=max_connections,
         policy=policy,
         idle_timeout=idle_timeout,
+        min_idle=min_idle,
         balancer=balancer,
     )
 
@@ -536,6 +543,7 @@ def run_scenario(
         balancer,
         max_connections=config.max_connections,
         idle_timeout=config.idle_timeout,
+        min_idle=config.min_idle,
     )
     try:
         admin.wait_idle()
@@ -629,6 +637,8 @@ def run_demo(
         admin = _Admin(group.servers)
         try:
             for policy in config.policies:
+                if stop.is_set():
+                    raise DemoInterrupted()
                 if progress is not None:
                     progress(DemoProgress(policy, "start", duration=config.duration))
                 result.results.append(
@@ -656,44 +666,50 @@ def _jain_style(jain: float, n: int) -> str:
 
 def render_table(result: DemoResult) -> Table:
     """A rich table: per-proxy command share, max/mean, Jain's index, ops/s, connections."""
+    from rich import box
     from rich.table import Table
 
     cfg = result.config
     n = len(result.proxies)
     table = Table(
         title=(
-            f"Per-proxy command share — {n} proxies, burst {cfg.burst}, "
+            f"Share of commands per proxy: {n} proxies, burst {cfg.burst}, "
             f"concurrency {cfg.concurrency}, {cfg.duration:g} s per policy"
             + (f", idle_timeout {cfg.idle_timeout:g} s" if cfg.idle_timeout else "")
+            + (f", min_idle {cfg.min_idle}" if cfg.min_idle else "")
         ),
         caption=(
-            "Shares are read from each server's INFO commandstats (load commands only). "
-            "Jain's index: 1.0 = even, "
-            f"{1 / n:.2f} = one proxy does everything. Connections: after the burst → at the end."
+            "redis-py = redis.ConnectionPool (LIFO); the others are fairpool.ConnectionPool. "
+            "Shares come from each server's INFO commandstats (load commands only). "
+            f"Jain: 1.00 = even, {1 / n:.2f} = one proxy does everything. "
+            "conns: open after the burst -> at the end."
         ),
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
     )
     table.add_column("policy", no_wrap=True)
-    per_proxy_columns = n <= 8
+    per_proxy_columns = n <= 6
     if per_proxy_columns:
         for i in range(n):
-            table.add_column(f"proxy-{i}", justify="right")
+            table.add_column(f"proxy-{i}", justify="right", no_wrap=True)
     else:
-        table.add_column("shares (%)", justify="left")
-    table.add_column("max/mean", justify="right")
-    table.add_column("Jain", justify="right")
-    table.add_column("ops/s", justify="right")
-    table.add_column("connections", justify="right")
+        table.add_column("share per proxy (%)", justify="left", no_wrap=True)
+    table.add_column("max/mean", justify="right", no_wrap=True)
+    table.add_column("Jain", justify="right", no_wrap=True)
+    table.add_column("ops/s", justify="right", no_wrap=True)
+    table.add_column("conns", justify="right", no_wrap=True)
     for r in result.results:
         shares = [f"{100 * s:.1f}%" for s in r.shares]
         cells = shares if per_proxy_columns else [" ".join(f"{100 * s:.0f}" for s in r.shares)]
         style = _jain_style(r.jain, n)
         table.add_row(
-            r.label,
+            r.policy,
             *cells,
             f"{r.max_mean:.2f}",
             f"[{style}]{r.jain:.2f}[/{style}]",
             f"{r.ops_per_sec:,.0f}",
-            f"{sum(r.burst_connections)} → {r.open_end}",
+            f"{sum(r.burst_connections)}->{r.open_end}",
         )
     return table
 

@@ -61,8 +61,8 @@ class LifoIdle(IdleSet):
     def __init__(self) -> None:
         self._stack: list[Slot[Any]] = []
         # Bound C methods: the hot path pays no Python frame for push/pop.
-        self.push = self._stack.append  # type: ignore[method-assign]
-        self.pop = self._pop  # type: ignore[method-assign]
+        self.push = self._stack.append  # type: ignore[method-assign,assignment]
+        self.pop = self._pop  # type: ignore[method-assign,assignment]
 
     def _pop(self) -> Slot[Any] | None:
         stack = self._stack
@@ -75,7 +75,7 @@ class LifoIdle(IdleSet):
         return len(self._stack)
 
     def __iter__(self) -> Iterator[Slot[Any]]:
-        return reversed(self._stack)
+        return iter(self._stack[::-1])
 
 
 class FifoIdle(IdleSet):
@@ -85,8 +85,8 @@ class FifoIdle(IdleSet):
 
     def __init__(self) -> None:
         self._queue: deque[Slot[Any]] = deque()
-        self.push = self._queue.append  # type: ignore[method-assign]
-        self.pop = self._pop  # type: ignore[method-assign]
+        self.push = self._queue.append  # type: ignore[method-assign,assignment]
+        self.pop = self._pop  # type: ignore[method-assign,assignment]
 
     def _pop(self) -> Slot[Any] | None:
         queue = self._queue

@@ -180,7 +180,7 @@ class ConnectionPool(RedisConnectionPool):
         (``?policy=round_robin&max_idle=8&block=true&timeout=2``); the rest is redis-py's
         ``ConnectionPool.from_url``.
         """
-        url_options = parse_url(url)
+        url_options = parse_url(url)  # type: ignore[no-untyped-call]
         for name in SETTING_NAMES.intersection(url_options):
             url_options[name] = convert_query_value(name, url_options[name])
         if "connection_class" in kwargs:
@@ -191,7 +191,7 @@ class ConnectionPool(RedisConnectionPool):
     # ----------------------------------------------------------------- state
     def reset(self) -> None:
         """Start afresh (at construction, and in a forked child): no connections, zero counters."""
-        self._core: PoolCore[ConnectionInterface] = PoolCore(self.config)
+        self._core: PoolCore[Any] = PoolCore(self.config)
         self._fork_gen = _fork_generation
         self._maintainer = None
         if self.config.maintenance_interval is not None:
@@ -351,7 +351,7 @@ class ConnectionPool(RedisConnectionPool):
                     # Pending data: under RESP3 it may be a legitimate push message (client-side
                     # caching invalidations, maintenance notifications); otherwise it is a stale
                     # reply and the connection is out of sync.
-                    return self.cache is not None or bool(self.maint_notifications_enabled())
+                    return self.cache is not None or bool(self.maint_notifications_enabled())  # type: ignore[no-untyped-call]
                 return True
             if check == "ping":
                 conn.send_command("PING", check_health=False)
@@ -377,7 +377,9 @@ class ConnectionPool(RedisConnectionPool):
         """
         kwargs = dict(self.connection_kwargs)
         if self.cache is not None:
-            return CacheProxyConnection(self.connection_class(**kwargs), self.cache, self._lock)
+            return CacheProxyConnection(  # type: ignore[abstract]
+                self.connection_class(**kwargs), self.cache, self._lock
+            )
         return self.connection_class(**kwargs)
 
     # -------------------------------------------------------------- release
@@ -417,6 +419,8 @@ class ConnectionPool(RedisConnectionPool):
         redis-py's default re-auth listener and the connection has no pending token, when the
         dispatch would do nothing."""
         dispatcher = self._event_dispatcher
+        if dispatcher is None:
+            return
         listeners = getattr(dispatcher, "_event_listeners_mapping", {}).get(
             AfterConnectionReleasedEvent, ()
         )
@@ -428,7 +432,7 @@ class ConnectionPool(RedisConnectionPool):
             and getattr(connection, "_re_auth_token", True) is None
         ):
             return
-        dispatcher.dispatch(AfterConnectionReleasedEvent(connection))
+        dispatcher.dispatch(AfterConnectionReleasedEvent(connection))  # type: ignore[no-untyped-call]
 
     # ---------------------------------------------------------- maintenance
     def maintain(self) -> None:
@@ -548,16 +552,16 @@ class ConnectionPool(RedisConnectionPool):
             return {slot.conn for slot in self._core.slots() if slot.in_use}
 
     @property
-    def _available_connections(self) -> list[Any]:
+    def _available_connections(self) -> list[Any]:  # type: ignore[override]
         """Idle connections, next to be handed out first (redis-py's attribute, read-only)."""
         return self._get_free_connections()
 
     @property
-    def _in_use_connections(self) -> set[Any]:
+    def _in_use_connections(self) -> set[Any]:  # type: ignore[override]
         """Borrowed connections (redis-py's attribute, read-only)."""
         return self._get_in_use_connections()
 
-    @property
+    @property  # type: ignore[override]
     def _created_connections(self) -> int:
         """Open connections plus those being dialled (redis-py's attribute, read-only)."""
         return self._core.open_count + self._core.dialling

@@ -603,7 +603,7 @@ class Script:
             for word in first[2:].split():
                 if word.startswith("flags="):
                     flags = tuple(f for f in word[len("flags=") :].split(",") if f)
-            self.legacy_source = "--" + first[2:] + ("\n" + rest if _ else "")
+            self.legacy_source = "--" + first + ("\n" + rest if _ else "")
         else:
             self.legacy_source = source
         self.legacy_sha = hashlib.sha1(self.legacy_source.encode("utf-8")).hexdigest()

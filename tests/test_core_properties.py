@@ -35,7 +35,7 @@ class FakeConn:
 
 
 class FakeWaiter(Waiter):
-    __slots__ = ("woken", "name")
+    __slots__ = ("name", "woken")
 
     def __init__(self, name: int) -> None:
         super().__init__()
@@ -111,7 +111,9 @@ class CoreMachine(RuleBasedStateMachine):
         max_connections=st.integers(1, 5),
         max_idle=st.none() | st.integers(0, 5),
     )
-    def setup(self, policy: Policy, block: bool, max_connections: int, max_idle: int | None) -> None:
+    def setup(
+        self, policy: Policy, block: bool, max_connections: int, max_idle: int | None
+    ) -> None:
         self.core: PoolCore[FakeConn] = PoolCore(
             make_config(
                 policy=policy, block=block, max_connections=max_connections, max_idle=max_idle
@@ -319,7 +321,10 @@ def test_sequential_use_distribution(policy: Policy, n: int, borrows: int) -> No
 
 
 @pytest.mark.parametrize("policy", [Policy.FIFO, Policy.ROUND_ROBIN])
-@given(n=st.integers(1, 8), schedule=st.lists(st.tuples(st.booleans(), st.integers(0, 100)), max_size=300))
+@given(
+    n=st.integers(1, 8),
+    schedule=st.lists(st.tuples(st.booleans(), st.integers(0, 100)), max_size=300),
+)
 def test_no_idle_connection_starves(
     policy: Policy, n: int, schedule: list[tuple[bool, int]]
 ) -> None:

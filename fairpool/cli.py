@@ -1,0 +1,473 @@
+"""The ``fairpool`` command (also ``python -m fairpool``).
+
+``fairpool demo``
+    Replays the proxy-imbalance story on embedded ``redis-server`` processes standing in for
+    proxies and shows each policy's per-proxy command share (see :mod:`fairpool.demo`).
+``fairpool bench``
+    PING throughput and latency per pool and thread count (see :mod:`fairpool.bench`).
+
+Exit codes: 0 success; 1 unexpected failure; 2 bad usage, no usable ``redis-server``, a missing
+optional dependency or an unreachable ``--url``; 130 interrupted by SIGINT (Ctrl-C); 143 stopped by
+SIGTERM. Embedded servers are stopped in every case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
+
+_DEMO_EXTRA = "Install the demo dependencies with: pip install 'fairpool[demo]'"
+
+
+# --------------------------------------------------------------------------------------------
+# Argument parsing
+# --------------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0; got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number; got {text}")
+    return value
+
+
+def _policies(text: str) -> tuple[str, ...]:
+    from .demo import parse_policies
+
+    try:
+        return parse_policies(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _threads(text: str) -> tuple[int, ...]:
+    from .bench import parse_threads
+
+    try:
+        return parse_threads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _pools(text: str) -> tuple[str, ...]:
+    from .bench import parse_pools
+
+    try:
+        return parse_pools(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fairpool`` argument parser (sub-commands ``demo`` and ``bench``)."""
+    parser = argparse.ArgumentParser(
+        prog="fairpool",
+        description="A fair drop-in connection pool for redis-py: demo and benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"fairpool {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    demo = sub.add_parser(
+        "demo",
+        help="show how LIFO concentrates load on a few proxies and FIFO/round-robin do not",
+        description=(
+            "Start embedded redis-server processes as stand-in proxies, spread new connections "
+            "over them round-robin (as an L4 balancer would), open a burst of connections, then "
+            "run a steady low-concurrency load with each policy and show every proxy's share of "
+            "the commands (read from the servers' INFO)."
+        ),
+    )
+    demo.add_argument("--proxies", type=_positive_int, default=4, help="servers (default 4)")
+    demo.add_argument(
+        "--burst",
+        type=_positive_int,
+        default=32,
+        help="threads borrowing a connection at once in the burst (default 32)",
+    )
+    demo.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=2,
+        help="threads of the steady load after the burst (default 2)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=5.0,
+        help="seconds of steady load per policy (default 5)",
+    )
+    demo.add_argument(
+        "--policies",
+        type=_policies,
+        default=None,
+        help="comma-separated: redis-py,lifo,fifo,round_robin (default: all four)",
+    )
+    demo.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="fairpool idle_timeout: shows the pools shrinking (not applied to redis-py)",
+    )
+    demo.add_argument(
+        "--min-idle",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="fairpool min_idle: connections kept when shrinking (default 0)",
+    )
+    demo.add_argument(
+        "--json", action="store_true", help="print machine-readable JSON to stdout, no display"
+    )
+    demo.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        default=None,
+        help="also write a bar chart of the shares (needs matplotlib: fairpool[plot])",
+    )
+
+    bench = sub.add_parser(
+        "bench",
+        help="PING throughput and latency per pool and thread count",
+        description=(
+            "PING through redis.Redis with fairpool's policies and redis-py's ConnectionPool and "
+            "BlockingConnectionPool, at several thread counts, against an embedded redis-server "
+            "or --url."
+        ),
+    )
+    bench.add_argument(
+        "--threads",
+        type=_threads,
+        default=(1, 8, 64),
+        help="comma-separated thread counts (default 1,8,64)",
+    )
+    bench.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=2.0,
+        help="seconds per measurement (default 2)",
+    )
+    bench.add_argument(
+        "--pools",
+        type=_pools,
+        default=None,
+        help="comma-separated: lifo,fifo,round_robin,redis-py,redis-py-blocking (default: all)",
+    )
+    bench.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="cap for every pool (default: one connection per thread)",
+    )
+    bench.add_argument(
+        "--url", default=None, help="use this server (redis://...) instead of an embedded one"
+    )
+    bench.add_argument(
+        "--json", action="store_true", help="print machine-readable JSON to stdout, no display"
+    )
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# Signals
+# --------------------------------------------------------------------------------------------
+
+
+class _Stopper:
+    """SIGINT / SIGTERM set :attr:`stop` so that the run winds down and cleans up; a second
+    SIGINT raises ``KeyboardInterrupt`` at once (the servers' atexit hook still stops them)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.signum: int | None = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = self.signum or signum
+        self.stop.set()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Stopper]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in previous:
+            signal.signal(s, self._handle)
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SIGTERM if self.signum == signal.SIGTERM else EXIT_SIGINT
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
+
+
+def _error(command: str, message: str) -> None:
+    print(f"fairpool {command}: {message}", file=sys.stderr)
+
+
+def _consoles(json_mode: bool) -> tuple[Console | None, Console | None]:
+    """(stdout console, stderr console) — both None in JSON mode."""
+    if json_mode:
+        return None, None
+    from rich.console import Console
+
+    out = Console()
+    if not out.is_terminal:  # a pipe or a file: no terminal width to respect
+        out = Console(width=max(out.width, 120))
+    return out, Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _progress_display(console: Console | None) -> Iterator[Any]:
+    """A rich Progress on ``console`` (or None when there is no console)."""
+    if console is None:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[ops]:>10,} ops"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with progress:
+        yield progress
+
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from .demo import (
+            DEFAULT_POLICIES,
+            PLOT_MISSING,
+            POLICY_LABELS,
+            DemoConfig,
+            DemoInterrupted,
+            DemoProgress,
+            plot_available,
+            render_table,
+            run_demo,
+            write_plot,
+        )
+        from .servers import ServerBinaryNotFound, ServerStartError
+    except ImportError as exc:
+        _error("demo", f"{exc}. {_DEMO_EXTRA}")
+        return EXIT_USAGE
+    if args.plot and not plot_available():
+        _error("demo", PLOT_MISSING)
+        return EXIT_USAGE
+    config = DemoConfig(
+        proxies=args.proxies,
+        burst=args.burst,
+        concurrency=args.concurrency,
+        duration=args.duration,
+        policies=args.policies or DEFAULT_POLICIES,
+        idle_timeout=args.idle_timeout,
+        min_idle=args.min_idle,
+    )
+    try:
+        out, err = _consoles(args.json)
+    except ImportError as exc:
+        _error("demo", f"{exc}. {_DEMO_EXTRA}")
+        return EXIT_USAGE
+    stopper = _Stopper()
+    with stopper.installed(), _progress_display(err) as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(event: DemoProgress) -> None:
+            if progress is None:
+                return
+            label = POLICY_LABELS.get(event.policy, event.policy)
+            if event.phase == "start":
+                tasks[event.policy] = progress.add_task(
+                    f"{label}: waiting", total=event.duration, ops=0
+                )
+                return
+            task = tasks[event.policy]
+            if event.phase == "burst":
+                progress.update(task, description=f"{label}: burst")
+            elif event.phase == "load":
+                progress.update(
+                    task, description=f"{label}: load", completed=event.elapsed, ops=event.ops
+                )
+            elif event.phase == "done" and event.result is not None:
+                progress.update(
+                    task,
+                    description=f"{label}: Jain {event.result.jain:.2f}",
+                    completed=event.duration,
+                    ops=event.ops,
+                )
+
+        def on_servers(group: Any) -> None:
+            if err is not None:
+                ports = ", ".join(str(s.port) for s in group)
+                err.print(f"[dim]Started {len(group)} redis-server proxies on ports {ports}[/dim]")
+
+        try:
+            result = run_demo(config, stop=stopper.stop, progress=on_progress, on_servers=on_servers)
+        except (ServerBinaryNotFound, ServerStartError) as exc:
+            _error("demo", str(exc))
+            return EXIT_USAGE
+        except (DemoInterrupted, KeyboardInterrupt):
+            _error("demo", "interrupted; all servers stopped.")
+            return stopper.exit_code
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        assert out is not None
+        out.print(render_table(result))
+    if args.plot:
+        try:
+            write_plot(result, args.plot)
+        except (OSError, RuntimeError) as exc:
+            _error("demo", f"could not write {args.plot}: {exc}")
+            return EXIT_FAILURE
+        if err is not None:
+            err.print(f"Wrote {args.plot}")
+    return EXIT_OK
+
+
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        import redis
+
+        from .bench import (
+            POOL_KINDS,
+            POOL_LABELS,
+            BenchConfig,
+            BenchInterrupted,
+            BenchProgress,
+            render_table,
+            run_bench,
+        )
+        from .servers import ServerBinaryNotFound, ServerStartError
+    except ImportError as exc:
+        _error("bench", f"{exc}. {_DEMO_EXTRA}")
+        return EXIT_USAGE
+    config = BenchConfig(
+        threads=args.threads,
+        duration=args.duration,
+        pools=args.pools or POOL_KINDS,
+        url=args.url,
+        max_connections=args.max_connections,
+    )
+    try:
+        out, err = _consoles(args.json)
+    except ImportError as exc:
+        _error("bench", f"{exc}. {_DEMO_EXTRA}")
+        return EXIT_USAGE
+    stopper = _Stopper()
+    with stopper.installed(), _progress_display(err) as progress:
+        tasks: dict[tuple[str, int], Any] = {}
+
+        def on_progress(event: BenchProgress) -> None:
+            if progress is None:
+                return
+            key = (event.pool, event.threads)
+            label = f"{POOL_LABELS[event.pool]} × {event.threads}"
+            if event.phase == "start":
+                tasks[key] = progress.add_task(label, total=event.duration, ops=0)
+            elif event.phase == "run":
+                progress.update(tasks[key], completed=event.elapsed, ops=event.ops)
+            elif event.phase == "done" and event.row is not None:
+                progress.update(
+                    tasks[key],
+                    description=f"{label}: {event.row.ops_per_sec:,.0f} ops/s",
+                    completed=event.duration,
+                    ops=event.ops,
+                )
+
+        try:
+            result = run_bench(config, stop=stopper.stop, progress=on_progress)
+        except (ServerBinaryNotFound, ServerStartError) as exc:
+            _error("bench", str(exc))
+            return EXIT_USAGE
+        except (BenchInterrupted, KeyboardInterrupt):
+            _error("bench", "interrupted.")
+            return stopper.exit_code
+        except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
+            if args.url is None:
+                raise
+            _error("bench", f"cannot use --url {args.url}: {exc}")
+            return EXIT_USAGE
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        assert out is not None
+        out.print(render_table(result))
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"demo": _demo, "bench": _bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fairpool`` command line; returns the exit code (see the module docstring)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        _error(args.command, "interrupted.")
+        return EXIT_SIGINT
+    except BrokenPipeError:
+        return EXIT_FAILURE
+    except Exception as exc:
+        _error(args.command, f"failed: {exc!r}")
+        return EXIT_FAILURE

@@ -1,0 +1,273 @@
+"""Lifecycle decisions of the I/O-free core, with a fake clock: pruning (per-connection idle time
+under LIFO, demand windows under FIFO / round-robin), max lifetime with jitter, min_idle refill,
+suspect marking after a failed check."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fairpool.config import Policy, make_config
+from fairpool.core import DIAL, PoolCore, Slot
+
+from .test_core_properties import FakeConn
+
+
+def burst(core: PoolCore[FakeConn], n: int, now: float, endpoints: int = 0) -> list[FakeConn]:
+    """Open n connections at once (as a burst of n concurrent callers would), then release them."""
+    conns = []
+    for i in range(n):
+        assert core.acquire(now) is DIAL
+        conn = FakeConn()
+        slot = core.dialled(conn, now)
+        if endpoints:
+            slot.endpoint = f"proxy{i % endpoints}"
+        conns.append(conn)
+    for conn in conns:
+        core.release(conn, now)
+    return conns
+
+
+def run_load(
+    core: PoolCore[FakeConn], start: float, seconds: float, concurrency: int, step: float = 0.01
+) -> tuple[float, Counter[FakeConn], list[tuple[FakeConn, str]]]:
+    """Steady load: each step, `concurrency` callers borrow, then all release; maintenance runs
+    lazily whenever it is due (as the shells do on release). Returns the end time, the borrows per
+    connection and everything closed."""
+    now = start
+    uses: Counter[FakeConn] = Counter()
+    closed: list[tuple[FakeConn, str]] = []
+    while now < start + seconds:
+        held = []
+        for _ in range(concurrency):
+            got = core.acquire(now)
+            if got is DIAL:
+                conn = FakeConn()
+                core.dialled(conn, now)
+            else:
+                assert isinstance(got, Slot)
+                conn = got.conn
+            uses[conn] += 1
+            held.append(conn)
+        for conn in held:
+            core.release(conn, now)
+        if now >= core.next_maintenance:
+            need = core.maintain(now)
+            for _ in range(need):
+                core.dialled_idle(FakeConn(), now)
+        trash = core.take_trash()
+        assert not {c for c, _ in trash} & set(held) or all(
+            core.slot_of(c) is None for c, _ in trash
+        )
+        closed.extend(trash)
+        now = round(now + step, 6)
+    return now, uses, closed
+
+
+@pytest.mark.parametrize("policy", [Policy.FIFO, Policy.ROUND_ROBIN])
+def test_fair_policies_shrink_by_demand_and_stay_fair(policy: Policy) -> None:
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy=policy, max_connections=64, idle_timeout=1.0), now=0.0
+    )
+    burst(core, 32, 0.0)
+    now, _, closed = run_load(core, 0.0, 3.5, concurrency=2)
+    assert core.open_count <= 4, core.open_count
+    assert {reason for _, reason in closed} == {"demand"}
+    # after shrinking, the remaining connections share the load evenly
+    _, uses, _ = run_load(core, now, 1.0, concurrency=2)
+    counts = list(uses.values())
+    assert len(counts) == core.open_count and max(counts) - min(counts) <= 1
+
+
+def test_lifo_shrinks_by_idle_time() -> None:
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy="lifo", max_connections=64, idle_timeout=1.0), now=0.0
+    )
+    burst(core, 32, 0.0)
+    _, uses, closed = run_load(core, 0.0, 2.5, concurrency=2)
+    assert core.open_count == 2
+    assert {reason for _, reason in closed} == {"idle"}
+    assert len(uses) == 2  # LIFO: the top of the stack did all the work
+
+
+def test_demand_victims_keep_endpoints_balanced() -> None:
+    """32 connections spread over 4 proxies; a load of 4 keeps one connection per proxy."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy="fifo", max_connections=64, idle_timeout=1.0), now=0.0
+    )
+    burst(core, 32, 0.0, endpoints=4)
+    run_load(core, 0.0, 3.5, concurrency=4)
+    per_endpoint = Counter(s.endpoint for s in core.slots())
+    assert core.open_count == 4
+    assert sorted(per_endpoint.values()) == [1, 1, 1, 1], per_endpoint
+
+
+def test_demand_window_keeps_what_peaks_need() -> None:
+    """A short peak inside each window keeps its connections: shrinking follows demand, not the
+    average."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy="round_robin", max_connections=64, idle_timeout=1.0), now=0.0
+    )
+    burst(core, 16, 0.0)
+    now = 0.0
+    for _window in range(4):
+        _, _, _ = run_load(core, now, 0.05, concurrency=8)  # the peak
+        now, _, _ = run_load(core, now + 0.05, 0.95, concurrency=1)
+    assert core.open_count == 8
+
+
+@given(
+    policy=st.sampled_from(list(Policy)),
+    min_idle=st.integers(0, 4),
+    ops=st.lists(
+        st.tuples(st.sampled_from(["borrow", "release", "tick", "maintain"]), st.integers(0, 50)),
+        max_size=200,
+    ),
+)
+@settings(max_examples=200, deadline=None)
+def test_pruning_never_touches_in_use_nor_goes_below_min_idle(
+    policy: Policy, min_idle: int, ops: list[tuple[str, int]]
+) -> None:
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(
+            policy=policy,
+            max_connections=8,
+            min_idle=min_idle,
+            idle_timeout=1.0,
+            max_lifetime=5.0,
+        ),
+        now=0.0,
+        rng=random.Random(7).random,
+    )
+    now = 0.0
+    held: list[FakeConn] = []
+    for op, arg in ops:
+        if op == "borrow" and len(held) < 8:
+            got = core.acquire(now)
+            if got is DIAL:
+                conn = FakeConn()
+                core.dialled(conn, now)
+            else:
+                assert isinstance(got, Slot)
+                conn = got.conn
+            held.append(conn)
+        elif op == "release" and held:
+            core.release(held.pop(arg % len(held)), now)
+        elif op == "tick":
+            now += arg / 10
+        elif op == "maintain":
+            before = core.open_count
+            need = core.maintain(now)
+            trash = core.take_trash()
+            assert not {c for c, _ in trash} & set(held), "pruned a connection in use"
+            pruned = [c for c, reason in trash if reason in ("idle", "demand")]
+            if pruned:
+                assert core.open_count >= min(min_idle, before)
+            assert core.open_count + core.dialling >= min(min_idle, 8)
+            for _ in range(need):
+                core.dialled_idle(FakeConn(), now)
+        for conn, _ in core.take_trash():
+            assert conn not in held
+        assert core.in_use_count == len(held)
+
+
+def test_max_lifetime_with_jitter() -> None:
+    values = itertools.cycle([0.0, 0.5, 0.999])
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy="lifo", max_lifetime=100.0, lifetime_jitter=0.1, max_connections=10),
+        now=0.0,
+        rng=lambda: next(values),
+    )
+    conns = burst(core, 3, 0.0)
+    expiries = sorted(core.slot_of(c).expires for c in conns)  # type: ignore[union-attr]
+    assert expiries == pytest.approx([90.01, 95.0, 100.0])
+    # found idle at borrow time (LIFO pops the two shortest-lived first): retired, the next used
+    got = core.acquire(95.5)
+    assert isinstance(got, Slot) and got.expires == 100.0
+    assert [reason for _, reason in core.take_trash()] == ["lifetime", "lifetime"]
+    # retired on release
+    core.release(got.conn, 100.0)
+    assert core.take_trash() == [(got.conn, "lifetime")]
+    assert core.stats().closed["lifetime"] == 3
+
+
+def test_lifetime_jitter_spreads_expiry() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_lifetime=60.0, max_connections=50), now=0.0)
+    conns = burst(core, 50, 0.0)
+    expiries = [core.slot_of(c).expires for c in conns]  # type: ignore[union-attr]
+    assert all(57.0 <= e <= 60.0 for e in expiries)
+    assert len(set(expiries)) > 40
+
+
+def test_min_idle_refill_after_pruning_and_failures() -> None:
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(min_idle=3, max_connections=10, idle_timeout=1.0), now=0.0
+    )
+    assert core.maintain(0.0) == 3  # refill planned (dials reserved)
+    assert core.dialling == 3
+    for _ in range(2):
+        core.dialled_idle(FakeConn(), 0.0)
+    core.dial_failed()
+    assert core.open_count == 2 and core.next_maintenance <= 1.0
+    assert core.maintain(0.5) == 1
+    core.dialled_idle(FakeConn(), 0.5)
+    got = core.acquire(0.6)
+    assert isinstance(got, Slot)
+    core.discard(got.conn, "health_check")
+    assert core.next_maintenance == -float("inf")  # a close below min_idle triggers a refill
+    assert core.maintain(0.7) == 1
+    core.dialled_idle(FakeConn(), 0.7)
+    core.maintain(5.0)  # a long idle window never prunes below min_idle
+    assert core.open_count == 3
+
+
+def test_failed_check_makes_older_idle_connections_suspect() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(policy="lifo", max_connections=5), now=0.0)
+    conns = burst(core, 4, 0.0)
+    got = core.acquire(1.0)  # LIFO: the newest
+    assert isinstance(got, Slot) and got.conn is conns[-1]
+    core.discard(got.conn, "health_check")
+    assert all(s.suspect for s in core.idle_slots())
+    assert core.stats().closed["health_check"] == 1
+
+
+def test_close_and_reasons_counted() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=5, max_idle=1), now=0.0)
+    conns = []
+    for _ in range(3):
+        assert core.acquire(0.0) is DIAL
+        conn = FakeConn()
+        core.dialled(conn, 0.0)
+        conns.append(conn)
+    core.release(conns[0], 0.0)
+    core.release(conns[1], 0.0)  # max_idle=1 already idle
+    core.release(conns[2], 0.0, reusable=False)
+    core.close()
+    reasons = Counter(r for _, r in core.take_trash())
+    assert reasons == {"max_idle": 1, "error": 1, "closed": 1}
+    assert core.stats().closed_total == 3
+
+
+def test_demand_shrink_keeps_one_connection_per_endpoint_while_busy() -> None:
+    """Demand of 2 over 4 proxies: keeping only 2 connections would leave 2 proxies with all the
+    work; the pool keeps one per proxy while there is traffic, and falls to min_idle when idle."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy="round_robin", max_connections=64, idle_timeout=1.0), now=0.0
+    )
+    burst(core, 32, 0.0, endpoints=4)
+    now, _, _ = run_load(core, 0.0, 3.5, concurrency=2)
+    assert sorted(Counter(s.endpoint for s in core.slots()).values()) == [1, 1, 1, 1]
+    _, uses, _ = run_load(core, now, 1.0, concurrency=2)
+    per_endpoint = Counter()
+    for conn, n in uses.items():
+        per_endpoint[core.slot_of(conn).endpoint] += n  # type: ignore[union-attr]
+    assert max(per_endpoint.values()) - min(per_endpoint.values()) <= 1
+    # no traffic for whole windows: the pool empties (min_idle=0)
+    core.maintain(now + 2.0)
+    core.maintain(now + 3.5)
+    assert core.open_count == 0

@@ -1,0 +1,293 @@
+"""Lifecycle against real redis-server processes: fair *and* shrinking pools behind stand-in
+proxies, dead idle connections never reaching callers, server restarts under load, lifetime,
+min_idle refill, the maintenance thread, close semantics."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+import fairpool
+from fairpool import ConnectionPool, Policy
+from fairpool.servers import RedisServer
+
+NO_RETRY = Retry(NoBackoff(), 0)
+
+
+def balanced_connection_class(servers: list[RedisServer]) -> type[redis.Connection]:
+    """A connection class that sends each *new* connection to the next server in turn, as an L4
+    balancer in front of a proxy layer would."""
+    ports = itertools.cycle([s.port for s in servers])
+    lock = threading.Lock()
+
+    class Balanced(redis.Connection):
+        def __init__(self, **kwargs: Any) -> None:
+            with lock:
+                kwargs["port"] = next(ports)
+            super().__init__(**kwargs)
+
+    return Balanced
+
+
+def clients_on(server: RedisServer) -> int:
+    """Client connections on the server, not counting the one asking."""
+    with server.client() as c:
+        return len(c.client_list()) - 1
+
+
+def ping_calls(server: RedisServer) -> int:
+    with server.client() as c:
+        return int(c.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+
+
+def steady_load(r: redis.Redis, threads: int, seconds: float) -> list[BaseException]:
+    errors: list[BaseException] = []
+    stop = time.monotonic() + seconds
+
+    def work() -> None:
+        try:
+            while time.monotonic() < stop:
+                r.ping()
+                time.sleep(0.0005)
+        except BaseException as exc:  # pragma: no cover - reported by the caller
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(seconds + 10)
+    return errors
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", list(Policy))
+def test_fair_and_shrinking_behind_four_proxies(
+    redis_servers: Callable[..., list[RedisServer]], policy: Policy
+) -> None:
+    servers = redis_servers(4, name="proxy")
+    pool = ConnectionPool(
+        connection_class=balanced_connection_class(servers),
+        host="127.0.0.1",
+        policy=policy,
+        max_connections=64,
+        idle_timeout=1.0,
+    )
+    r = redis.Redis(connection_pool=pool)
+    burst = [pool.get_connection() for _ in range(32)]  # the burst: 8 per proxy
+    for conn in burst:
+        pool.release(conn)
+    assert [clients_on(s) for s in servers] == [8, 8, 8, 8]
+    before = [ping_calls(s) for s in servers]
+    assert not steady_load(r, threads=2, seconds=4.0)  # ~4 idle_timeout windows
+    open_on_servers = sum(clients_on(s) for s in servers)
+    assert open_on_servers <= 4, f"{policy}: {open_on_servers} connections still open"
+    stats = pool.stats()
+    assert stats.open == open_on_servers
+    if policy is Policy.LIFO:
+        assert stats.closed["idle"] >= 28
+        return
+    assert stats.closed["demand"] >= 28
+    # the share of commands stayed even while shrinking ...
+    shrinking = [ping_calls(s) - b for s, b in zip(servers, before)]
+    assert fairpool.fairness(shrinking).jain > 0.95, shrinking
+    # ... and after
+    before = [ping_calls(s) for s in servers]
+    assert not steady_load(r, threads=2, seconds=1.0)
+    after = [ping_calls(s) - b for s, b in zip(servers, before)]
+    assert fairpool.fairness(after).jain > 0.95, after
+    assert pool.stats().endpoint_fairness.jain > 0.95
+    pool.close()
+
+
+@pytest.mark.parametrize("how", ["client_kill", "server_timeout"])
+def test_dead_idle_connections_never_reach_callers(
+    redis_servers: Callable[..., list[RedisServer]], how: str
+) -> None:
+    (server,) = redis_servers(1)
+    pool = ConnectionPool(host=server.host, port=server.port, policy="fifo")
+    r = redis.Redis(connection_pool=pool, retry=NO_RETRY)
+    conns = [pool.get_connection() for _ in range(4)]
+    for c in conns:
+        pool.release(c)
+    if how == "client_kill":
+        with server.client() as admin:
+            admin.client_kill_filter(_type="normal", skipme=True)
+        time.sleep(0.3)  # longer than health_check_after: the pool will peek
+    else:
+        with server.client() as admin:
+            admin.config_set("timeout", 1)
+        time.sleep(2.5)  # the server closes idle clients after ~1 s
+    for _ in range(10):
+        assert r.ping()  # retries are off: a dead connection would raise here
+    stats = pool.stats()
+    assert stats.closed["health_check"] == 4 and stats.in_use == 0
+
+
+def test_recently_used_connection_killed_is_caught_by_suspect_marking(
+    redis_servers: Callable[..., list[RedisServer]],
+) -> None:
+    """health_check='ping' with a long health_check_after: connections are not checked while
+    fresh, but once one is found dead the older ones are verified before reuse."""
+    (server,) = redis_servers(1)
+    pool = ConnectionPool(host=server.host, port=server.port, policy="lifo", health_check_after=0.0)
+    r = redis.Redis(connection_pool=pool, retry=NO_RETRY)
+    conns = [pool.get_connection() for _ in range(3)]
+    for c in conns:
+        pool.release(c)
+    with server.client() as admin:
+        admin.client_kill_filter(_type="normal", skipme=True)
+    time.sleep(0.05)
+    assert r.ping()
+    assert pool.stats().closed["health_check"] == 3
+
+
+@pytest.mark.slow
+def test_server_restart_under_load(redis_servers: Callable[..., list[RedisServer]]) -> None:
+    (server,) = redis_servers(1)
+    pool = fairpool.BlockingConnectionPool(
+        host=server.host, port=server.port, max_connections=16, timeout=5, socket_timeout=2
+    )
+    r = redis.Redis(connection_pool=pool, retry=NO_RETRY)
+    assert r.ping()
+    fds_before = len(os.listdir("/proc/self/fd"))
+    outage = threading.Event()
+    recovered = threading.Event()
+    stop = threading.Event()
+    unexpected: list[BaseException] = []
+    successes_after: dict[int, int] = {}
+
+    def work(i: int) -> None:
+        while not stop.is_set():
+            try:
+                r.incr(f"k{i}")
+                if recovered.is_set():
+                    successes_after[i] = successes_after.get(i, 0) + 1
+            except (RedisConnectionError, RedisTimeoutError):
+                if not outage.is_set():
+                    unexpected.append(RuntimeError("error outside the outage"))
+                time.sleep(0.01)
+            except BaseException as exc:  # pragma: no cover
+                unexpected.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    outage.set()
+    server.restart(kill=True)
+    time.sleep(0.3)  # let the error burst drain
+    recovered.set()
+    deadline = time.monotonic() + 10
+    while len(successes_after) < 32 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(15)
+    assert not unexpected, unexpected[:3]
+    assert len(successes_after) == 32, "some threads never succeeded after the restart"
+    stats = pool.stats()
+    assert stats.in_use == 0 and stats.open <= 16
+    pool.close()
+    assert len(os.listdir("/proc/self/fd")) <= fds_before
+
+
+def test_max_lifetime_retires_connections(redis_url: str) -> None:
+    pool = ConnectionPool.from_url(redis_url, max_lifetime=0.3, lifetime_jitter=0.2)
+    r = redis.Redis(connection_pool=pool)
+    first = r.client_id()
+    time.sleep(0.35)
+    assert r.client_id() != first  # retired when found idle; a new one was dialled
+    stats = pool.stats()
+    assert stats.closed["lifetime"] == 1 and stats.created == 2
+    conn = pool.get_connection()
+    time.sleep(0.35)
+    pool.release(conn)  # retired on release
+    assert pool.stats().closed["lifetime"] == 2 and pool.stats().open == 0
+
+
+def test_min_idle_refill_and_maintenance_thread(
+    redis_servers: Callable[..., list[RedisServer]],
+) -> None:
+    (server,) = redis_servers(1)
+    pool = ConnectionPool(
+        host=server.host,
+        port=server.port,
+        min_idle=3,
+        idle_timeout=0.5,
+        maintenance_interval=0.1,
+        retry=NO_RETRY,
+    )
+    assert pool._maintainer is not None and pool._maintainer.alive
+    deadline = time.monotonic() + 5
+    while clients_on(server) < 3 and time.monotonic() < deadline:  # dialled by the thread
+        time.sleep(0.05)
+    assert clients_on(server) == 3 and pool.stats().idle == 3
+    # burst, then pruning back to min_idle without any borrow or release
+    conns = [pool.get_connection() for _ in range(8)]
+    for c in conns:
+        pool.release(c)
+    deadline = time.monotonic() + 5
+    while pool.stats().open > 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.stats().open == 3 and clients_on(server) == 3
+    # failures are refilled too
+    with server.client() as admin:
+        admin.client_kill_filter(_type="normal", skipme=True)
+    r = redis.Redis(connection_pool=pool, retry=NO_RETRY)
+    time.sleep(0.3)
+    assert r.ping()
+    deadline = time.monotonic() + 5
+    while clients_on(server) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert clients_on(server) == 3
+    maintainer = pool._maintainer
+    pool.close()
+    deadline = time.monotonic() + 2
+    while maintainer.alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not maintainer.alive
+    assert clients_on(server) == 0
+
+
+def test_lazy_maintenance_prunes_on_release(redis_url: str, shared_redis: RedisServer) -> None:
+    pool = ConnectionPool.from_url(redis_url, policy="lifo", idle_timeout=0.2)
+    conns = [pool.get_connection() for _ in range(5)]
+    for c in conns:
+        pool.release(c)
+    time.sleep(0.3)
+    r = redis.Redis(connection_pool=pool)
+    r.ping()  # the release after this command runs the due maintenance
+    stats = pool.stats()
+    assert stats.closed["idle"] == 4 and stats.open == 1 and pool._maintainer is None
+
+
+def test_max_idle_closes_surplus_on_release(redis_url: str) -> None:
+    pool = ConnectionPool.from_url(redis_url, max_idle=2)
+    conns = [pool.get_connection() for _ in range(5)]
+    for c in conns:
+        pool.release(c)
+    stats = pool.stats()
+    assert stats.idle == 2 and stats.closed["max_idle"] == 3
+    assert all(c._sock is None for c in conns[2:])
+
+
+def test_connect_failure_counts_error_and_frees_capacity() -> None:
+    port = fairpool.servers.free_port()
+    pool = ConnectionPool(port=port, max_connections=1, retry=NO_RETRY)
+    for _ in range(3):
+        with pytest.raises(RedisConnectionError):
+            pool.get_connection()
+    stats = pool.stats()
+    assert stats.open == 0 and stats.dialling == 0  # no capacity leaked by failed dials
