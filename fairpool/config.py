@@ -357,3 +357,17 @@ def convert_query_value(name: str, raw: object) -> Any:
     if not isinstance(raw, str):
         return raw
     return _QUERY_CONVERTERS[name](name, raw)
+
+
+def render_settings_table() -> str:
+    """The settings table of ``docs/settings.md``, rendered from :data:`SETTINGS`."""
+    rows = [
+        "| setting | default | allowed | redigo | go-redis | commons-pool2 | meaning |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        rows.append(
+            f"| `{s.name}` | {s.default} | {s.bound} | {s.redigo} | {s.go_redis} "
+            f"| {s.commons_pool} | {s.meaning} |"
+        )
+    return "\n".join(rows) + "\n"

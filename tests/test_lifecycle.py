@@ -100,12 +100,12 @@ def test_fair_and_shrinking_behind_four_proxies(
         return
     assert stats.closed["demand"] >= 28
     # the share of commands stayed even while shrinking ...
-    shrinking = [ping_calls(s) - b for s, b in zip(servers, before)]
+    shrinking = [ping_calls(s) - b for s, b in zip(servers, before, strict=True)]
     assert fairpool.fairness(shrinking).jain > 0.95, shrinking
     # ... and after
     before = [ping_calls(s) for s in servers]
     assert not steady_load(r, threads=2, seconds=1.0)
-    after = [ping_calls(s) - b for s, b in zip(servers, before)]
+    after = [ping_calls(s) - b for s, b in zip(servers, before, strict=True)]
     assert fairpool.fairness(after).jain > 0.95, after
     assert pool.stats().endpoint_fairness.jain > 0.95
     pool.close()

@@ -170,7 +170,15 @@ def test_recovery_is_one_round_trip(server: RedisServer, r: redis.Redis) -> None
     client.close()
 
 
-def test_script_flush_and_restart_never_surface(redis_server: RedisServer) -> None:
+@pytest.fixture(params=BINARIES)
+def restartable(request: pytest.FixtureRequest, redis_servers: Any) -> RedisServer:
+    """A server of each generation that the test may restart."""
+    (srv,) = redis_servers(1, binary=request.param, name="restart")
+    return srv  # type: ignore[no-any-return]
+
+
+def test_script_flush_and_restart_never_surface(restartable: RedisServer) -> None:
+    redis_server = restartable
     retry = Retry(ConstantBackoff(0.05), 200)
     client = redis_server.client(retry=retry, retry_on_error=[redis.ConnectionError])
     s = Script(INCR, name="incr")
@@ -182,7 +190,9 @@ def test_script_flush_and_restart_never_surface(redis_server: RedisServer) -> No
     client.close()
 
 
-def test_restart_mid_run_no_caller_error(redis_server: RedisServer) -> None:
+@pytest.mark.slow
+def test_restart_mid_run_no_caller_error(restartable: RedisServer) -> None:
+    redis_server = restartable
     retry = Retry(ConstantBackoff(0.05), 200)
     client = redis_server.client(retry=retry, retry_on_error=[redis.ConnectionError])
     s = Script(INCR, name="incr")
@@ -212,6 +222,7 @@ def test_restart_mid_run_no_caller_error(redis_server: RedisServer) -> None:
     assert calls[0] > 0
 
 
+@pytest.mark.slow
 def test_script_flush_storm(r: redis.Redis, server: RedisServer) -> None:
     """SCRIPT FLUSH in a loop while threads run the script directly and in pipelines."""
     s = Script(INCR, name="incr")
@@ -219,10 +230,13 @@ def test_script_flush_storm(r: redis.Redis, server: RedisServer) -> None:
     stop = threading.Event()
     errors: list[BaseException] = []
     done = [0, 0]  # direct, pipelined
+    flushes = [0]
+    before = commandstats(r)
 
     def flush() -> None:
         while not stop.is_set():
             flusher.script_flush()
+            flushes[0] += 1
             time.sleep(0.001)
 
     def direct() -> None:
@@ -265,6 +279,12 @@ def test_script_flush_storm(r: redis.Redis, server: RedisServer) -> None:
     # Every script call ran exactly once (no call lost, none run twice), plus the INCRs.
     assert int(r.get("n") or 0) == done[0] + done[1] + pipelines
     assert done[0] > 10 and done[1] > 10
+    after = commandstats(r)
+    if "script|load" in after:
+        loads = after["script|load"] - before.get("script|load", 0)
+    else:  # Redis 6.2 counts every SCRIPT subcommand together
+        loads = after["script"] - before.get("script", 0) - flushes[0]
+    assert flushes[0] > 50 and loads > 20  # the storm really forced recoveries
 
 
 # --------------------------------------------------------------------------------------------

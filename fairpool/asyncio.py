@@ -1,0 +1,792 @@
+"""The asyncio pools: drop-ins for ``redis.asyncio``'s pools, driven by the same
+:class:`~fairpool.core.PoolCore` as the sync pool.
+
+:class:`ConnectionPool` subclasses ``redis.asyncio.ConnectionPool`` (inheriting ``__repr__``,
+maintenance-notification wiring, ``get_encoder``, ``get_protocol`` and the rest of what
+``redis.asyncio`` expects of a pool) and replaces its idle list and in-use set with the core.
+The rules — policies, caps, the waiter queue, lifecycle decisions, stats — live in the core; this
+module only does the I/O the core asks for.
+
+Locking: asyncio runs one task at a time and the core's methods are synchronous, so a critical
+section is simply a run of core calls with no ``await`` in between — no lock is taken on the hot
+path. ``self._lock`` (the ``asyncio.Lock`` redis.asyncio creates) is kept because redis.asyncio's
+maintenance-notification handlers hold it while they rewrite pool-wide state and disconnect idle
+connections; a borrow that finds it held waits for it, as redis.asyncio's own pool does.
+
+Cancellation: every step that may suspend (waiting, dialling, reconnecting, the borrow check,
+closing connections) is written so that a task cancelled there gives back what it holds — its
+place in the queue, a connection handed to it, a reserved dial — before the ``CancelledError``
+propagates. ``release`` does its bookkeeping before it awaits anything (the redis.asyncio client
+releases without ``asyncio.shield``); when the connection needs I/O first (a pending re-auth, a
+reconnect request) the bookkeeping runs in a ``finally`` so a cancellation cannot skip it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import warnings
+import weakref
+from collections.abc import Iterable
+from time import monotonic
+from typing import Any, TypeVar
+
+from redis.asyncio.connection import AbstractConnection, Connection, parse_url
+from redis.asyncio.connection import ConnectionPool as RedisAsyncConnectionPool
+from redis.asyncio.observability import recorder as _arecorder
+from redis.event import AsyncAfterConnectionReleasedEvent, AsyncReAuthConnectionListener
+from redis.observability.attributes import ConnectionState, get_pool_name
+
+from .config import SETTING_NAMES, HealthCheck, Policy, PoolConfig, convert_query_value, make_config
+from .core import DIAL, WAIT, PoolCore, Slot, Waiter
+from .errors import PoolExhaustedError
+from .pool import _policy_from_queue_class
+from .stats import PoolStats
+
+__all__ = ["BlockingConnectionPool", "ConnectionPool"]
+
+logger = logging.getLogger("fairpool")
+
+_P = TypeVar("_P", bound="ConnectionPool")
+_Trash = list[tuple[Any, str]]
+
+
+class _TaskWaiter(Waiter):
+    """A waiting task: it awaits a future that :meth:`wake` completes."""
+
+    __slots__ = ("fut",)
+
+    def __init__(self, fut: asyncio.Future[None]) -> None:
+        super().__init__()
+        self.fut = fut
+
+    def wake(self) -> None:
+        # Called by the core when it grants something, and by the timeout timer; either may
+        # come second, so completing an already completed future is a no-op.
+        fut = self.fut
+        if not fut.done():
+            fut.set_result(None)
+
+
+class _NoWriter:
+    """Stands in for connection classes without a ``_writer``: always take the slow path."""
+
+    _writer = None
+    _reader = None
+
+
+_NO_WRITER = _NoWriter()
+
+
+def _raw(conn: Any) -> Any:
+    """The object whose ``_writer`` tells whether ``conn`` is connected."""
+    return conn if hasattr(conn, "_writer") else _NO_WRITER
+
+
+def _endpoint(conn: Any) -> str | None:
+    """``host:port`` (or socket path) the connection's transport is connected to, if known."""
+    writer = getattr(conn, "_writer", None)
+    if writer is None:
+        return None
+    try:
+        peer = writer.get_extra_info("peername")
+    except Exception:
+        return None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer) if peer else None
+
+
+def _record(pool: Any, idle_delta: int, used_delta: int) -> None:
+    """Report connection-state changes to redis-py's observability, only when it is enabled.
+
+    Synchronous on purpose (the collector is synchronous; the async recorder functions only wrap
+    it): recording must not add suspension points to the borrow and release paths.
+    """
+    collector = _arecorder._async_metrics_collector
+    if collector is None:
+        return
+    try:
+        name = get_pool_name(pool)
+        if idle_delta:
+            collector.record_connection_count(
+                pool_name=name, connection_state=ConnectionState.IDLE, counter=idle_delta
+            )
+        if used_delta:
+            collector.record_connection_count(
+                pool_name=name, connection_state=ConnectionState.USED, counter=used_delta
+            )
+    except Exception:
+        pass
+
+
+def _abort(conn: Any) -> None:
+    """Close a connection's transport without awaiting anything (used after a cancellation)."""
+    try:
+        close = getattr(conn, "_close", None)
+        if callable(close):
+            close()
+    except Exception as exc:
+        logger.debug("fairpool: ignoring error while closing a connection: %r", exc)
+
+
+async def _disconnect_quietly(conn: Any, wait: bool = False) -> None:
+    try:
+        await conn.disconnect(nowait=not wait)
+    except Exception as exc:  # closing a dead socket may fail; nothing to do about it
+        logger.debug("fairpool: ignoring error while closing a connection: %r", exc)
+
+
+class ConnectionPool(RedisAsyncConnectionPool):
+    """A fair, drop-in replacement for ``redis.asyncio.ConnectionPool``.
+
+    Pass it to a client as ``redis.asyncio.Redis(connection_pool=fairpool.asyncio.ConnectionPool(
+    ...))``. The positional arguments and ``**connection_kwargs`` are redis.asyncio's; fairpool's
+    settings are keyword-only, the same as :class:`fairpool.ConnectionPool`'s (see
+    ``docs/settings.md``):
+
+    * ``policy`` — ``"fifo"`` (default), ``"lifo"`` or ``"round_robin"``;
+    * ``max_connections`` — cap on open connections (default 100);
+    * ``max_idle`` / ``min_idle`` — idle connections kept at most / at least;
+    * ``block`` / ``timeout`` — at the cap, wait (in arrival order) up to ``timeout`` seconds
+      instead of raising ``MaxConnectionsError``;
+    * ``idle_timeout``, ``max_lifetime``, ``lifetime_jitter`` — pruning (fair policies shrink by
+      demand);
+    * ``health_check`` / ``health_check_after`` — verify connections idle for a while before use
+      (a callable check may be a coroutine function);
+    * ``maintenance_interval`` — run pruning in one background task instead of lazily.
+
+    Close it with :meth:`aclose` (or ``async with pool:``); :meth:`disconnect` only closes
+    sockets, as in redis.asyncio.
+    """
+
+    def __init__(
+        self,
+        connection_class: type[AbstractConnection] = Connection,
+        max_connections: int | None = None,
+        maint_notifications_config: Any = None,
+        *,
+        policy: Policy | str = Policy.FIFO,
+        max_idle: int | None = None,
+        min_idle: int = 0,
+        block: bool = False,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        max_lifetime: float | None = None,
+        lifetime_jitter: float = 0.05,
+        health_check: HealthCheck = "peek",
+        health_check_after: float = 0.25,
+        maintenance_interval: float | None = None,
+        **connection_kwargs: Any,
+    ) -> None:
+        self.config: PoolConfig = make_config(
+            policy=policy,
+            max_connections=max_connections,
+            max_idle=max_idle,
+            min_idle=min_idle,
+            block=block,
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+            max_lifetime=max_lifetime,
+            lifetime_jitter=lifetime_jitter,
+            health_check=health_check,
+            health_check_after=health_check_after,
+            maintenance_interval=maintenance_interval,
+        )
+        self._check_after = self.config.health_check_after
+        self._maint_task: asyncio.Task[None] | None = None
+        # redis.asyncio's __init__ does not call reset(); the core must exist before it runs
+        # (it assigns _available_connections / _in_use_connections, which read the core).
+        self.reset()
+        super().__init__(
+            connection_class,
+            max_connections=self.config.max_connections,
+            maint_notifications_config=maint_notifications_config,
+            **connection_kwargs,
+        )
+        # Create redis-py's metrics collector now if observability is on, so that the first
+        # borrow is counted like the rest (the collector is otherwise created lazily).
+        _arecorder._get_or_create_collector()
+
+    @classmethod
+    def from_url(cls: type[_P], url: str, **kwargs: Any) -> _P:
+        """Build a pool from a ``redis://``, ``rediss://`` or ``unix://`` URL.
+
+        fairpool's settings may be given as query parameters and are converted to their types
+        (``?policy=round_robin&max_idle=8&block=true&timeout=2``); the rest is redis.asyncio's
+        ``ConnectionPool.from_url``.
+        """
+        url_options: dict[str, Any] = dict(parse_url(url))
+        for name in SETTING_NAMES.intersection(url_options):
+            url_options[name] = convert_query_value(name, url_options[name])
+        if "connection_class" in kwargs:
+            url_options["connection_class"] = kwargs["connection_class"]
+        kwargs.update(url_options)
+        return cls(**kwargs)
+
+    # ----------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Start afresh (at construction): no connections, zero counters.
+
+        Connections the pool held are forgotten, not closed (as in redis.asyncio).
+        """
+        task = self.__dict__.get("_maint_task")
+        if task is not None and not task.done():
+            with contextlib.suppress(RuntimeError):  # its loop is closed
+                task.cancel()
+        self._maint_task = None
+        self._core: PoolCore[Any] = PoolCore(self.config)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop yet: the maintenance task starts on first use
+        self._ensure_maintainer()
+
+    @property
+    def policy(self) -> Policy:
+        """The idle policy."""
+        return self.config.policy
+
+    @property
+    def block(self) -> bool:
+        """Whether a borrow at the cap waits (``True``) or raises at once."""
+        return self.config.block
+
+    @property
+    def timeout(self) -> float | None:
+        """How long a blocked borrow waits (``None`` = forever)."""
+        return self.config.timeout
+
+    # --------------------------------------------------------------- borrow
+    async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        """Borrow a connection, connected and ready to send a command.
+
+        Raises ``MaxConnectionsError`` at the cap when ``block`` is off, ``ConnectionError`` after
+        waiting ``timeout`` seconds when it is on, and ``PoolClosedError`` after :meth:`aclose`.
+        """
+        if command_name is not None or keys or options:
+            warnings.warn(
+                "get_connection() arguments are deprecated and ignored",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if self._lock.locked():
+            # redis.asyncio's maintenance-notification handlers are rewriting pool state (and
+            # may be disconnecting idle connections) under the pool lock: wait for them.
+            async with self._lock:
+                now = monotonic()
+                got, waiter, trash = self._acquire(now)
+            return await self._get_slow(got, waiter, trash, now)
+        # Critical section: no await until the core has answered and the trash is taken.
+        now = monotonic()
+        core = self._core
+        got = core.acquire(now)
+        if got.__class__ is Slot:
+            slot: Slot[Any] = got  # type: ignore[assignment]
+            if (
+                now - slot.released < self._check_after
+                and not slot.suspect
+                and not core.trash
+                and slot.aux._writer is not None  # type: ignore[attr-defined]
+            ):
+                if _arecorder._async_metrics_collector is not None:
+                    _record(self, -1, 1)
+                return slot.conn
+        waiter = None
+        if got is WAIT:
+            waiter = _TaskWaiter(asyncio.get_running_loop().create_future())
+            core.enqueue(waiter, now)
+        trash = core.take_trash() if core.trash else None
+        return await self._get_slow(got, waiter, trash, now)
+
+    def _acquire(self, now: float) -> tuple[Any, _TaskWaiter | None, _Trash | None]:
+        """One borrow attempt (a critical section: no await): what the core gave, the waiter
+        queued if it said :data:`WAIT`, and the connections to close."""
+        core = self._core
+        got = core.acquire(now)
+        waiter = None
+        if got is WAIT:
+            waiter = _TaskWaiter(asyncio.get_running_loop().create_future())
+            core.enqueue(waiter, now)
+        trash = core.take_trash() if core.trash else None
+        return got, waiter, trash
+
+    async def _get_slow(
+        self, got: Any, waiter: _TaskWaiter | None, trash: _Trash | None, now: float
+    ) -> Any:
+        """Everything but a fresh idle connection: close what the core retired, wait, dial,
+        reconnect or verify, and try again when a checked connection turns out dead."""
+        self._ensure_maintainer()
+        while True:
+            if trash:
+                try:
+                    await self._close(trash)
+                except BaseException:
+                    await self._give_back(got, waiter)
+                    raise
+            if waiter is not None:
+                got = await self._wait(waiter)
+                waiter = None
+                now = monotonic()
+            if got is DIAL:
+                conn = await self._dial()
+                _record(self, 0, 1)
+                return conn
+            conn = await self._prepare(got, now)
+            if conn is not None:
+                _record(self, -1, 1)
+                return conn
+            now = monotonic()
+            got, waiter, trash = self._acquire(now)
+
+    async def _wait(self, waiter: _TaskWaiter) -> Any:
+        """Sleep until the core grants ``waiter`` a connection or a dial, or ``timeout`` passes.
+
+        The timeout is a timer that wakes the waiter without a grant; :meth:`PoolCore.finish_wait`
+        then raises :class:`~fairpool.errors.PoolTimeoutError` — unless a grant arrived first,
+        in which case it is used. A cancelled task leaves the queue and gives back any grant that
+        raced with the cancellation.
+        """
+        timeout = self.config.timeout
+        timer = None
+        if timeout is not None:
+            timer = asyncio.get_running_loop().call_later(timeout, waiter.wake)
+        try:
+            await waiter.fut
+        except BaseException:
+            await self._give_back(None, waiter)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return self._core.finish_wait(waiter, monotonic())
+
+    async def _give_back(self, got: Any, waiter: _TaskWaiter | None) -> None:
+        """Undo a borrow in progress (after a cancellation): leave the queue, give back a
+        connection or a reserved dial. The bookkeeping happens before the first await."""
+        core = self._core
+        granted = core.cancel_wait(waiter) if waiter is not None else got
+        if granted is DIAL:
+            core.dial_failed()
+        elif granted.__class__ is Slot:
+            core.release(granted.conn, monotonic())
+        trash = core.take_trash() if core.trash else None
+        if trash:
+            await self._close(trash)
+
+    async def _dial(self) -> Any:
+        """Create and connect a connection for a reserved :data:`DIAL` (no lock is held)."""
+        core = self._core
+        conn = None
+        try:
+            conn = self.make_connection()
+            await conn.connect()
+        except BaseException:
+            core.dial_failed()  # first: nothing may suspend before the reservation is freed
+            trash = core.take_trash()
+            if conn is not None:
+                await _disconnect_quietly(conn)
+            await self._close(trash)
+            raise
+        slot = core.dialled(conn, monotonic())
+        slot.aux = _raw(conn)
+        slot.endpoint = _endpoint(conn)
+        return conn
+
+    async def _prepare(self, slot: Slot[Any], now: float) -> Any:
+        """Make a borrowed idle connection ready: reconnect it if its socket is gone, verify it if
+        it has been idle a while (or is suspect). Returns ``None`` if it failed its check (it is
+        closed; the caller tries the next one). A failed or cancelled reconnect or check closes
+        the connection and raises."""
+        conn = slot.conn
+        raw: Any = slot.aux
+        if raw._writer is None:
+            try:
+                await conn.connect()
+            except BaseException:
+                await self._discard(conn, "error")
+                raise
+            slot.endpoint = _endpoint(conn)
+            slot.suspect = False
+            return conn
+        if slot.suspect or now - slot.released >= self._check_after:
+            try:
+                ok = await self._verify(conn)
+            except BaseException:  # cancelled mid-check: the connection's state is unknown
+                await self._discard(conn, "error")
+                raise
+            if not ok:
+                await self._discard(conn, "health_check")
+                return None
+            slot.suspect = False
+        return conn
+
+    async def _verify(self, conn: Any) -> bool:
+        """The borrow check (``health_check``): ``False`` if the connection is unusable."""
+        check = self.config.health_check
+        try:
+            if check == "peek":
+                reader = getattr(conn, "_reader", None)
+                if reader is not None and reader.at_eof():
+                    return False  # the server closed it
+                if await conn.can_read():
+                    # Pending data: under RESP3 it may be a legitimate push message (maintenance
+                    # notifications); otherwise it is a stale reply and the connection is out of
+                    # sync.
+                    return bool(self.maint_notifications_enabled())  # type: ignore[no-untyped-call]
+                return True
+            if check == "ping":
+                await conn.send_command("PING", check_health=False)
+                return await conn.read_response() in (b"PONG", "PONG", True)
+            if check == "none":
+                return True
+            assert callable(check)
+            result = check(conn)
+            if inspect.isawaitable(result):
+                result = await result
+            return bool(result)
+        except Exception as exc:
+            logger.debug("fairpool: borrow check failed on %r: %r", conn, exc)
+            return False
+
+    async def _discard(self, conn: Any, reason: str) -> None:
+        core = self._core
+        core.discard(conn, reason)
+        await self._close(core.take_trash())
+
+    def make_connection(self) -> Any:
+        """Create a new (unconnected) connection from the current ``connection_kwargs``.
+
+        The cap is enforced by the core before this is called, not here.
+        """
+        return self.connection_class(**self.connection_kwargs)
+
+    def can_get_connection(self) -> bool:
+        """Whether a borrow now would get a connection without waiting (redis.asyncio's API)."""
+        core = self._core
+        if core.closed or core.waiting:
+            return False
+        return core.idle_count > 0 or core.open_count + core.dialling < core.config.max_connections
+
+    def get_available_connection(self) -> Any:
+        """Take a connection without connecting or checking it (redis.asyncio's API; prefer
+        :meth:`get_connection`). Raises ``MaxConnectionsError`` when none is available now,
+        even when ``block`` is on (this method cannot wait)."""
+        core = self._core
+        now = monotonic()
+        got = core.acquire(now)
+        if got is WAIT:
+            raise PoolExhaustedError(
+                f"Too many connections: fairpool pool exhausted, all {core.config.max_connections}"
+                " connections in use (max_connections)"
+            )
+        if got is DIAL:
+            try:
+                conn = self.make_connection()
+            except BaseException:
+                core.dial_failed()
+                raise
+            slot = core.dialled(conn, now)
+            slot.aux = _raw(conn)
+            return conn
+        return got.conn  # type: ignore[union-attr]
+
+    # -------------------------------------------------------------- release
+    async def release(self, connection: Any) -> None:
+        """Give a borrowed connection back. Connections the pool does not hold as borrowed
+        (foreign ones, or a second release) are ignored.
+
+        The bookkeeping is done before anything is awaited, so a task cancelled inside
+        ``release`` never leaks the connection.
+        """
+        core = self._core
+        slot = core.slot_of(connection)
+        if slot is None or not slot.in_use:
+            return
+        if not self.owns_connection(connection):
+            # e.g. Sentinel's pool after a failover: the connection points at a stale address.
+            reusable = False
+        elif connection.should_reconnect() or self._release_event_needed(connection):
+            await self._release_after_io(connection)
+            return
+        else:
+            reusable = True
+        now = monotonic()
+        if not core.release(connection, now, reusable):
+            return
+        await self._after_release(now)
+
+    async def _release_after_io(self, connection: Any) -> None:
+        """Release a connection that needs I/O before anyone else may use it: a requested
+        reconnect, or ``AsyncAfterConnectionReleasedEvent`` (streaming credential re-auth). The
+        connection stays borrowed meanwhile; the bookkeeping runs in ``finally`` so that a
+        cancellation cannot skip it. If the I/O fails the connection is closed, not reused."""
+        ok = False
+        try:
+            if connection.should_reconnect():
+                await connection.disconnect()
+            if self._release_event_needed(connection):
+                dispatcher: Any = self._event_dispatcher
+                event = AsyncAfterConnectionReleasedEvent(connection)  # type: ignore[no-untyped-call]
+                await dispatcher.dispatch_async(event)
+            ok = True
+        finally:
+            now = monotonic()
+            released = self._core.release(connection, now, ok)
+        if released:
+            await self._after_release(now)
+
+    async def _after_release(self, now: float) -> None:
+        core = self._core
+        trash = core.take_trash() if core.trash else None
+        if _arecorder._async_metrics_collector is not None:
+            _record(self, 1, -1)
+        if trash:
+            await self._close(trash)
+        if now >= core.next_maintenance:
+            await self.maintain()
+
+    def _release_event_needed(self, connection: Any) -> bool:
+        """Whether dispatching ``AsyncAfterConnectionReleasedEvent`` would do anything: not when
+        nobody listens, nor when the only listener is redis-py's default re-auth listener and
+        the connection has no pending token."""
+        dispatcher = self._event_dispatcher
+        listeners = getattr(dispatcher, "_event_listeners_mapping", {}).get(
+            AsyncAfterConnectionReleasedEvent, ()
+        )
+        if not listeners:
+            return False
+        return not (
+            len(listeners) == 1
+            and type(listeners[0]) is AsyncReAuthConnectionListener
+            and getattr(connection, "_re_auth_token", True) is None
+        )
+
+    def owns_connection(self, connection: Any) -> bool:
+        """Whether a released connection may be reused (always, here). A hook for subclasses:
+        redis.asyncio's ``SentinelConnectionPool`` refuses connections to a stale master."""
+        return True
+
+    # ---------------------------------------------------------- maintenance
+    async def maintain(self) -> None:
+        """Run pruning and the ``min_idle`` refill now (normally done lazily on release, or by
+        the maintenance task): close what the core retires, dial what ``min_idle`` needs."""
+        core = self._core
+        remaining = core.maintain(monotonic())
+        trash = core.take_trash()
+        try:
+            if trash:
+                await self._close(trash)
+            while remaining:
+                conn = None
+                try:
+                    conn = self.make_connection()
+                    await conn.connect()
+                except Exception as exc:
+                    logger.warning("fairpool: min_idle refill failed: %r", exc)
+                    if conn is not None:
+                        await _disconnect_quietly(conn)
+                    return  # the finally gives back this and every remaining reservation
+                except BaseException:
+                    if conn is not None:
+                        _abort(conn)
+                    raise
+                remaining -= 1
+                slot = core.dialled_idle(conn, monotonic())
+                slot.aux = _raw(conn)
+                slot.endpoint = _endpoint(conn)
+                trash = core.take_trash()
+                if trash:
+                    await self._close(trash)
+        finally:
+            for _ in range(remaining):
+                core.dial_failed()
+
+    def _ensure_maintainer(self) -> None:
+        """Start the maintenance task (``maintenance_interval``) in the running loop, once."""
+        interval = self.config.maintenance_interval
+        if interval is None or self._core.closed:
+            return
+        loop = asyncio.get_running_loop()
+        task = self._maint_task
+        if task is not None and not task.done() and task.get_loop() is loop:
+            return
+        self._maint_task = loop.create_task(
+            _maintenance_loop(weakref.ref(self), interval),
+            name=f"fairpool-maintenance-{id(self):x}",
+        )
+
+    async def _close(self, trash: _Trash, wait: bool = False) -> None:
+        """Close connections the core retired. Each close normally completes without suspending
+        (``disconnect(nowait=True)``); if one is cancelled, the rest are closed without waiting
+        before the cancellation propagates, so none is left open."""
+        for i, (conn, _reason) in enumerate(trash):
+            try:
+                await conn.disconnect(nowait=not wait)
+            except Exception as exc:
+                logger.debug("fairpool: ignoring error while closing a connection: %r", exc)
+            except BaseException:
+                for other, _ in trash[i + 1 :]:
+                    _abort(other)
+                raise
+        if trash and _arecorder._async_metrics_collector is not None:
+            _record(self, -len(trash), 0)
+
+    # --------------------------------------------------------- whole pool
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the sockets of idle connections (and, by default, of borrowed ones), as
+        redis.asyncio does: the connections stay in the pool and reconnect when next used. For
+        shutting the pool down for good use :meth:`aclose`."""
+        core = self._core
+        in_use = [s.conn for s in core.slots() if s.in_use] if inuse_connections else []
+        idle = core.take_idle()  # taken out of the pool while their sockets are closed
+        try:
+            await asyncio.gather(
+                *(_disconnect_quietly(c, wait=True) for c in [s.conn for s in idle] + in_use)
+            )
+        finally:
+            core.put_back(idle, monotonic())
+            trash = core.take_trash()
+            if trash:
+                await self._close(trash)
+
+    async def aclose(self) -> None:
+        """Close the pool for good: idle connections now, borrowed ones when they come back;
+        waiting tasks and later borrows get :class:`~fairpool.errors.PoolClosedError`; the
+        maintenance task stops. Closing twice is harmless."""
+        await self._on_close()
+        core = self._core
+        core.close()
+        trash = core.take_trash()
+        task, self._maint_task = self._maint_task, None
+        if task is not None and not task.done():
+            task.cancel()
+        await self._close(trash, wait=True)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._core.closed
+
+    @property
+    def maintenance_task(self) -> asyncio.Task[None] | None:
+        """The background maintenance task, if ``maintenance_interval`` is set and it started."""
+        return self._maint_task
+
+    def set_retry(self, retry: Any) -> None:
+        """Set the retry policy of new and existing connections."""
+        self.connection_kwargs.update({"retry": retry})
+        for slot in self._core.slots():
+            slot.conn.retry = retry
+
+    async def re_auth_callback(self, token: Any) -> None:
+        """Re-authenticate idle connections now (each taken out of the pool while it is done)
+        and borrowed ones when they are released."""
+        core = self._core
+        in_use = [s.conn for s in core.slots() if s.in_use]
+        idle = core.take_idle()
+        try:
+            for slot in idle:
+                conn = slot.conn
+                await conn.retry.call_with_retry(
+                    lambda c=conn: c.send_command("AUTH", token.try_get("oid"), token.get_value()),
+                    lambda error: self._mock(error),
+                )
+                await conn.retry.call_with_retry(
+                    lambda c=conn: c.read_response(), lambda error: self._mock(error)
+                )
+        finally:
+            core.put_back(idle, monotonic())
+            trash = core.take_trash()
+            if trash:
+                await self._close(trash)
+        for conn in in_use:
+            conn.set_re_auth_token(token)
+
+    # ----------------------------------------- redis.asyncio's pool surface
+    def _get_free_connections(self) -> list[Any]:
+        return [slot.conn for slot in self._core.idle_slots()]
+
+    def _get_in_use_connections(self) -> set[Any]:
+        return {slot.conn for slot in self._core.slots() if slot.in_use}
+
+    @property  # type: ignore[override]
+    def _available_connections(self) -> list[Any]:
+        """Idle connections, next to be handed out first (redis.asyncio's attribute,
+        read-only)."""
+        return self._get_free_connections()
+
+    @_available_connections.setter
+    def _available_connections(self, value: Iterable[Any]) -> None:
+        pass  # redis.asyncio's __init__ assigns it; the core holds the real state
+
+    @property  # type: ignore[override]
+    def _in_use_connections(self) -> set[Any]:
+        """Borrowed connections (redis.asyncio's attribute, read-only)."""
+        return self._get_in_use_connections()
+
+    @_in_use_connections.setter
+    def _in_use_connections(self, value: Iterable[Any]) -> None:
+        pass
+
+    def stats(self) -> PoolStats:
+        """An immutable snapshot of the pool's counters (see :class:`~fairpool.stats.PoolStats`)."""
+        return self._core.stats()
+
+
+class BlockingConnectionPool(ConnectionPool):
+    """fairpool's asyncio pool with ``redis.asyncio.BlockingConnectionPool``'s defaults:
+    ``block=True``, ``max_connections=50``, ``timeout=20``.
+
+    ``queue_class`` is accepted for compatibility (redis.asyncio ignores it): ``asyncio.LifoQueue``
+    / ``queue.LifoQueue`` map to ``policy="lifo"`` and ``asyncio.Queue`` / ``queue.Queue`` to
+    ``policy="fifo"`` when no ``policy`` is given; without either the policy is ``"fifo"``.
+    """
+
+    def __init__(
+        self,
+        max_connections: int | None = 50,
+        timeout: float | None = 20,
+        connection_class: type[AbstractConnection] = Connection,
+        queue_class: type | None = None,
+        *,
+        block: bool = True,
+        policy: Policy | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if policy is None:
+            policy = _policy_from_async_queue_class(queue_class)
+        super().__init__(
+            connection_class,
+            max_connections,
+            policy=policy,
+            block=block,
+            timeout=timeout,
+            **kwargs,
+        )
+
+
+def _policy_from_async_queue_class(queue_class: type | None) -> Policy:
+    if queue_class is not None and isinstance(queue_class, type):
+        if issubclass(queue_class, asyncio.LifoQueue):
+            return Policy.LIFO
+        if issubclass(queue_class, asyncio.Queue):
+            return Policy.FIFO
+    return _policy_from_queue_class(queue_class)
+
+
+async def _maintenance_loop(pool_ref: weakref.ref[ConnectionPool], interval: float) -> None:
+    """The optional maintenance task: one per pool, holding only a weak reference to it; it ends
+    when the pool is closed or collected (and ``aclose()`` cancels it)."""
+    while True:
+        await asyncio.sleep(interval)
+        pool = pool_ref()
+        if pool is None or pool.closed:
+            return
+        try:
+            await pool.maintain()
+        except Exception as exc:
+            logger.warning("fairpool: maintenance failed: %r", exc)
+        del pool
