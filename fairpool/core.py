@@ -203,15 +203,12 @@ class PoolCore(Generic[C]):
         """After a waiter wakes (or its timeout passes): its :class:`Slot` or :data:`DIAL`.
 
         Raises :class:`PoolTimeoutError` if nothing was granted (the waiter leaves the queue) and
-        the pool's error if it was closed meanwhile.
+        the pool's error if it was closed meanwhile. (A waiter granted a slot may also just take
+        ``waiter.slot`` without calling this: the wait was counted at the hand-off.)
         """
-        waited = now - waiter.since
-        self.waits += 1
-        self.wait_total += waited
-        if waited > self.wait_max:
-            self.wait_max = waited
         if waiter.slot is not None:
             return waiter.slot  # type: ignore[return-value]
+        self._count_wait(now - waiter.since)
         if waiter.dial:
             return DIAL
         if waiter.error is not None:
@@ -220,8 +217,14 @@ class PoolCore(Generic[C]):
         self.timeouts += 1
         raise PoolTimeoutError(
             f"fairpool: connection pool exhausted: all {self._max} connections (max_connections) "
-            f"in use; waited {waited:.3f}s (timeout={self.config.timeout}s)"
+            f"in use; waited {now - waiter.since:.3f}s (timeout={self.config.timeout}s)"
         )
+
+    def _count_wait(self, waited: float) -> None:
+        self.waits += 1
+        self.wait_total += waited
+        if waited > self.wait_max:
+            self.wait_max = waited
 
     def cancel_wait(self, waiter: Waiter) -> Slot[C] | _Token | None:
         """A waiter gives up (cancelled, interrupted). Returns what it had been granted, if
@@ -300,6 +303,7 @@ class PoolCore(Generic[C]):
             waiter = self._waiters.popleft()
             slot.borrows += 1
             self.hits += 1
+            self._count_wait(now - waiter.since)
             self._idle.handed_out(slot)
             waiter.slot = slot  # type: ignore[assignment]
             waiter.wake()

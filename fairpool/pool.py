@@ -295,6 +295,11 @@ class ConnectionPool(RedisConnectionPool):
                 trash = core.take_trash()
             self._close(trash)
             raise
+        slot = waiter.slot
+        if slot is not None:
+            # Handed over under the releaser's lock (and counted there); the waiter lock's
+            # release/acquire orders that write before this read, so no pool lock is needed.
+            return slot
         with self._lock:
             return core.finish_wait(waiter, monotonic())
 
