@@ -6,7 +6,7 @@
   max wait...); printed as a summary at the end of the run.
 
 CPU pinning: on a small VM the scheduler sometimes puts the client and the server on different
-vCPUs and a round trip costs 2–3× more, which makes runs bimodal. By default (Linux) the test
+vCPUs and a round trip costs 2-3 times more, which makes runs bimodal. By default (Linux) the test
 process and the server are pinned to the same CPU, so every pool is measured under the same
 conditions. ``FAIRPOOL_BENCH_CPU=none`` disables it; ``FAIRPOOL_BENCH_CPU=N`` picks CPU N.
 """
@@ -55,7 +55,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"benchmarks: redis-server {binary} (v{version}); client {pin}"]
 
 
-def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+def pytest_benchmark_update_machine_info(
+    config: pytest.Config, machine_info: dict[str, Any]
+) -> None:
     """Record the versions that matter in ``--benchmark-json`` output."""
     binary = find_redis_server()
     machine_info["redis_server"] = ".".join(map(str, server_version(binary)))
@@ -173,8 +175,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         tr.write_line("crowd: T threads on a blocking pool of 16 connections:")
         for name, f in crowd.items():
             tr.write_line(
-                f"  {name:<26} {f['ops_per_sec']:10,.0f} ops/s  vs16={f.get('vs_16_threads', '—')}"
-                f"  served {f['threads_served']}/{f['threads']}  Jain(threads) {f['jain_threads']:.2f}"
+                f"  {name:<26} {f['ops_per_sec']:10,.0f} ops/s"
+                f"  vs16={f.get('vs_16_threads', '-')}"
+                f"  served {f['threads_served']}/{f['threads']}"
+                f"  Jain(threads) {f['jain_threads']:.2f}"
                 f"  max wait {f['max_wait_ms']:.1f} ms"
             )
     fair = _FIGURES.get("fairness", {})

@@ -1,8 +1,10 @@
 """Pool benchmarks: fairpool's policies against redis-py's ``ConnectionPool`` and
 ``BlockingConnectionPool``. Run with ``pytest benchmarks/ --benchmark-only``.
 
-1. ``test_borrow_release`` — borrow + release of a warm connection, one thread (the pool's own cost).
-2. ``test_ping`` — PING through ``redis.Redis`` at 1, 8, 64 and 256 threads, one connection per thread.
+1. ``test_borrow_release`` — borrow + release of a warm connection, one thread (the pool's own
+   cost).
+2. ``test_ping`` — PING through ``redis.Redis`` at 1, 8, 64 and 256 threads, one connection per
+   thread.
 3. ``test_crowd`` — 1000 threads sharing a blocking pool of 16 connections, against 16 threads:
    throughput, whether every thread is served, Jain's index over threads, the longest wait.
 4. ``test_fairness`` — the proxy-imbalance scenario of ``fairpool demo`` (per-proxy command share).
@@ -41,7 +43,9 @@ BORROW_ROUNDS = 200
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_borrow_release(benchmark: Any, make_pool: PoolFactory, figures: Figures, kind: str) -> None:
+def test_borrow_release(
+    benchmark: Any, make_pool: PoolFactory, figures: Figures, kind: str
+) -> None:
     """One borrow + release of an idle, recently used connection (no I/O on fairpool's path)."""
     pool = make_pool(kind, max_connections=10)
     get, release = pool.get_connection, pool.release
@@ -51,9 +55,7 @@ def test_borrow_release(benchmark: Any, make_pool: PoolFactory, figures: Figures
         release(get())
 
     benchmark.group = "borrow_release"
-    benchmark.pedantic(
-        cycle, rounds=BORROW_ROUNDS, iterations=BORROW_ITERATIONS, warmup_rounds=20
-    )
+    benchmark.pedantic(cycle, rounds=BORROW_ROUNDS, iterations=BORROW_ITERATIONS, warmup_rounds=20)
     median_us = benchmark.stats.stats.median * 1e6
     benchmark.extra_info["us_per_borrow_release"] = median_us
     figures.setdefault("borrow_release", {})[kind] = {"us": median_us}
@@ -201,11 +203,11 @@ def test_crowd(
         info["pool_waits"] = stats.waits
         info["pool_timeouts"] = stats.timeouts
     label = "fairpool " + kind if kind in fairpool.Policy._value2member_map_ else kind
-    base = figures.get("crowd", {}).get(f"{label} × {CROWD_POOL_SIZE}")
+    base = figures.get("crowd", {}).get(f"{label} x {CROWD_POOL_SIZE}")
     if threads != CROWD_POOL_SIZE and base:
         info["vs_16_threads"] = round(ops_per_sec / base["ops_per_sec"], 2)
     benchmark.extra_info.update(info)
-    figures.setdefault("crowd", {})[f"{label} × {threads}"] = info
+    figures.setdefault("crowd", {})[f"{label} x {threads}"] = info
     assert all(sum(r.counts) == CROWD_OPS_PER_ROUND for r in rounds)
 
 

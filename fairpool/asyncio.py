@@ -29,6 +29,7 @@ import inspect
 import logging
 import warnings
 import weakref
+from collections import deque
 from collections.abc import Iterable
 from time import monotonic
 from typing import Any, TypeVar
@@ -238,6 +239,9 @@ class ConnectionPool(RedisAsyncConnectionPool):
                 task.cancel()
         self._maint_task = None
         self._core: PoolCore[Any] = PoolCore(self.config)
+        self._deadlines: deque[tuple[float, _TaskWaiter]] = deque()
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_loop: asyncio.AbstractEventLoop | None = None
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -294,10 +298,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
                 if _arecorder._async_metrics_collector is not None:
                     _record(self, -1, 1)
                 return slot.conn
-        waiter = None
-        if got is WAIT:
-            waiter = _TaskWaiter(asyncio.get_running_loop().create_future())
-            core.enqueue(waiter, now)
+        waiter = self._queue(now) if got is WAIT else None
         trash = core.take_trash() if core.trash else None
         return await self._get_slow(got, waiter, trash, now)
 
@@ -306,10 +307,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         queued if it said :data:`WAIT`, and the connections to close."""
         core = self._core
         got = core.acquire(now)
-        waiter = None
-        if got is WAIT:
-            waiter = _TaskWaiter(asyncio.get_running_loop().create_future())
-            core.enqueue(waiter, now)
+        waiter = self._queue(now) if got is WAIT else None
         trash = core.take_trash() if core.trash else None
         return got, waiter, trash
 
@@ -342,26 +340,56 @@ class ConnectionPool(RedisAsyncConnectionPool):
             got, waiter, trash = self._acquire(now)
 
     async def _wait(self, waiter: _TaskWaiter) -> Any:
-        """Sleep until the core grants ``waiter`` a connection or a dial, or ``timeout`` passes.
-
-        The timeout is a timer that wakes the waiter without a grant; :meth:`PoolCore.finish_wait`
-        then raises :class:`~fairpool.errors.PoolTimeoutError` — unless a grant arrived first,
-        in which case it is used. A cancelled task leaves the queue and gives back any grant that
-        raced with the cancellation.
-        """
-        timeout = self.config.timeout
-        timer = None
-        if timeout is not None:
-            timer = asyncio.get_running_loop().call_later(timeout, waiter.wake)
+        """Sleep until the core grants ``waiter`` a connection or a dial, or its deadline passes
+        (then :meth:`PoolCore.finish_wait` raises :class:`~fairpool.errors.PoolTimeoutError` —
+        unless a grant arrived first, in which case it is used). A cancelled task leaves the
+        queue and gives back any grant that raced with the cancellation."""
         try:
             await waiter.fut
         except BaseException:
             await self._give_back(None, waiter)
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
+        slot = waiter.slot
+        if slot is not None:
+            return slot  # handed over by a release (the wait was counted there)
         return self._core.finish_wait(waiter, monotonic())
+
+    def _queue(self, now: float) -> _TaskWaiter:
+        """Queue a waiter (after :data:`WAIT`; part of the caller's critical section).
+
+        Every waiter has the same ``timeout``, so deadlines grow in queue order and one timer,
+        set for the oldest pending deadline, serves the whole queue: a timer per waiter would
+        keep a thousand entries in the event loop's timer heap when a thousand tasks wait.
+        """
+        loop = asyncio.get_running_loop()
+        waiter = _TaskWaiter(loop.create_future())
+        self._core.enqueue(waiter, now)
+        timeout = self.config.timeout
+        if timeout is not None:
+            deadlines = self._deadlines
+            while deadlines and deadlines[0][1].fut.done():  # served in order: they gather here
+                deadlines.popleft()
+            deadlines.append((now + timeout, waiter))
+            if self._deadline_timer is None or self._deadline_loop is not loop:
+                self._deadline_loop = loop
+                self._deadline_timer = loop.call_later(timeout, self._expire)
+        return waiter
+
+    def _expire(self) -> None:
+        """The deadline timer: wake (without a grant) every waiter whose deadline has passed."""
+        self._deadline_timer = None
+        deadlines = self._deadlines
+        now = monotonic()
+        while deadlines:
+            deadline, waiter = deadlines[0]
+            if not waiter.fut.done():
+                if deadline > now:
+                    loop = self._deadline_loop
+                    assert loop is not None
+                    self._deadline_timer = loop.call_later(deadline - now, self._expire)
+                    return
+                waiter.wake()
+            deadlines.popleft()
 
     async def _give_back(self, got: Any, waiter: _TaskWaiter | None) -> None:
         """Undo a borrow in progress (after a cancellation): leave the queue, give back a
@@ -663,6 +691,10 @@ class ConnectionPool(RedisAsyncConnectionPool):
         task, self._maint_task = self._maint_task, None
         if task is not None and not task.done():
             task.cancel()
+        timer, self._deadline_timer = self._deadline_timer, None
+        if timer is not None:
+            timer.cancel()
+        self._deadlines.clear()
         await self._close(trash, wait=True)
 
     @property

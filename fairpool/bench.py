@@ -400,7 +400,7 @@ def render_table(result: BenchResult) -> Table:
             f"PING through redis.Redis — {cfg.duration:g} s per run, server "
             f"{result.server} (v{result.server_version})"
         ),
-        caption="vs redis-py: throughput relative to redis-py's ConnectionPool at that thread count.",
+        caption="vs redis-py: throughput relative to redis-py's ConnectionPool, same thread count.",
     )
     table.add_column("threads", justify="right")
     table.add_column("pool", no_wrap=True)
@@ -417,7 +417,7 @@ def render_table(result: BenchResult) -> Table:
             if reference is not None and reference.ops_per_sec > 0:
                 ratio = r.ops_per_sec / reference.ops_per_sec
                 style = "green" if ratio >= 0.97 else ("yellow" if ratio >= 0.9 else "red")
-                rel = f"[{style}]{ratio:.2f}×[/{style}]"
+                rel = f"[{style}]{ratio:.2f}x[/{style}]"
             else:
                 rel = "—"
             table.add_row(

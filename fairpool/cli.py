@@ -361,7 +361,9 @@ def _demo(args: argparse.Namespace) -> int:
                 err.print(f"[dim]Started {len(group)} redis-server proxies on ports {ports}[/dim]")
 
         try:
-            result = run_demo(config, stop=stopper.stop, progress=on_progress, on_servers=on_servers)
+            result = run_demo(
+                config, stop=stopper.stop, progress=on_progress, on_servers=on_servers
+            )
         except (ServerBinaryNotFound, ServerStartError) as exc:
             _error("demo", str(exc))
             return EXIT_USAGE
@@ -421,7 +423,7 @@ def _bench(args: argparse.Namespace) -> int:
             if progress is None:
                 return
             key = (event.pool, event.threads)
-            label = f"{POOL_LABELS[event.pool]} × {event.threads}"
+            label = f"{POOL_LABELS[event.pool]} x {event.threads}"
             if event.phase == "start":
                 tasks[key] = progress.add_task(label, total=event.duration, ops=0)
             elif event.phase == "run":

@@ -67,6 +67,7 @@ class PoolConfig:
     health_check: HealthCheck = "peek"
     health_check_after: float = 0.25
     maintenance_interval: float | None = None
+    endpoints: tuple[tuple[str, int], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,16 @@ SETTINGS: tuple[Setting, ...] = (
         "`timeBetweenEvictionRuns`",
         "Run pruning and `min_idle` refill in one daemon thread (asyncio: one task) this often.",
     ),
+    Setting(
+        "endpoints",
+        "`None` (`host`/`port` only)",
+        '`None` or a non-empty list of `"host:port"` / `(host, port)`; URL: comma-separated',
+        "—",
+        "—",
+        "—",
+        "Proxies to spread new connections over without a balancer (as Codis' Jodis does): each "
+        "holds an equal share; failing ones are backed off and rebalanced onto when they recover.",
+    ),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -252,6 +263,7 @@ def make_config(
     health_check: HealthCheck = "peek",
     health_check_after: float = 0.25,
     maintenance_interval: float | None = None,
+    endpoints: Any = None,
 ) -> PoolConfig:
     """Validate every setting and return a :class:`PoolConfig`.
 
@@ -305,7 +317,45 @@ def make_config(
         health_check=hc,
         health_check_after=hca,
         maintenance_interval=_seconds("maintenance_interval", maintenance_interval, positive=True),
+        endpoints=_endpoints(endpoints),
     )
+
+
+def _endpoint(item: object) -> tuple[str, int]:
+    host: object
+    port: object
+    if isinstance(item, str):
+        host, sep, port_s = item.strip().rpartition(":")
+        if not sep or not host:
+            raise _fail("endpoints", item)
+        try:
+            port = int(port_s)
+        except ValueError:
+            raise _fail("endpoints", item) from None
+    elif isinstance(item, (tuple, list)) and len(item) == 2:
+        host, port = item
+    else:
+        raise _fail("endpoints", item, TypeError)
+    if not isinstance(host, str) or not host or isinstance(port, bool) or not isinstance(port, int):
+        raise _fail("endpoints", item, TypeError)
+    if not 0 < port < 65536:
+        raise _fail("endpoints", item)
+    return host.strip("[]"), port
+
+
+def _endpoints(value: object) -> tuple[tuple[str, int], ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise _fail("endpoints", value, TypeError)
+    if not value:
+        raise _fail("endpoints", value)
+    result = tuple(_endpoint(item) for item in value)
+    if len(set(result)) != len(result):
+        raise ValueError(f"fairpool setting 'endpoints' lists an endpoint twice: {value!r}")
+    return result
 
 
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
@@ -344,6 +394,7 @@ _QUERY_CONVERTERS: Mapping[str, Callable[[str, str], Any]] = {
     "health_check": lambda n, r: r,
     "health_check_after": lambda n, r: _to_opt_number(n, r, float),
     "maintenance_interval": lambda n, r: _to_opt_number(n, r, float),
+    "endpoints": lambda n, r: r,
 }
 assert set(_QUERY_CONVERTERS) == SETTING_NAMES
 

@@ -69,6 +69,7 @@ class Slot(Generic[C]):
         "released",
         "seq",
         "suspect",
+        "target",
     )
 
     def __init__(self, conn: C, seq: int, now: float, expires: float) -> None:
@@ -82,6 +83,7 @@ class Slot(Generic[C]):
         self.in_use = False
         self.suspect = False  # must be verified before reuse (an older sibling was found dead)
         self.aux: Any = None  # the shell's own per-connection data
+        self.target: Any = None  # the configured endpoint it was dialled to (endpoints=[...])
 
     def __repr__(self) -> str:
         state = "in_use" if self.in_use else "idle"
@@ -125,9 +127,11 @@ class PoolCore(Generic[C]):
         *,
         rng: Callable[[], float] = random.random,
         now: float | None = None,
+        period: float | None = None,
     ) -> None:
         self.config = config
         self._rng = rng
+        self._period = period  # run maintenance at least this often (the shell has periodic work)
         self._idle = make_idle_set(config.policy)
         self._lifo = config.policy is Policy.LIFO
         self._slots: dict[C, Slot[C]] = {}
@@ -439,6 +443,22 @@ class PoolCore(Generic[C]):
         self._schedule(now)
         return need
 
+    def retire_idle(self, slot: Slot[C], reason: str) -> bool:
+        """Close a specific idle connection (the shell's own maintenance, e.g. rebalancing).
+        Returns ``False`` if it is no longer idle."""
+        if slot.in_use or self._slots.get(slot.conn) is not slot:
+            return False
+        self._drop_idle(slot, reason)
+        return True
+
+    def reserve_dial(self) -> bool:
+        """Reserve capacity for a dial the shell starts on its own (not for a caller): ``False``
+        at the cap, when callers are waiting, or when the pool is closed."""
+        if self.closed or self._waiters or len(self._slots) + self.dialling >= self._max:
+            return False
+        self.dialling += 1
+        return True
+
     def _drop_idle(self, slot: Slot[C], reason: str) -> None:
         self._idle.remove(slot)
         self.idle_count -= 1
@@ -482,6 +502,8 @@ class PoolCore(Generic[C]):
                 due = self._window_end
         if cfg.max_lifetime is not None:
             due = min(due, min((s.expires for s in self._idle), default=_INF))
+        if self._period is not None:
+            due = min(due, now + self._period)
         if cfg.min_idle and len(self._slots) + self.dialling < cfg.min_idle:
             due = min(due, now + 1.0)  # a refill that could not run (waiters, cap): retry soon
         self.next_maintenance = due

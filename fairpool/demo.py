@@ -136,11 +136,11 @@ class BalancedConnection(redis.Connection):
         kwargs.pop("port", None)
         self.balancer = balancer
         host, port = balancer.endpoints[0]
-        super().__init__(host=host, port=port, **kwargs)
+        super().__init__(host=host, port=port, **kwargs)  # type: ignore[no-untyped-call]
 
     def _connect(self) -> Any:
         self._host, self.port = self.balancer.next()
-        return super()._connect()
+        return super()._connect()  # type: ignore[no-untyped-call]
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,7 +435,7 @@ def _burst(
     errors: list[BaseException] = []
 
     def worker() -> None:
-        conn = None
+        conn: Any = None
         try:
             conn = pool.get_connection()
             conn.send_command("PING")
@@ -567,7 +567,7 @@ def run_scenario(
             raise errors[0]
         after = admin.commands()
         end_connections = admin.connections()
-        commands = [max(0, a - b) for a, b in zip(after, before)]
+        commands = [max(0, a - b) for a, b in zip(after, before, strict=True)]
         fair = fairness(commands)
         pool_stats: dict[str, Any] | None = None
         closed: dict[str, int] | None = None
@@ -746,9 +746,7 @@ def write_plot(result: DemoResult, path: str) -> None:
     try:
         for j, r in enumerate(result.results):
             xs = [i - 0.4 + width * (j + 0.5) for i in range(n)]
-            ax.bar(
-                xs, [100 * s for s in r.shares], width, label=f"{r.label} (Jain {r.jain:.2f})"
-            )
+            ax.bar(xs, [100 * s for s in r.shares], width, label=f"{r.label} (Jain {r.jain:.2f})")
         ax.axhline(100 / n, color="grey", linestyle="--", linewidth=1, label="even share")
         ax.set_xticks(range(n))
         ax.set_xticklabels([f"proxy-{i}" for i in range(n)])

@@ -31,6 +31,7 @@ from redis.observability.attributes import ConnectionState, get_pool_name
 
 from .config import SETTING_NAMES, HealthCheck, Policy, PoolConfig, convert_query_value, make_config
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
+from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
 from .stats import PoolStats
 
 __all__ = ["BlockingConnectionPool", "ConnectionPool"]
@@ -123,7 +124,9 @@ class ConnectionPool(RedisConnectionPool):
     * ``idle_timeout``, ``max_lifetime``, ``lifetime_jitter`` — pruning (fair policies shrink by
       demand);
     * ``health_check`` / ``health_check_after`` — verify connections idle for a while before use;
-    * ``maintenance_interval`` — run pruning in a daemon thread instead of lazily.
+    * ``maintenance_interval`` — run pruning in a daemon thread instead of lazily;
+    * ``endpoints`` — several proxies (``["h1:6379", "h2:6379"]``) to spread new connections over
+      evenly, backing off from failing ones, without a balancer in front.
     """
 
     _DEFAULTS: ClassVar[dict[str, Any]] = {}
@@ -146,6 +149,7 @@ class ConnectionPool(RedisConnectionPool):
         health_check: HealthCheck = "peek",
         health_check_after: float = 0.25,
         maintenance_interval: float | None = None,
+        endpoints: Any = None,
         **connection_kwargs: Any,
     ) -> None:
         self.config: PoolConfig = make_config(
@@ -161,6 +165,7 @@ class ConnectionPool(RedisConnectionPool):
             health_check=health_check,
             health_check_after=health_check_after,
             maintenance_interval=maintenance_interval,
+            endpoints=endpoints,
         )
         self._check_after = self.config.health_check_after
         self._maintainer: _Maintainer | None = None
@@ -191,7 +196,11 @@ class ConnectionPool(RedisConnectionPool):
     # ----------------------------------------------------------------- state
     def reset(self) -> None:
         """Start afresh (at construction, and in a forked child): no connections, zero counters."""
-        self._core: PoolCore[Any] = PoolCore(self.config)
+        endpoints = self.config.endpoints
+        self._endpoints = EndpointSet(endpoints) if endpoints else None
+        self._core: PoolCore[Any] = PoolCore(
+            self.config, period=REBALANCE_PERIOD if endpoints else None
+        )
         self._fork_gen = _fork_generation
         self._maintainer = None
         if self.config.maintenance_interval is not None:
@@ -305,6 +314,8 @@ class ConnectionPool(RedisConnectionPool):
 
     def _dial(self) -> Any:
         """Create and connect a connection for a reserved :data:`DIAL` (outside the lock)."""
+        if self._endpoints is not None:
+            return self._dial_endpoints()
         core = self._core
         conn = None
         try:
@@ -325,6 +336,49 @@ class ConnectionPool(RedisConnectionPool):
             slot.endpoint = peer_endpoint(raw)
         return conn
 
+    def _dial_endpoints(self, for_caller: bool = True) -> Any:
+        """Dial the endpoint holding the fewest connections; on failure back it off and try the
+        next one. Raises the last error only when every endpoint failed."""
+        core, endpoints = self._core, self._endpoints
+        assert endpoints is not None
+        with self._lock:
+            order = endpoints.dial_order((s.target for s in core.slots()), monotonic())
+        error: BaseException | None = None
+        for endpoint in order:
+            with self._lock:
+                endpoints.dialling(endpoint)
+            conn = None
+            try:
+                conn = self.make_connection(endpoint)
+                conn.connect()
+            except BaseException as exc:
+                if conn is not None:
+                    _quietly(conn.disconnect)
+                with self._lock:
+                    endpoints.dialled(endpoint, False, monotonic())
+                if not isinstance(exc, Exception):
+                    error = exc
+                    break  # KeyboardInterrupt and friends: stop trying
+                error = exc
+                continue
+            raw = raw_connection(conn)
+            with self._lock:
+                now = monotonic()
+                endpoints.dialled(endpoint, True, now)
+                slot = core.dialled(conn, now) if for_caller else core.dialled_idle(conn, now)
+                slot.aux = raw
+                slot.endpoint = peer_endpoint(raw)
+                slot.target = endpoint
+                trash = core.take_trash()
+            self._close(trash)
+            return conn
+        with self._lock:
+            core.dial_failed()
+            trash = core.take_trash()
+        self._close(trash)
+        assert error is not None
+        raise error
+
     def _prepare(self, slot: Slot[Any], now: float) -> Any:
         """Make a borrowed idle connection ready: reconnect it if its socket is gone, verify it if
         it has been idle a while (or is suspect). Returns ``None`` if it failed its check (it is
@@ -334,8 +388,14 @@ class ConnectionPool(RedisConnectionPool):
         if raw._sock is None:
             try:
                 conn.connect()
-            except BaseException:
+            except BaseException as exc:
                 self._discard(conn, "error")
+                if self._endpoints is not None and isinstance(exc, Exception):
+                    # Its endpoint is down: back it off and let the caller get a connection to
+                    # another endpoint instead of this error.
+                    with self._lock:
+                        self._endpoints.report(slot.target, False, monotonic())
+                    return None
                 raise
             slot.endpoint = peer_endpoint(raw)
             slot.suspect = False
@@ -375,12 +435,15 @@ class ConnectionPool(RedisConnectionPool):
             trash = self._core.take_trash()
         self._close(trash)
 
-    def make_connection(self) -> Any:
-        """Create a new (unconnected) connection from the current ``connection_kwargs``.
+    def make_connection(self, endpoint: Endpoint | None = None) -> Any:
+        """Create a new (unconnected) connection from the current ``connection_kwargs`` (with
+        ``endpoint``'s host and port, if given).
 
         The cap is enforced by the core before this is called, not here.
         """
         kwargs = dict(self.connection_kwargs)
+        if endpoint is not None:
+            kwargs["host"], kwargs["port"] = endpoint
         if self.cache is not None:
             return CacheProxyConnection(  # type: ignore[abstract]
                 self.connection_class(**kwargs), self.cache, self._lock
@@ -451,6 +514,16 @@ class ConnectionPool(RedisConnectionPool):
             trash = core.take_trash()
         self._close(trash)
         for i in range(need):
+            if self._endpoints is not None:
+                try:
+                    self._dial_endpoints(for_caller=False)
+                except Exception as exc:  # every endpoint failed; it gave back its reservation
+                    logger.warning("fairpool: min_idle refill failed: %r", exc)
+                    with self._lock:
+                        for _ in range(need - i - 1):
+                            core.dial_failed()
+                    return
+                continue
             conn = None
             try:
                 conn = self.make_connection()
@@ -472,6 +545,33 @@ class ConnectionPool(RedisConnectionPool):
                 slot.endpoint = peer_endpoint(raw)
                 trash = core.take_trash()
             self._close(trash)
+        if self._endpoints is not None:
+            self._rebalance()
+
+    def _rebalance(self) -> None:
+        """Move idle connections from the most crowded endpoint to a healthy sparse one (one that
+        recovered, or was added), one at a time, until the spread is within one."""
+        core, endpoints = self._core, self._endpoints
+        assert endpoints is not None
+        for _ in range(self.config.max_connections):
+            with self._lock:
+                plan = endpoints.rebalance((s.target for s in core.slots()), monotonic())
+                if plan is None:
+                    return
+                crowded, _sparse = plan
+                victims = [s for s in core.idle_slots() if s.target == crowded]
+                if not victims or not core.retire_idle(victims[-1], "rebalance"):
+                    return
+                reserved = core.reserve_dial()
+                trash = core.take_trash()
+            self._close(trash)
+            if not reserved:
+                return
+            try:
+                self._dial_endpoints(for_caller=False)
+            except Exception as exc:
+                logger.info("fairpool: rebalancing dial failed: %r", exc)
+                return
 
     def _close(self, trash: list[tuple[Any, str]]) -> None:
         for conn, _reason in trash:

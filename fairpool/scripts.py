@@ -38,7 +38,6 @@ import contextlib
 import hashlib
 import re
 import threading
-import types
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
@@ -659,6 +658,8 @@ class Script:
             CrossSlotError: on a cluster, before sending, when the keys span slots.
             TypeError: ``client`` is not a redis-py client, or is a cluster pipeline.
         """
+        if isinstance(keys, (str, bytes)) or isinstance(args, (str, bytes)):
+            raise TypeError("keys and args are sequences: write [key], not key")
         handler = _handlers.get(type(client))
         if handler is None:
             handler = _resolve_handler(type(client))
@@ -1057,9 +1058,29 @@ def _pipeline(script: Script, pipe: Any, keys: tuple[Any, ...], args: tuple[Any,
     pipe.pipeline_execute_command(command, sha, len(keys), *keys, *args)
     state.evals[len(stack) - 1] = (script, keys, args, command, sha, source)
     if "execute" not in pipe.__dict__:
-        bound = aexecute if is_async else execute
-        pipe.__dict__["execute"] = types.MethodType(bound, pipe)
+        pipe.__dict__["execute"] = _Execute(pipe, is_async)
     return pipe
+
+
+class _Execute:
+    """``pipe.execute`` once a script was queued on ``pipe``: :func:`execute` / :func:`aexecute`.
+
+    Holds the pipeline weakly, so that it adds no reference cycle.
+    """
+
+    __slots__ = ("_async", "_pipe")
+
+    def __init__(self, pipe: Any, is_async: bool) -> None:
+        self._pipe = weakref.ref(pipe)
+        self._async = is_async
+
+    def __call__(self, raise_on_error: bool = True) -> Any:
+        pipe = self._pipe()
+        if pipe is None:  # pragma: no cover - the caller holds the pipeline
+            raise RuntimeError("the pipeline is gone")
+        if self._async:
+            return aexecute(pipe, raise_on_error)
+        return execute(pipe, raise_on_error)
 
 
 def _sort_results(

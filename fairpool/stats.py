@@ -16,6 +16,7 @@ CLOSE_REASONS = (
     "health_check",  # failed the borrow check (peek / ping / callable)
     "max_idle",  # released while max_idle connections were already idle
     "error",  # connect failed, or released unusable / no longer owned by the pool
+    "rebalance",  # moved to a sparser endpoint (endpoints=[...])
     "closed",  # the pool was closed
 )
 """Why the pool closed a connection; the keys of :attr:`PoolStats.closed`."""

