@@ -13,22 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fairpool.config import Policy, make_config
-from fairpool.core import DIAL, PoolCore, Slot
+from fairpool.core import PoolCore, Slot
 
-from .test_core_properties import FakeConn
+from .helpers import FakeConn, borrow, dial_new
 
 
 def burst(core: PoolCore[FakeConn], n: int, now: float, endpoints: int = 0) -> list[FakeConn]:
     """Open n connections at once (as a burst of n concurrent callers would), then release them."""
-    conns = []
-    for i in range(n):
-        assert core.acquire(now) is DIAL
-        conn = FakeConn()
-        slot = core.dialled(conn, now)
+    conns = dial_new(core, n, now)
+    for i, conn in enumerate(conns):
         if endpoints:
-            slot.endpoint = f"proxy{i % endpoints}"
-        conns.append(conn)
-    for conn in conns:
+            core.slot_of(conn).endpoint = f"proxy{i % endpoints}"  # type: ignore[union-attr]
         core.release(conn, now)
     return conns
 
@@ -45,13 +40,7 @@ def run_load(
     while now < start + seconds:
         held = []
         for _ in range(concurrency):
-            got = core.acquire(now)
-            if got is DIAL:
-                conn = FakeConn()
-                core.dialled(conn, now)
-            else:
-                assert isinstance(got, Slot)
-                conn = got.conn
+            conn = borrow(core, now)
             uses[conn] += 1
             held.append(conn)
         for conn in held:
@@ -148,14 +137,7 @@ def test_pruning_never_touches_in_use_nor_goes_below_min_idle(
     held: list[FakeConn] = []
     for op, arg in ops:
         if op == "borrow" and len(held) < 8:
-            got = core.acquire(now)
-            if got is DIAL:
-                conn = FakeConn()
-                core.dialled(conn, now)
-            else:
-                assert isinstance(got, Slot)
-                conn = got.conn
-            held.append(conn)
+            held.append(borrow(core, now))
         elif op == "release" and held:
             core.release(held.pop(arg % len(held)), now)
         elif op == "tick":
@@ -238,12 +220,7 @@ def test_failed_check_makes_older_idle_connections_suspect() -> None:
 
 def test_close_and_reasons_counted() -> None:
     core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=5, max_idle=1), now=0.0)
-    conns = []
-    for _ in range(3):
-        assert core.acquire(0.0) is DIAL
-        conn = FakeConn()
-        core.dialled(conn, 0.0)
-        conns.append(conn)
+    conns = dial_new(core, 3, 0.0)
     core.release(conns[0], 0.0)
     core.release(conns[1], 0.0)  # max_idle=1 already idle
     core.release(conns[2], 0.0, reusable=False)

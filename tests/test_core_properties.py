@@ -19,19 +19,9 @@ from fairpool.config import Policy, make_config
 from fairpool.core import DIAL, WAIT, PoolCore, Slot, Waiter
 from fairpool.errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
 
+from .helpers import FakeConn, dial_new
+
 POLICIES = [Policy.LIFO, Policy.FIFO, Policy.ROUND_ROBIN]
-
-
-class FakeConn:
-    """A connection stand-in: identity is all the core needs."""
-
-    _ids = itertools.count(1)
-
-    def __init__(self) -> None:
-        self.id = next(self._ids)
-
-    def __repr__(self) -> str:
-        return f"C{self.id}"
 
 
 class FakeWaiter(Waiter):
@@ -291,12 +281,7 @@ TestCoreMachine.settings = settings(max_examples=300, stateful_step_count=60, de
 
 def _pool_with(policy: Policy, n: int) -> tuple[PoolCore[FakeConn], list[FakeConn]]:
     core: PoolCore[FakeConn] = PoolCore(make_config(policy=policy, max_connections=n), now=0.0)
-    conns = []
-    for _ in range(n):
-        assert core.acquire(0.0) is DIAL
-        conn = FakeConn()
-        core.dialled(conn, 0.0)
-        conns.append(conn)
+    conns = dial_new(core, n, 0.0)
     for conn in conns:
         core.release(conn, 0.0)
     return core, conns
@@ -390,12 +375,7 @@ def test_round_robin_differs_from_fifo_under_concurrency() -> None:
 @given(n_waiters=st.integers(1, 30), cap=st.integers(1, 4))
 def test_waiters_served_in_arrival_order(n_waiters: int, cap: int) -> None:
     core: PoolCore[FakeConn] = PoolCore(make_config(block=True, max_connections=cap), now=0.0)
-    held = []
-    for _ in range(cap):
-        assert core.acquire(0.0) is DIAL
-        conn = FakeConn()
-        core.dialled(conn, 0.0)
-        held.append(conn)
+    held = dial_new(core, cap, 0.0)
     waiters = []
     for i in range(n_waiters):
         assert core.acquire(float(i)) is WAIT

@@ -8,27 +8,15 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 import fairpool
 from fairpool import ConnectionPool
 from fairpool.endpoints import EndpointSet
 from fairpool.servers import RedisServer
 
-NO_RETRY = Retry(NoBackoff(), 0)
-
-
-def clients_on(server: RedisServer) -> int:
-    with server.client() as c:
-        return len(c.client_list()) - 1
-
-
-def ping_calls(server: RedisServer) -> int:
-    with server.client() as c:
-        return int(c.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+from .helpers import NO_RETRY, clients_on, ping_calls
 
 
 def test_new_connections_spread_evenly(redis_servers: Callable[..., list[RedisServer]]) -> None:

@@ -4,51 +4,21 @@ min_idle refill, the maintenance thread, close semantics."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 import fairpool
 from fairpool import ConnectionPool, Policy
 from fairpool.servers import RedisServer
 
-NO_RETRY = Retry(NoBackoff(), 0)
-
-
-def balanced_connection_class(servers: list[RedisServer]) -> type[redis.Connection]:
-    """A connection class that sends each *new* connection to the next server in turn, as an L4
-    balancer in front of a proxy layer would."""
-    ports = itertools.cycle([s.port for s in servers])
-    lock = threading.Lock()
-
-    class Balanced(redis.Connection):
-        def __init__(self, **kwargs: Any) -> None:
-            with lock:
-                kwargs["port"] = next(ports)
-            super().__init__(**kwargs)
-
-    return Balanced
-
-
-def clients_on(server: RedisServer) -> int:
-    """Client connections on the server, not counting the one asking."""
-    with server.client() as c:
-        return len(c.client_list()) - 1
-
-
-def ping_calls(server: RedisServer) -> int:
-    with server.client() as c:
-        return int(c.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+from .helpers import NO_RETRY, balanced_connection_class, clients_on, ping_calls
 
 
 def steady_load(r: redis.Redis, threads: int, seconds: float) -> list[BaseException]:
