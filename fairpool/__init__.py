@@ -10,6 +10,15 @@ from __future__ import annotations
 from .config import SETTINGS, Policy, PoolConfig, make_config
 from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
 from .pool import BlockingConnectionPool, ConnectionPool
+from .scripts import (
+    CrossSlotError,
+    NoScriptError,
+    Script,
+    ScriptBusyError,
+    ScriptError,
+    ScriptLintWarning,
+    ScriptRegistry,
+)
 from .stats import Fairness, PoolStats, fairness
 
 __version__ = "0.1.0"
@@ -18,13 +27,20 @@ __all__ = [
     "SETTINGS",
     "BlockingConnectionPool",
     "ConnectionPool",
+    "CrossSlotError",
     "Fairness",
+    "NoScriptError",
     "Policy",
     "PoolClosedError",
     "PoolConfig",
     "PoolExhaustedError",
     "PoolStats",
     "PoolTimeoutError",
+    "Script",
+    "ScriptBusyError",
+    "ScriptError",
+    "ScriptLintWarning",
+    "ScriptRegistry",
     "__version__",
     "fairness",
     "make_config",

@@ -68,6 +68,7 @@ class PoolConfig:
     health_check_after: float = 0.25
     maintenance_interval: float | None = None
     endpoints: tuple[tuple[str, int], ...] | None = None
+    on_connect: Callable[[Any], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Proxies to spread new connections over without a balancer (as Codis' Jodis does): each "
         "holds an equal share; failing ones are backed off and rebalanced onto when they recover.",
     ),
+    Setting(
+        "on_connect",
+        "`None`",
+        "`None` or a callable(connection) (asyncio: may be async)",
+        "`Dial` wrapper",
+        "`OnConnect`",
+        "`PooledObjectFactory.activateObject`",
+        "Called on every newly (re)connected connection after redis-py's handshake, e.g. "
+        "`fairpool.ScriptRegistry.on_connect` to preload scripts.",
+    ),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -264,6 +275,7 @@ def make_config(
     health_check_after: float = 0.25,
     maintenance_interval: float | None = None,
     endpoints: Any = None,
+    on_connect: Callable[[Any], object] | None = None,
 ) -> PoolConfig:
     """Validate every setting and return a :class:`PoolConfig`.
 
@@ -318,7 +330,14 @@ def make_config(
         health_check_after=hca,
         maintenance_interval=_seconds("maintenance_interval", maintenance_interval, positive=True),
         endpoints=_endpoints(endpoints),
+        on_connect=_callback("on_connect", on_connect),
     )
+
+
+def _callback(name: str, value: object) -> Callable[[Any], object] | None:
+    if value is None or callable(value):
+        return value  # type: ignore[return-value]
+    raise _fail(name, value, TypeError)
 
 
 def _endpoint(item: object) -> tuple[str, int]:
@@ -395,6 +414,7 @@ _QUERY_CONVERTERS: Mapping[str, Callable[[str, str], Any]] = {
     "health_check_after": lambda n, r: _to_opt_number(n, r, float),
     "maintenance_interval": lambda n, r: _to_opt_number(n, r, float),
     "endpoints": lambda n, r: r,
+    "on_connect": lambda n, r: r,
 }
 assert set(_QUERY_CONVERTERS) == SETTING_NAMES
 

@@ -125,6 +125,8 @@ class ConnectionPool(RedisConnectionPool):
       demand);
     * ``health_check`` / ``health_check_after`` — verify connections idle for a while before use;
     * ``maintenance_interval`` — run pruning in a daemon thread instead of lazily;
+    * ``on_connect`` — a callback run on every newly (re)connected connection (e.g.
+      ``fairpool.ScriptRegistry.on_connect`` to preload Lua scripts);
     * ``endpoints`` — several proxies (``["h1:6379", "h2:6379"]``) to spread new connections over
       evenly, backing off from failing ones, without a balancer in front.
     """
@@ -150,6 +152,7 @@ class ConnectionPool(RedisConnectionPool):
         health_check_after: float = 0.25,
         maintenance_interval: float | None = None,
         endpoints: Any = None,
+        on_connect: Callable[[Any], object] | None = None,
         **connection_kwargs: Any,
     ) -> None:
         self.config: PoolConfig = make_config(
@@ -166,7 +169,12 @@ class ConnectionPool(RedisConnectionPool):
             health_check_after=health_check_after,
             maintenance_interval=maintenance_interval,
             endpoints=endpoints,
+            on_connect=on_connect,
         )
+        if on_connect is not None:
+            connection_kwargs["redis_connect_func"] = _chain_connect(
+                connection_kwargs.get("redis_connect_func"), on_connect
+            )
         self._check_after = self.config.health_check_after
         self._maintainer: _Maintainer | None = None
         super().__init__(
@@ -731,6 +739,23 @@ def _policy_from_queue_class(queue_class: type | None) -> Policy:
         "fairpool setting 'queue_class' must be queue.LifoQueue or queue.Queue (or pass policy=); "
         f"got {queue_class!r}"
     )
+
+
+def _chain_connect(
+    previous: Callable[[Any], object] | None, on_connect: Callable[[Any], object]
+) -> Callable[[Any], None]:
+    """A ``redis_connect_func`` (redis-py calls it after every connect, instead of the
+    connection's own ``on_connect`` handshake) that runs the handshake — or the user's own
+    ``redis_connect_func`` — and then ``on_connect``."""
+
+    def connect_func(connection: Any) -> None:
+        if previous is None:
+            connection.on_connect()
+        else:
+            previous(connection)
+        on_connect(connection)
+
+    return connect_func
 
 
 def _quietly(fn: Callable[[], object]) -> None:

@@ -280,7 +280,7 @@ def _suggest_tag(names: Sequence[str]) -> str:
     tag = prefix[:cut] if cut > 0 else ""
     if tag and "{" not in tag and "}" not in tag:
         example = ", ".join(repr("{" + tag + "}" + n[len(tag) :]) for n in names[:2])
-        return f"give them a common hash tag, e.g. {example}"
+        return f"give them a common hash tag, e.g. {example} (keys with one tag share a slot)"
     return (
         "give them a common {hash tag}: only the part between the first '{' and the next '}' "
         "is hashed, e.g. '{order:42}:items' and '{order:42}:total'"
@@ -1021,10 +1021,10 @@ class _Queued:
         self.loading: set[str] = set()  # shas with a SCRIPT LOAD queued in this batch
 
 
-def _queued_state(pipe: Any, server: _Server) -> _Queued:
+def _queued_state(pipe: Any) -> _Queued:
     state: _Queued | None = pipe.__dict__.get(_STATE)
     if state is None or state.stack is not pipe.command_stack:
-        state = _Queued(pipe.command_stack, server)
+        state = _Queued(pipe.command_stack, _server_for_pool(pipe.connection_pool))
         pipe.__dict__[_STATE] = state
     return state
 
@@ -1045,8 +1045,8 @@ def _pipeline(script: Script, pipe: Any, keys: tuple[Any, ...], args: tuple[Any,
         return _direct_sync(script, pipe, keys, args)
     transaction = bool(pipe.is_transaction if is_async else pipe.transaction)
     transaction = transaction or bool(pipe.explicit_transaction)
-    server = _server_for_pool(pipe.connection_pool)
-    state = _queued_state(pipe, server)
+    state = _queued_state(pipe)
+    server = state.server
     command, sha, source = script._choose_queued(server)
     stack = pipe.command_stack
     # In a transaction the script is always loaded first: if the cache was flushed since
@@ -1065,22 +1065,25 @@ def _pipeline(script: Script, pipe: Any, keys: tuple[Any, ...], args: tuple[Any,
 class _Execute:
     """``pipe.execute`` once a script was queued on ``pipe``: :func:`execute` / :func:`aexecute`.
 
-    Holds the pipeline weakly, so that it adds no reference cycle.
+    It holds the pipeline (``script(r.pipeline(), ...).execute()`` must work); the reference
+    cycle this makes is undone by :func:`execute`, which removes the wrapper.
     """
 
     __slots__ = ("_async", "_pipe")
 
     def __init__(self, pipe: Any, is_async: bool) -> None:
-        self._pipe = weakref.ref(pipe)
+        self._pipe = pipe
         self._async = is_async
 
     def __call__(self, raise_on_error: bool = True) -> Any:
-        pipe = self._pipe()
-        if pipe is None:  # pragma: no cover - the caller holds the pipeline
-            raise RuntimeError("the pipeline is gone")
         if self._async:
-            return aexecute(pipe, raise_on_error)
-        return execute(pipe, raise_on_error)
+            return aexecute(self._pipe, raise_on_error)
+        return execute(self._pipe, raise_on_error)
+
+
+def _uninstall(pipe: Any) -> None:
+    if isinstance(pipe.__dict__.get("execute"), _Execute):
+        del pipe.__dict__["execute"]
 
 
 def _sort_results(
@@ -1138,6 +1141,7 @@ def execute(pipe: Pipeline, raise_on_error: bool = True) -> list[Any]:
     was never atomic, so that is a reordering only a concurrent reader could see. Transactions
     never need it: the script is always loaded inside the same MULTI block.
     """
+    _uninstall(pipe)
     state = _take_state(pipe)
     if state is None:
         return Pipeline.execute(pipe, raise_on_error)
@@ -1156,6 +1160,7 @@ def execute(pipe: Pipeline, raise_on_error: bool = True) -> list[Any]:
 
 async def aexecute(pipe: AsyncPipeline, raise_on_error: bool = True) -> list[Any]:
     """The ``redis.asyncio`` pipeline version of :func:`execute`."""
+    _uninstall(pipe)
     state = _take_state(pipe)
     if state is None:
         return await AsyncPipeline.execute(pipe, raise_on_error)

@@ -468,3 +468,31 @@ def test_stats_counts_and_endpoints(redis_url: str, shared_redis: RedisServer) -
     assert d["open"] == 2 and d["endpoint_fairness"]["n"] == 1
     with pytest.raises(AttributeError):
         s.idle = 5  # type: ignore[misc]
+
+
+def test_on_connect_preloads_scripts_on_every_new_connection(redis_servers: Any) -> None:
+    (server,) = redis_servers(1)
+    registry = fairpool.ScriptRegistry()
+    script = registry.register(fairpool.Script("return ARGV[1]", name="echo"))
+    calls: list[Any] = []
+
+    def on_connect(conn: Any) -> None:
+        calls.append(conn)
+        registry.on_connect(conn)
+
+    pool = ConnectionPool(host=server.host, port=server.port, on_connect=on_connect)
+    conns = [pool.get_connection() for _ in range(3)]
+    assert calls == conns  # after redis-py's handshake, once per connection
+    with server.client() as admin:
+        assert admin.script_exists(script.sha) == [True]
+        admin.script_flush()
+    for c in conns:
+        pool.release(c)
+    pool.disconnect()  # sockets closed; the next borrow reconnects and preloads again
+    conn = pool.get_connection()
+    assert calls[-1] is conn and len(calls) == 4
+    with server.client() as admin:
+        assert admin.script_exists(script.sha) == [True]
+    pool.release(conn)
+    with pytest.raises(TypeError, match="on_connect"):
+        ConnectionPool(on_connect="yes")  # type: ignore[arg-type]

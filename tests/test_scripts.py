@@ -289,6 +289,21 @@ def test_script_flush_storm(r: redis.Redis, server: RedisServer) -> None:
     assert flushes[0] > 50 and loads > 20  # the storm really forced recoveries
 
 
+def test_decode_responses_client(server: RedisServer, r: redis.Redis) -> None:
+    client = server.client(decode_responses=True)
+    ro = Script(GET_RO, name="get")
+    registry = ScriptRegistry([Script(INCR, name="incr"), ro])
+    assert registry.preload(client)[0] == registry["incr"].sha
+    client.script_flush()
+    assert registry["incr"](client, ["k"], [1]) == 1
+    assert ro(client, ["k"]) == "1"
+    with client.pipeline() as pipe:
+        ro(pipe, ["k"])
+        registry["incr"](pipe, ["k"], [1])
+        assert pipe.execute() == ["1", 2]
+    client.close()
+
+
 # --------------------------------------------------------------------------------------------
 # Pipelines
 # --------------------------------------------------------------------------------------------
@@ -403,6 +418,8 @@ def test_pipeline_errors(r: redis.Redis) -> None:
 
 def test_explicit_execute_helper_and_plain_pipelines(r: redis.Redis) -> None:
     s = Script(INCR, name="incr")
+    assert s(r.pipeline(), ["k"], [2]).execute() == [2]  # chained: nothing else holds the pipe
+    r.delete("k")
     with r.pipeline() as pipe:
         s(pipe, ["k"], [2])
         assert execute(pipe) == [2]
