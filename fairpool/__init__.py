@@ -7,6 +7,7 @@ order, and still shrinks when demand falls.
 
 from __future__ import annotations
 
+from .cluster import cluster, cluster_stats
 from .config import SETTINGS, Policy, PoolConfig, make_config
 from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
 from .pool import BlockingConnectionPool, ConnectionPool
@@ -19,6 +20,7 @@ from .scripts import (
     ScriptLintWarning,
     ScriptRegistry,
 )
+from .sentinel import SentinelConnectionPool
 from .stats import Fairness, PoolStats, fairness
 
 __version__ = "0.1.0"
@@ -41,7 +43,10 @@ __all__ = [
     "ScriptError",
     "ScriptLintWarning",
     "ScriptRegistry",
+    "SentinelConnectionPool",
     "__version__",
+    "cluster",
+    "cluster_stats",
     "fairness",
     "make_config",
 ]

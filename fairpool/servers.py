@@ -492,6 +492,7 @@ class RedisServer:
         binary: str | None = None,
         args: Sequence[str] = (),
         name: str = "redis",
+        config_file: str | os.PathLike[str] | None = None,
     ) -> None:
         """Describe a server; nothing is started until :meth:`start` (or ``with``).
 
@@ -500,6 +501,8 @@ class RedisServer:
             binary: path of ``redis-server``; default :func:`find_redis_server`.
             args: extra ``redis-server`` arguments, e.g. ``["--maxclients", "20"]``.
             name: a label for logs and the temp dir.
+            config_file: a config file, passed first on the command line as redis-server wants
+                it (a sentinel needs its own writable one: ``args=["--sentinel"]``).
 
         Raises:
             ServerBinaryNotFound: no binary given and none found, or it is not redis-server.
@@ -510,6 +513,7 @@ class RedisServer:
         self.host = HOST
         self.name = name
         self.args = tuple(args)
+        self.config_file = None if config_file is None else os.fspath(config_file)
         self.binary = _resolve_binary(binary) if binary else find_redis_server()
         self.version = server_version(self.binary)
         self._auto_port = port is None
@@ -570,6 +574,7 @@ class RedisServer:
     def _command(self, directory: str) -> list[str]:
         command = [
             self.binary,
+            *([self.config_file] if self.config_file else []),
             "--port",
             str(self.port),
             "--bind",
