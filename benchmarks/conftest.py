@@ -22,7 +22,7 @@ import pytest
 import redis
 
 import fairpool
-from fairpool.servers import RedisServer, find_redis_server, server_version
+from fairpool.servers import RedisServer, ServerBinaryNotFound, find_redis_server, server_version
 
 KINDS = ("lifo", "fifo", "round_robin", "redis-py", "redis-py-blocking")
 """Pool kinds compared: fairpool's three policies and redis-py's two pools."""
@@ -46,10 +46,20 @@ def _pin_cpu() -> int | None:
     return cpus[0] if cpus else None
 
 
+def _server_version() -> str:
+    try:
+        return ".".join(map(str, server_version(find_redis_server())))
+    except ServerBinaryNotFound as exc:
+        return f"NOT FOUND ({str(exc).splitlines()[0]})"
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Show the server binary, its version and the CPU pinning."""
-    binary = find_redis_server()
-    version = ".".join(map(str, server_version(binary)))
+    try:
+        binary = find_redis_server()
+    except ServerBinaryNotFound as exc:
+        return [f"benchmarks: no redis-server ({str(exc).splitlines()[0]})"]
+    version = _server_version()
     cpu = _pin_cpu()
     pin = f"pinned with the server to CPU {cpu}" if cpu is not None else "not pinned"
     return [f"benchmarks: redis-server {binary} (v{version}); client {pin}"]
@@ -59,8 +69,7 @@ def pytest_benchmark_update_machine_info(
     config: pytest.Config, machine_info: dict[str, Any]
 ) -> None:
     """Record the versions that matter in ``--benchmark-json`` output."""
-    binary = find_redis_server()
-    machine_info["redis_server"] = ".".join(map(str, server_version(binary)))
+    machine_info["redis_server"] = _server_version()
     machine_info["redis_py"] = redis.__version__
     machine_info["fairpool"] = fairpool.__version__
     machine_info["hiredis"] = _hiredis_version()

@@ -65,8 +65,8 @@ def test_borrow_release(
 # 2. end-to-end PING through redis.Redis
 # ------------------------------------------------------------------------------------------------
 
-PING_OPS_PER_ROUND = 8000
-PING_ROUNDS = 5
+PING_OPS_PER_ROUND = 12000
+PING_ROUNDS = 7
 
 
 def _start_ping_threads(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -137,6 +138,8 @@ class BenchConfig:
     """Server to use; ``None`` starts an embedded ``redis-server``."""
     max_connections: int | None = None
     """Cap given to every pool; ``None`` = one connection per thread (nobody waits)."""
+    cpu: int | None = None
+    """Pin this process (and the embedded server) to this CPU (Linux), for steadier figures."""
 
     def __post_init__(self) -> None:
         """Validate and normalise."""
@@ -146,6 +149,14 @@ class BenchConfig:
             raise ValueError("duration must be > 0")
         if self.max_connections is not None and self.max_connections < 1:
             raise ValueError("max_connections must be >= 1")
+        if self.cpu is not None:
+            if not hasattr(os, "sched_setaffinity"):
+                raise ValueError("cpu pinning needs os.sched_setaffinity (Linux)")
+            if self.cpu not in os.sched_getaffinity(0):
+                raise ValueError(
+                    f"cpu {self.cpu} is not available; choose from "
+                    f"{sorted(os.sched_getaffinity(0))}"
+                )
 
     def cap(self, threads: int) -> int:
         """The pools' ``max_connections`` for a run with ``threads`` threads."""
@@ -318,8 +329,23 @@ def _server_version(url: str) -> str:
 
 
 @contextlib.contextmanager
-def _server(url: str | None) -> Iterator[tuple[str, str, str]]:
-    """(url, host:port, version) of the server to use: ``url``, or an embedded one."""
+def _pinned(cpu: int | None) -> Iterator[None]:
+    """Pin this process to ``cpu`` for the duration (no-op when None)."""
+    if cpu is None:
+        yield
+        return
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
+@contextlib.contextmanager
+def _server(url: str | None, cpu: int | None = None) -> Iterator[tuple[str, str, str]]:
+    """(url, host:port, version) of the server to use: ``url``, or an embedded one (pinned to
+    ``cpu`` if given)."""
     if url is not None:
         pool = RedisConnectionPool.from_url(url)
         kw = pool.connection_kwargs
@@ -328,6 +354,8 @@ def _server(url: str | None) -> Iterator[tuple[str, str, str]]:
         yield url, address, _server_version(url)
         return
     with RedisServer(name="bench") as server:
+        if cpu is not None and server.pid is not None:
+            os.sched_setaffinity(server.pid, {cpu})
         yield server.url, f"{server.host}:{server.port}", ".".join(map(str, server.version))
 
 
@@ -347,7 +375,7 @@ def run_bench(
     """
     stop = stop or threading.Event()
     report = progress or (lambda _event: None)
-    with _server(config.url) as (url, address, version):
+    with _server(config.url, config.cpu) as (url, address, version), _pinned(config.cpu):
         result = BenchResult(config=config, server=address, server_version=version)
         for threads in config.threads:
             for kind in config.pools:
@@ -399,6 +427,7 @@ def render_table(result: BenchResult) -> Table:
         title=(
             f"PING through redis.Redis — {cfg.duration:g} s per run, server "
             f"{result.server} (v{result.server_version})"
+            + (f", pinned to CPU {cfg.cpu}" if cfg.cpu is not None else "")
         ),
         caption="vs redis-py: throughput relative to redis-py's ConnectionPool, same thread count.",
     )

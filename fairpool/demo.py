@@ -679,8 +679,12 @@ def render_table(result: DemoResult) -> Table:
             + (f", min_idle {cfg.min_idle}" if cfg.min_idle else "")
         ),
         caption=(
-            "redis-py = redis.ConnectionPool (LIFO); the others are fairpool.ConnectionPool. "
-            "Shares come from each server's INFO commandstats (load commands only). "
+            (
+                "redis-py = redis.ConnectionPool (LIFO); the others are fairpool.ConnectionPool. "
+                if any(r.policy == REFERENCE for r in result.results)
+                else ""
+            )
+            + "Shares come from each server's INFO commandstats (load commands only). "
             f"Jain: 1.00 = even, {1 / n:.2f} = one proxy does everything. "
             "conns: open after the burst -> at the end."
         ),

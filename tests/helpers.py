@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -76,3 +83,73 @@ def balanced_connection_class(servers: list[RedisServer]) -> type[redis.Connecti
             super().__init__(**kwargs)
 
     return Balanced
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    """Run ``python -m fairpool ARGS`` and return the CompletedProcess (text mode)."""
+    return subprocess.run(
+        [sys.executable, "-m", "fairpool", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def children_of(pid: int) -> list[int]:
+    """Live (non-zombie) child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, ppid = fields[0], int(fields[1])
+        if ppid == pid and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def interrupt_cli(
+    tmp_path: Path, *args: str, servers: int, settle: float
+) -> tuple[int, str, str, list[int]]:
+    """Run ``fairpool ARGS`` in a wrapper, wait until it has ``servers`` child processes (its
+    redis-servers), let it run ``settle`` seconds, send SIGINT. Returns the exit code, stdout,
+    stderr and the server pids. The wrapper prints ``LEFT [pids]``: its live children after
+    ``cli.main`` returned and before Python exits — so a clean command prints ``LEFT []`` by
+    stopping its servers itself, not through PR_SET_PDEATHSIG or the atexit hook."""
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(
+        "import os, sys\n"
+        "from fairpool.cli import main\n"
+        + inspect.getsource(children_of)
+        + "code = main(sys.argv[1:])\n"
+        + "print('LEFT', children_of(os.getpid()), flush=True)\n"
+        + "sys.exit(code)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(wrapper), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        children: list[int] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(children) < servers:
+            time.sleep(0.05)
+            children = children_of(proc.pid)
+            assert proc.poll() is None, proc.communicate()
+        assert len(children) == servers, children
+        time.sleep(settle)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err, children
