@@ -30,7 +30,7 @@ import logging
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from time import monotonic
 from typing import Any, TypeVar
 
@@ -40,7 +40,7 @@ from redis.asyncio.observability import recorder as _arecorder
 from redis.event import AsyncAfterConnectionReleasedEvent, AsyncReAuthConnectionListener
 from redis.observability.attributes import ConnectionState, get_pool_name
 
-from .config import SETTING_NAMES, HealthCheck, Policy, PoolConfig, convert_query_value, make_config
+from .config import HealthCheck, Policy, PoolConfig, make_config, url_kwargs
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
 from .errors import PoolExhaustedError
 from .pool import _policy_from_queue_class
@@ -157,7 +157,9 @@ class ConnectionPool(RedisAsyncConnectionPool):
       demand);
     * ``health_check`` / ``health_check_after`` — verify connections idle for a while before use
       (a callable check may be a coroutine function);
-    * ``maintenance_interval`` — run pruning in one background task instead of lazily.
+    * ``maintenance_interval`` — run pruning in one background task instead of lazily;
+    * ``on_connect`` — a callback (sync or async) run on every newly (re)connected connection,
+      e.g. ``fairpool.ScriptRegistry.async_on_connect`` to preload Lua scripts.
 
     Close it with :meth:`aclose` (or ``async with pool:``); :meth:`disconnect` only closes
     sockets, as in redis.asyncio.
@@ -180,8 +182,15 @@ class ConnectionPool(RedisAsyncConnectionPool):
         health_check: HealthCheck = "peek",
         health_check_after: float = 0.25,
         maintenance_interval: float | None = None,
+        on_connect: Callable[[Any], object] | None = None,
         **connection_kwargs: Any,
     ) -> None:
+        if connection_kwargs.get("endpoints") is not None:
+            raise ValueError(
+                "fairpool setting 'endpoints' is not supported by fairpool.asyncio yet; "
+                "use fairpool.ConnectionPool (sync) or a balancer"
+            )
+        connection_kwargs.pop("endpoints", None)
         self.config: PoolConfig = make_config(
             policy=policy,
             max_connections=max_connections,
@@ -195,7 +204,12 @@ class ConnectionPool(RedisAsyncConnectionPool):
             health_check=health_check,
             health_check_after=health_check_after,
             maintenance_interval=maintenance_interval,
+            on_connect=on_connect,
         )
+        if on_connect is not None:
+            connection_kwargs["redis_connect_func"] = _chain_connect(
+                connection_kwargs.get("redis_connect_func"), on_connect
+            )
         self._check_after = self.config.health_check_after
         self._maint_task: asyncio.Task[None] | None = None
         # redis.asyncio's __init__ does not call reset(); the core must exist before it runs
@@ -219,13 +233,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         (``?policy=round_robin&max_idle=8&block=true&timeout=2``); the rest is redis.asyncio's
         ``ConnectionPool.from_url``.
         """
-        url_options: dict[str, Any] = dict(parse_url(url))
-        for name in SETTING_NAMES.intersection(url_options):
-            url_options[name] = convert_query_value(name, url_options[name])
-        if "connection_class" in kwargs:
-            url_options["connection_class"] = kwargs["connection_class"]
-        kwargs.update(url_options)
-        return cls(**kwargs)
+        return cls(**url_kwargs(parse_url, url, kwargs))
 
     # ----------------------------------------------------------------- state
     def reset(self) -> None:
@@ -242,6 +250,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         self._deadlines: deque[tuple[float, _TaskWaiter]] = deque()
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_loop: asyncio.AbstractEventLoop | None = None
+        self._releasing: set[Any] = set()  # borrowed connections whose release is doing I/O
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -288,16 +297,39 @@ class ConnectionPool(RedisAsyncConnectionPool):
         core = self._core
         got = core.acquire(now)
         if got.__class__ is Slot:
-            slot: Slot[Any] = got  # type: ignore[assignment]
+            slot: Slot[Any] = got
             if (
                 now - slot.released < self._check_after
                 and not slot.suspect
                 and not core.trash
-                and slot.aux._writer is not None  # type: ignore[attr-defined]
+                and slot.aux._writer is not None
             ):
                 if _arecorder._async_metrics_collector is not None:
                     _record(self, -1, 1)
                 return slot.conn
+        if got is WAIT and not core.trash:
+            # Waiting is the common path under contention: kept inline (no extra coroutine
+            # frames to suspend and resume through) for a connection handed over by a release.
+            waiter = self._queue(now)
+            try:
+                await waiter.fut
+            except BaseException:
+                await self._give_back(None, waiter)
+                raise
+            slot = waiter.slot  # type: ignore[assignment]
+            if slot is None:
+                got = core.finish_wait(waiter, monotonic())  # DIAL, or raises
+                return await self._get_slow(got, None, None, now)
+            now = monotonic()
+            if (
+                now - slot.released < self._check_after
+                and not slot.suspect
+                and slot.aux._writer is not None
+            ):
+                if _arecorder._async_metrics_collector is not None:
+                    _record(self, -1, 1)
+                return slot.conn
+            return await self._get_slow(slot, None, None, now)
         waiter = self._queue(now) if got is WAIT else None
         trash = core.take_trash() if core.trash else None
         return await self._get_slow(got, waiter, trash, now)
@@ -533,6 +565,8 @@ class ConnectionPool(RedisAsyncConnectionPool):
         slot = core.slot_of(connection)
         if slot is None or not slot.in_use:
             return
+        if self._releasing and connection in self._releasing:
+            return  # a second release while the first does its I/O
         if not self.owns_connection(connection):
             # e.g. Sentinel's pool after a failover: the connection points at a stale address.
             reusable = False
@@ -552,6 +586,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         connection stays borrowed meanwhile; the bookkeeping runs in ``finally`` so that a
         cancellation cannot skip it. If the I/O fails the connection is closed, not reused."""
         ok = False
+        self._releasing.add(connection)
         try:
             if connection.should_reconnect():
                 await connection.disconnect()
@@ -561,6 +596,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
                 await dispatcher.dispatch_async(event)
             ok = True
         finally:
+            self._releasing.discard(connection)
             now = monotonic()
             released = self._core.release(connection, now, ok)
         if released:
@@ -744,7 +780,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
     def _get_in_use_connections(self) -> set[Any]:
         return {slot.conn for slot in self._core.slots() if slot.in_use}
 
-    @property  # type: ignore[override]
+    @property
     def _available_connections(self) -> list[Any]:
         """Idle connections, next to be handed out first (redis.asyncio's attribute,
         read-only)."""
@@ -754,7 +790,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
     def _available_connections(self, value: Iterable[Any]) -> None:
         pass  # redis.asyncio's __init__ assigns it; the core holds the real state
 
-    @property  # type: ignore[override]
+    @property
     def _in_use_connections(self) -> set[Any]:
         """Borrowed connections (redis.asyncio's attribute, read-only)."""
         return self._get_in_use_connections()
@@ -822,3 +858,24 @@ async def _maintenance_loop(pool_ref: weakref.ref[ConnectionPool], interval: flo
         except Exception as exc:
             logger.warning("fairpool: maintenance failed: %r", exc)
         del pool
+
+
+def _chain_connect(
+    previous: Callable[[Any], object] | None, on_connect: Callable[[Any], object]
+) -> Callable[[Any], Awaitable[None]]:
+    """An async ``redis_connect_func`` (redis.asyncio calls it after every connect, instead of
+    the connection's own handshake) that runs the handshake — or the user's own
+    ``redis_connect_func`` — and then ``on_connect`` (awaited if it returns an awaitable)."""
+
+    async def connect_func(connection: Any) -> None:
+        if previous is None:
+            await connection.on_connect()
+        else:
+            result = previous(connection)
+            if inspect.isawaitable(result):
+                await result
+        result = on_connect(connection)
+        if inspect.isawaitable(result):
+            await result
+
+    return connect_func

@@ -199,9 +199,9 @@ def cluster(
         and len(url_or_startup_nodes) == 2
         and isinstance(url_or_startup_nodes[1], int)
     ):
-        nodes = [url_or_startup_nodes]  # type: ignore[list-item]
+        nodes = [url_or_startup_nodes]
     else:
-        nodes = list(url_or_startup_nodes)  # type: ignore[arg-type]
+        nodes = list(url_or_startup_nodes)
     nodes.extend(kwargs.pop("startup_nodes", None) or ())
     return RedisCluster(startup_nodes=nodes, **kwargs)
 

@@ -336,7 +336,7 @@ def make_config(
 
 def _callback(name: str, value: object) -> Callable[[Any], object] | None:
     if value is None or callable(value):
-        return value  # type: ignore[return-value]
+        return value
     raise _fail(name, value, TypeError)
 
 
@@ -417,6 +417,20 @@ _QUERY_CONVERTERS: Mapping[str, Callable[[str, str], Any]] = {
     "on_connect": lambda n, r: r,
 }
 assert set(_QUERY_CONVERTERS) == SETTING_NAMES
+
+
+def url_kwargs(
+    parse_url: Callable[[str], Mapping[str, Any]], url: str, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The keyword arguments of ``Pool.from_url(url, **kwargs)``: redis-py's ``parse_url`` (the
+    sync or asyncio one) with fairpool's query parameters converted to their types; query values
+    win over ``kwargs``, as in redis-py."""
+    url_options = dict(parse_url(url))
+    for name in SETTING_NAMES.intersection(url_options):
+        url_options[name] = convert_query_value(name, url_options[name])
+    if "connection_class" in kwargs:
+        url_options["connection_class"] = kwargs["connection_class"]
+    return {**kwargs, **url_options}
 
 
 def convert_query_value(name: str, raw: object) -> Any:

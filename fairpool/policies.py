@@ -62,7 +62,7 @@ class LifoIdle(IdleSet):
         self._stack: list[Slot[Any]] = []
         # Bound C methods: the hot path pays no Python frame for push/pop.
         self.push = self._stack.append  # type: ignore[method-assign,assignment]
-        self.pop = self._pop  # type: ignore[method-assign,assignment]
+        self.pop = self._pop  # type: ignore[method-assign]
 
     def _pop(self) -> Slot[Any] | None:
         stack = self._stack
@@ -86,7 +86,7 @@ class FifoIdle(IdleSet):
     def __init__(self) -> None:
         self._queue: deque[Slot[Any]] = deque()
         self.push = self._queue.append  # type: ignore[method-assign,assignment]
-        self.pop = self._pop  # type: ignore[method-assign,assignment]
+        self.pop = self._pop  # type: ignore[method-assign]
 
     def _pop(self) -> Slot[Any] | None:
         queue = self._queue

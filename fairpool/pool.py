@@ -29,7 +29,7 @@ from redis.event import AfterConnectionReleasedEvent, ReAuthConnectionListener
 from redis.observability import recorder as _recorder
 from redis.observability.attributes import ConnectionState, get_pool_name
 
-from .config import SETTING_NAMES, HealthCheck, Policy, PoolConfig, convert_query_value, make_config
+from .config import HealthCheck, Policy, PoolConfig, make_config, url_kwargs
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
 from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
 from .stats import PoolStats
@@ -193,13 +193,7 @@ class ConnectionPool(RedisConnectionPool):
         (``?policy=round_robin&max_idle=8&block=true&timeout=2``); the rest is redis-py's
         ``ConnectionPool.from_url``.
         """
-        url_options = parse_url(url)  # type: ignore[no-untyped-call]
-        for name in SETTING_NAMES.intersection(url_options):
-            url_options[name] = convert_query_value(name, url_options[name])
-        if "connection_class" in kwargs:
-            url_options["connection_class"] = kwargs["connection_class"]
-        kwargs.update(url_options)
-        return cls(**kwargs)
+        return cls(**url_kwargs(parse_url, url, kwargs))
 
     # ----------------------------------------------------------------- state
     def reset(self) -> None:
@@ -262,7 +256,7 @@ class ConnectionPool(RedisConnectionPool):
         if trash:
             self._close(trash)
         if got.__class__ is Slot:
-            slot: Slot[Any] = got  # type: ignore[assignment]
+            slot: Slot[Any] = got
             if (
                 now - slot.released < self._check_after
                 and not slot.suspect
@@ -409,7 +403,12 @@ class ConnectionPool(RedisConnectionPool):
             slot.suspect = False
             return conn
         if slot.suspect or now - slot.released >= self._check_after:
-            if not self._verify(conn):
+            try:
+                healthy = self._verify(conn)
+            except BaseException:  # interrupted mid-check: the connection's state is unknown
+                self._discard(conn, "error")
+                raise
+            if not healthy:
                 self._discard(conn, "health_check")
                 return None
             slot.suspect = False
@@ -468,22 +467,27 @@ class ConnectionPool(RedisConnectionPool):
         slot = core.slot_of(connection)
         if slot is None or not slot.in_use:
             return
-        if not self.owns_connection(connection):
-            # e.g. Sentinel's pool after a failover: the connection points at a stale address.
-            _quietly(connection.disconnect)
-            reusable = False
-        else:
-            reusable = True
-            if connection.should_reconnect():
-                connection.disconnect()
-            self._after_release(connection)
-        now = monotonic()
-        with self._lock:
-            if not core.release(connection, now, reusable):
-                return
-            trash = core.take_trash() if core.trash else None
-        if trash:
-            self._close(trash)
+        reusable = False
+        try:
+            if not self.owns_connection(connection):
+                # e.g. Sentinel's pool after a failover: the connection points at a stale address.
+                _quietly(connection.disconnect)
+            else:
+                if connection.should_reconnect():
+                    connection.disconnect()
+                self._after_release(connection)
+                reusable = True
+        finally:
+            # Even if the re-auth or the disconnect above raised, the pool takes the connection
+            # back (closing it when it is not reusable): it is never lost.
+            now = monotonic()
+            with self._lock:
+                taken = core.release(connection, now, reusable)
+                trash = core.take_trash() if core.trash else None
+            if trash:
+                self._close(trash)
+        if not taken:
+            return
         if _recorder._metrics_collector is not None:
             _record(self, 1, -1)
         if now >= core.next_maintenance:
@@ -594,8 +598,8 @@ class ConnectionPool(RedisConnectionPool):
         shutting the pool down for good use :meth:`close`."""
         self._checkpid()
         with self._lock:
-            idle = self._core.take_idle()
             in_use = self._get_in_use_connections() if inuse_connections else set()
+            idle = self._core.take_idle()
         try:
             for slot in idle:
                 _quietly(slot.conn.disconnect)
@@ -637,8 +641,8 @@ class ConnectionPool(RedisConnectionPool):
         """Re-authenticate idle connections now (outside the lock, each taken out of the pool
         while it is done) and borrowed ones when they are released."""
         with self._lock:
-            idle = self._core.take_idle()
             in_use = self._get_in_use_connections()
+            idle = self._core.take_idle()
         try:
             for slot in idle:
                 conn = slot.conn
@@ -674,7 +678,7 @@ class ConnectionPool(RedisConnectionPool):
         """Borrowed connections (redis-py's attribute, read-only)."""
         return self._get_in_use_connections()
 
-    @property  # type: ignore[override]
+    @property
     def _created_connections(self) -> int:
         """Open connections plus those being dialled (redis-py's attribute, read-only)."""
         return self._core.open_count + self._core.dialling

@@ -10,6 +10,7 @@ several servers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
@@ -59,6 +60,12 @@ def local_addr(conn: Any) -> str | None:
 def server_addrs(server: RedisServer, name: str) -> set[str]:
     """Addresses of the server's clients called ``name``."""
     with server.client() as admin:
+        return {c["addr"] for c in admin.client_list() if c.get("name") == name}
+
+
+def server_addrs_for(url: str, name: str) -> set[str]:
+    """Addresses of the clients called ``name`` of the server at ``url``."""
+    with redis.Redis.from_url(url) as admin:
         return {c["addr"] for c in admin.client_list() if c.get("name") == name}
 
 
@@ -148,9 +155,12 @@ def test_commands_pipelines_pubsub_lock(redis_url: str, protocol: int) -> None:
 
         stats = pool.stats()
         assert stats.in_use == 0 and stats.waiting == 0
-        assert await r.execute_command("HELLO")  # the negotiated protocol is the one asked for
         hello = await r.execute_command("HELLO")
-        proto = hello["proto"] if isinstance(hello, dict) else dict(zip(hello[::2], hello[1::2]))["proto"]
+        proto = (
+            hello["proto"]
+            if isinstance(hello, dict)
+            else dict(zip(hello[::2], hello[1::2], strict=True))["proto"]
+        )
         assert int(proto) == protocol
         await r.aclose()
         await pool.aclose()
@@ -294,11 +304,6 @@ def test_1000_tasks_on_16_connections_are_served_in_turn(redis_url: str) -> None
     arun(main())
 
 
-def server_addrs_for(url: str, name: str) -> set[str]:
-    with redis.Redis.from_url(url) as admin:
-        return {c["addr"] for c in admin.client_list() if c.get("name") == name}
-
-
 # ------------------------------------------------------------------------------- cancellation
 def test_cancelled_waiter_gives_back_a_connection_handed_to_it(redis_url: str) -> None:
     async def main() -> None:
@@ -344,7 +349,9 @@ def test_cancelled_dial_frees_its_reservation(redis_url: str) -> None:
             await super().connect()
 
     async def main() -> None:
-        pool = ConnectionPool.from_url(redis_url, connection_class=SlowConnection, max_connections=1)
+        pool = ConnectionPool.from_url(
+            redis_url, connection_class=SlowConnection, max_connections=1
+        )
         task = asyncio.create_task(pool.get_connection())
         assert await wait_until(lambda: pool.stats().dialling == 1)
         task.cancel()
@@ -365,38 +372,45 @@ def test_cancelled_release_during_reconnect_io_still_releases(redis_url: str) ->
         task = asyncio.create_task(pool.release(conn))
         await asyncio.sleep(0)  # let it start and suspend inside disconnect()
         task.cancel()
-        with contextlib_suppress_cancel():
+        with contextlib.suppress(asyncio.CancelledError):
             await task
         stats = pool.stats()
         assert stats.in_use == 0
+        assert stats.closed["error"] == 1  # half-disconnected: closed rather than reused
         assert await aredis.Redis(connection_pool=pool).ping()
+
+        # a second release while the first is still disconnecting is ignored
+        conn = await pool.get_connection()
+        conn.mark_for_reconnect()
+        first = asyncio.create_task(pool.release(conn))
+        await asyncio.sleep(0)
+        await pool.release(conn)
+        assert pool.stats().in_use == 1  # still the first release's
+        await first
+        stats = pool.stats()
+        assert (stats.in_use, stats.idle, stats.closed["error"]) == (0, 1, 1)
         await pool.aclose()
 
     arun(main())
 
 
-class contextlib_suppress_cancel:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        return exc_type is asyncio.CancelledError
-
-
-def test_cancellation_storm_leaks_and_duplicates_nothing(redis_url: str, shared_redis: Any) -> None:
+def test_cancellation_storm_leaks_and_duplicates_nothing(
+    redis_url: str, shared_redis: RedisServer
+) -> None:
     name = "fp-storm"
 
     async def main() -> None:
         pool = BlockingConnectionPool.from_url(
-            redis_url, max_connections=8, timeout=0.3, client_name=name, health_check_after=0
+            redis_url, max_connections=8, timeout=0.03, client_name=name, health_check_after=0
         )
         r = aredis.Redis(connection_pool=pool)
         held: set[int] = set()
         duplicates: list[Any] = []
         rng = random.Random(7)
+        running = True
 
         async def direct_user() -> None:
-            while True:
+            while running:
                 try:
                     conn = await pool.get_connection()
                 except redis.ConnectionError:
@@ -413,7 +427,7 @@ def test_cancellation_storm_leaks_and_duplicates_nothing(redis_url: str, shared_
                     await pool.release(conn)
 
         async def client_user() -> None:
-            while True:
+            while running:
                 try:
                     await r.incr("storm")
                     await asyncio.sleep(rng.random() * 0.002)
@@ -429,14 +443,26 @@ def test_cancellation_storm_leaks_and_duplicates_nothing(redis_url: str, shared_
             i = rng.randrange(len(tasks))
             tasks[i].cancel()
             cancelled += 1
-            tasks[i] = asyncio.create_task(factories[i % 2]())
+            tasks.append(asyncio.create_task(factories[i % 2]()))
+            tasks[i], tasks[-1] = tasks[-1], tasks[i]
+        running = False
+        # Python < 3.12's asyncio.wait_for (which redis.asyncio uses to send) can swallow a
+        # cancellation that races with completion, so a cancelled task may carry on: stop the
+        # loops with a flag and cancel until everything has ended.
+        pending = {t for t in tasks if not t.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
         for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
 
         assert not duplicates
-        assert cancelled > 300
         stats = pool.stats()
+        print("storm: cancelled", cancelled, "tasks;", stats)
+        assert cancelled > 300
+        assert stats.timeouts > 0  # queue timeouts fired in the storm too
         assert (stats.in_use, stats.waiting, stats.dialling) == (0, 0, 0), stats
         assert stats.open <= 8
         # every connection the server still sees is one the pool holds, and vice versa
@@ -662,11 +688,76 @@ def test_fair_and_shrinking_over_four_servers(
         assert stats.closed["demand"] >= 28
         assert max(per_server) - min(per_server) <= 1  # spread evenly over the servers
         # the commands are spread evenly over the connections that remain
-        share = [b - a for a, b in zip(first, last)]
-        active = [s / n for s, n in zip(share, per_server) if n]
+        share = [b - a for a, b in zip(first, last, strict=True)]
+        active = [s / n for s, n in zip(share, per_server, strict=True) if n]
         assert min(active) > 0
         assert max(active) / (sum(active) / len(active)) < 1.3, (share, per_server)
-        assert sum(s for s, n in zip(share, per_server) if not n) == 0
+        assert sum(s for s, n in zip(share, per_server, strict=True) if not n) == 0
+        print(policy, "connections per server", per_server, "INCRs in the last second", share)
+        await pool.aclose()
+
+    arun(main())
+
+
+# ------------------------------------------------------------- redis.asyncio's pool surface
+def test_pool_lock_holders_and_reconnect_marks_are_honoured(redis_url: str) -> None:
+    async def main() -> None:
+        pool = ConnectionPool.from_url(redis_url)
+        r = aredis.Redis(connection_pool=pool)
+        await asyncio.gather(*(r.ping() for _ in range(2)))
+        # redis.asyncio's maintenance-notification handlers rewrite pool state under _lock
+        async with pool._lock:
+            borrow = asyncio.create_task(pool.get_connection())
+            await asyncio.sleep(0.05)
+            assert not borrow.done()
+        conn = await borrow
+        await pool.update_active_connections_for_reconnect()  # marks borrowed connections
+        assert conn.should_reconnect()
+        await pool.release(conn)
+        assert conn._writer is None and not conn.should_reconnect()  # disconnected on release
+        assert pool.stats().idle == 2 and pool.stats().closed_total == 0  # kept: reconnects
+        assert [n for n, _ in pool.get_connection_count()] == [2, 0]
+        assert await r.ping()
+        await pool.aclose()
+
+    arun(main())
+
+
+class _Token:
+    """A stand-in for a streaming credential provider's token (AUTH <oid> <value>)."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user, self.password = user, password
+
+    def try_get(self, key: str) -> str:
+        return self.user
+
+    def get_value(self) -> str:
+        return self.password
+
+
+def test_re_auth_idle_now_and_borrowed_on_release(redis_servers: RedisServersFactory) -> None:
+    (server,) = redis_servers(1, args=["--requirepass", "old"])
+
+    async def main() -> None:
+        pool = ConnectionPool.from_url(server.url, password="old")
+        r = aredis.Redis(connection_pool=pool)
+        await asyncio.gather(*(r.ping() for _ in range(3)))
+        borrowed = await pool.get_connection()
+        with server.client(password="old") as admin:
+
+            def auth_calls() -> int:
+                return int(admin.info("commandstats").get("cmdstat_auth", {}).get("calls", 0))
+
+            admin.config_set("requirepass", "new")
+            before = auth_calls()
+            await pool.re_auth_callback(_Token("default", "new"))  # the 2 idle ones, now
+            assert auth_calls() - before == 2
+            assert borrowed._re_auth_token is not None  # the borrowed one: on release
+            await pool.release(borrowed)
+            assert borrowed._re_auth_token is None and auth_calls() - before == 3
+        ids = {await r.client_id() for _ in range(6)}  # every connection still works
+        assert len(ids) == 3 and pool.stats().closed_total == 0
         await pool.aclose()
 
     arun(main())
