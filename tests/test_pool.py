@@ -496,3 +496,22 @@ def test_on_connect_preloads_scripts_on_every_new_connection(redis_servers: Any)
     pool.release(conn)
     with pytest.raises(TypeError, match="on_connect"):
         ConnectionPool(on_connect="yes")  # type: ignore[arg-type]
+
+
+def test_release_never_loses_a_connection_when_reauth_fails(redis_url: str) -> None:
+    """A failing AfterConnectionReleasedEvent listener (e.g. a re-auth that errors) must not leak
+    the connection: the pool takes it back, closed."""
+    pool = ConnectionPool.from_url(redis_url)
+    conn = pool.get_connection()
+
+    def boom(connection: Any) -> None:
+        raise RedisConnectionError("re-auth failed")
+
+    pool._after_release = boom  # type: ignore[method-assign]
+    with pytest.raises(RedisConnectionError, match="re-auth failed"):
+        pool.release(conn)
+    stats = pool.stats()
+    assert stats.in_use == 0 and stats.open == 0 and stats.closed["error"] == 1
+    assert conn._sock is None
+    del pool._after_release
+    assert redis.Redis(connection_pool=pool).ping()
