@@ -28,6 +28,7 @@ import redis
 from redis.connection import BlockingConnectionPool as RedisBlockingConnectionPool
 from redis.connection import ConnectionPool as RedisConnectionPool
 
+from .demo import parse_choice_list
 from .pool import ConnectionPool as FairConnectionPool
 from .servers import RedisServer
 
@@ -97,7 +98,6 @@ def parse_threads(text: str | Iterable[int]) -> tuple[int, ...]:
 
 def parse_pools(text: str | Iterable[str]) -> tuple[str, ...]:
     """Parse ``"fifo,redis-py"`` into validated pool kinds (see :data:`POOL_KINDS`)."""
-    items = text.split(",") if isinstance(text, str) else list(text)
     aliases = {k: k for k in POOL_KINDS}
     aliases.update(
         {
@@ -105,23 +105,11 @@ def parse_pools(text: str | Iterable[str]) -> tuple[str, ...]:
             "rr": "round_robin",
             "redis_py": "redis-py",
             "redis": "redis-py",
-            "redis-py-blocking": "redis-py-blocking",
             "redis_py_blocking": "redis-py-blocking",
             "blocking": "redis-py-blocking",
         }
     )
-    out: list[str] = []
-    for item in items:
-        name = item.strip().lower()
-        if not name:
-            continue
-        if name not in aliases:
-            raise ValueError(f"unknown pool {item.strip()!r}; choose from {', '.join(POOL_KINDS)}")
-        if aliases[name] not in out:
-            out.append(aliases[name])
-    if not out:
-        raise ValueError(f"no pool given; choose from {', '.join(POOL_KINDS)}")
-    return tuple(out)
+    return parse_choice_list(text, aliases, POOL_KINDS, what="pool")
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,6 @@ def parse_policies(text: str | Iterable[str]) -> tuple[str, ...]:
     ``redis_py``/``redispy``/``redis`` are accepted for ``redis-py``; ``round-robin``/``rr`` for
     ``round_robin``. Raises ``ValueError`` naming the valid choices.
     """
-    items = text.split(",") if isinstance(text, str) else list(text)
     aliases = {
         "redis-py": REFERENCE,
         "redis_py": REFERENCE,
@@ -167,19 +166,26 @@ def parse_policies(text: str | Iterable[str]) -> tuple[str, ...]:
         "roundrobin": "round_robin",
         "rr": "round_robin",
     }
+    return parse_choice_list(text, aliases, DEFAULT_POLICIES, what="policy")
+
+
+def parse_choice_list(
+    text: str | Iterable[str], aliases: dict[str, str], choices: Sequence[str], *, what: str
+) -> tuple[str, ...]:
+    """Parse a comma-separated list (or a sequence) of names through ``aliases`` into
+    de-duplicated canonical names, in order. Raises ``ValueError`` naming the valid ``choices``."""
+    items = text.split(",") if isinstance(text, str) else list(text)
     out: list[str] = []
     for item in items:
         name = item.strip().lower()
         if not name:
             continue
         if name not in aliases:
-            raise ValueError(
-                f"unknown policy {item.strip()!r}; choose from {', '.join(DEFAULT_POLICIES)}"
-            )
+            raise ValueError(f"unknown {what} {item.strip()!r}; choose from {', '.join(choices)}")
         if aliases[name] not in out:
             out.append(aliases[name])
     if not out:
-        raise ValueError(f"no policy given; choose from {', '.join(DEFAULT_POLICIES)}")
+        raise ValueError(f"no {what} given; choose from {', '.join(choices)}")
     return tuple(out)
 
 

