@@ -153,6 +153,8 @@ class ConnectionPool(RedisAsyncConnectionPool):
     * ``max_idle`` / ``min_idle`` — idle connections kept at most / at least;
     * ``block`` / ``timeout`` — at the cap, wait (in arrival order) up to ``timeout`` seconds
       instead of raising ``MaxConnectionsError``;
+    * ``turn_borrows`` — validated like the sync pool's, but tasks hand a connection over on every
+      release: a hand-over between tasks costs no thread switch, so turns would only add latency;
     * ``idle_timeout``, ``max_lifetime``, ``lifetime_jitter`` — pruning (fair policies shrink by
       demand);
     * ``health_check`` / ``health_check_after`` — verify connections idle for a while before use
@@ -176,6 +178,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         min_idle: int = 0,
         block: bool = False,
         timeout: float | None = None,
+        turn_borrows: int = 4,
         idle_timeout: float | None = None,
         max_lifetime: float | None = None,
         lifetime_jitter: float = 0.05,
@@ -198,6 +201,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
             min_idle=min_idle,
             block=block,
             timeout=timeout,
+            turn_borrows=turn_borrows,
             idle_timeout=idle_timeout,
             max_lifetime=max_lifetime,
             lifetime_jitter=lifetime_jitter,
@@ -427,7 +431,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         """Undo a borrow in progress (after a cancellation): leave the queue, give back a
         connection or a reserved dial. The bookkeeping happens before the first await."""
         core = self._core
-        granted = core.cancel_wait(waiter) if waiter is not None else got
+        granted = core.cancel_wait(waiter, monotonic()) if waiter is not None else got
         if granted is DIAL:
             core.dial_failed()
         elif granted.__class__ is Slot:

@@ -61,6 +61,7 @@ class PoolConfig:
     min_idle: int = 0
     block: bool = False
     timeout: float | None = None
+    turn_borrows: int = 4
     idle_timeout: float | None = None
     max_lifetime: float | None = None
     lifetime_jitter: float = 0.05
@@ -139,6 +140,17 @@ SETTINGS: tuple[Setting, ...] = (
         "`PoolTimeout`",
         "`maxWait`",
         "How long a blocked borrow waits before `ConnectionError`.",
+    ),
+    Setting(
+        "turn_borrows",
+        "4",
+        "integer ≥ 1 (1 = hand over on every release)",
+        "—",
+        "—",
+        "—",
+        "While callers wait: a thread that releases a connection and borrows again before any "
+        "other thread uses the pool gets the same connection back, up to this many borrows in a "
+        "row (its turn); then the connection goes to the oldest waiter. Threads only.",
     ),
     Setting(
         "idle_timeout",
@@ -268,6 +280,7 @@ def make_config(
     min_idle: int = 0,
     block: bool = False,
     timeout: float | None = None,
+    turn_borrows: int = 4,
     idle_timeout: float | None = None,
     max_lifetime: float | None = None,
     lifetime_jitter: float = 0.05,
@@ -316,6 +329,8 @@ def make_config(
         raise _fail("lifetime_jitter", lifetime_jitter)
     hca = _seconds("health_check_after", health_check_after, positive=False, allow_none=False)
     assert hca is not None
+    turn = _int("turn_borrows", turn_borrows, lo=1)
+    assert turn is not None
     return PoolConfig(
         policy=_policy(policy),
         max_connections=mc_,
@@ -323,6 +338,7 @@ def make_config(
         min_idle=mi,
         block=block,
         timeout=_seconds("timeout", timeout, positive=False),
+        turn_borrows=turn,
         idle_timeout=_seconds("idle_timeout", idle_timeout, positive=True),
         max_lifetime=_seconds("max_lifetime", max_lifetime, positive=True),
         lifetime_jitter=jitter,
@@ -407,6 +423,7 @@ _QUERY_CONVERTERS: Mapping[str, Callable[[str, str], Any]] = {
     "min_idle": lambda n, r: _to_opt_number(n, r, int),
     "block": _to_bool,
     "timeout": lambda n, r: _to_opt_number(n, r, float),
+    "turn_borrows": lambda n, r: _to_opt_number(n, r, int),
     "idle_timeout": lambda n, r: _to_opt_number(n, r, float),
     "max_lifetime": lambda n, r: _to_opt_number(n, r, float),
     "lifetime_jitter": lambda n, r: _to_opt_number(n, r, float),

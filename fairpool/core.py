@@ -14,6 +14,16 @@ I/O the core asks for after releasing the lock:
   woken"; a released connection goes straight to the oldest waiter (strict hand-off), so service
   order equals arrival order and a newcomer never overtakes a waiter.
 
+Turns (``turn_borrows``): handing a connection to a waiting thread costs a thread switch, which in
+CPython costs as much as a round trip to Redis. So when callers wait, a shell that names the
+caller (``owner``) may let it keep its connection for a few borrows in a row:
+:meth:`~PoolCore.release` then *holds* the connection for its owner instead of handing it over,
+and the owner's next :meth:`~PoolCore.acquire` gets it back. Any other call (another caller's
+borrow or release, or :meth:`~PoolCore.expire_hold` when the owner does not come back) first hands
+the held connection to the oldest waiter, as if it had just been released. At most one connection
+is held at a time, so a turn ends as soon as any other caller touches the pool; waiters keep their
+arrival order and a newcomer still never overtakes one.
+
 Everything here runs under the shell's lock, so every method is short and allocation-light; the
 borrow/release hot path is a handful of attribute updates.
 """
@@ -70,6 +80,7 @@ class Slot(Generic[C]):
         "seq",
         "suspect",
         "target",
+        "turn",
     )
 
     def __init__(self, conn: C, seq: int, now: float, expires: float) -> None:
@@ -84,6 +95,7 @@ class Slot(Generic[C]):
         self.suspect = False  # must be verified before reuse (an older sibling was found dead)
         self.aux: Any = None  # the shell's own per-connection data
         self.target: Any = None  # the configured endpoint it was dialled to (endpoints=[...])
+        self.turn = 0  # borrows in a row by its current caller (see turn_borrows)
 
     def __repr__(self) -> str:
         state = "in_use" if self.in_use else "idle"
@@ -139,6 +151,9 @@ class PoolCore(Generic[C]):
         self._seq = 0
         self._max = config.max_connections
         self._max_idle = config.max_idle
+        self._turn = config.turn_borrows
+        self.held: Slot[C] | None = None  # released, kept for its owner's next borrow (a turn)
+        self._held_owner: object = None
         self.idle_count = 0
         self.dialling = 0
         self.closed = False
@@ -150,6 +165,8 @@ class PoolCore(Generic[C]):
         self.wait_total = 0.0
         self.wait_max = 0.0
         self.timeouts = 0
+        self.reborrows = 0
+        self.holds = 0  # connections held for a turn (the shell's keeper watches it change)
         self.created = 0
         self._closed_counts = dict.fromkeys(CLOSE_REASONS, 0)
         self._closed_endpoint_borrows: dict[str, int] = {}
@@ -162,12 +179,23 @@ class PoolCore(Generic[C]):
         self._schedule(start)
 
     # ------------------------------------------------------------------ borrow
-    def acquire(self, now: float) -> Slot[C] | _Token:
+    def acquire(self, now: float, owner: object = None) -> Slot[C] | _Token:
         """Borrow: an idle :class:`Slot` (marked in use), :data:`DIAL` or :data:`WAIT`.
 
-        Raises :class:`PoolClosedError` on a closed pool and :class:`PoolExhaustedError` at the cap
-        when ``block`` is off.
+        ``owner`` identifies the caller (the shell's thread id) for turns; the connection held for
+        it, if any, is handed back. Raises :class:`PoolClosedError` on a closed pool and
+        :class:`PoolExhaustedError` at the cap when ``block`` is off.
         """
+        held = self.held
+        if held is not None:
+            if owner is not None and owner == self._held_owner and now < held.expires:
+                self.held = None
+                held.turn += 1
+                held.borrows += 1
+                self.hits += 1
+                self.reborrows += 1
+                return held
+            self._settle(now)
         if not self._waiters and not self.closed:
             idle = self._idle
             slot = idle.pop()
@@ -175,6 +203,7 @@ class PoolCore(Generic[C]):
                 n = self.idle_count = self.idle_count - 1
                 if now < slot.expires:
                     slot.in_use = True
+                    slot.turn = 1
                     slot.borrows += 1
                     self.hits += 1
                     if n < self._low:
@@ -212,6 +241,12 @@ class PoolCore(Generic[C]):
         """
         if waiter.slot is not None:
             return waiter.slot  # type: ignore[return-value]
+        if self.held is not None and not waiter.dial and waiter.error is None:
+            # Timing out while a connection is held for someone's turn: it goes on first (to
+            # this waiter, if it is the oldest), as the release would have without turns.
+            self._settle(now)
+            if waiter.slot is not None:
+                return waiter.slot
         self._count_wait(now - waiter.since)
         if waiter.dial:
             return DIAL
@@ -230,15 +265,18 @@ class PoolCore(Generic[C]):
         if waited > self.wait_max:
             self.wait_max = waited
 
-    def cancel_wait(self, waiter: Waiter) -> Slot[C] | _Token | None:
+    def cancel_wait(self, waiter: Waiter, now: float) -> Slot[C] | _Token | None:
         """A waiter gives up (cancelled, interrupted). Returns what it had been granted, if
         anything — the shell must hand a :class:`Slot` back with :meth:`release` and a
-        :data:`DIAL` with :meth:`dial_failed` — or ``None`` if it was still queued."""
+        :data:`DIAL` with :meth:`dial_failed` — or ``None`` if it was still queued (a connection
+        held for someone's turn then goes on to the next waiter)."""
         if waiter.slot is not None:
             return waiter.slot  # type: ignore[return-value]
         if waiter.dial:
             return DIAL
         self._unqueue(waiter)
+        if self.held is not None:
+            self._settle(now)
         return None
 
     def _unqueue(self, waiter: Waiter) -> None:
@@ -251,6 +289,7 @@ class PoolCore(Generic[C]):
         slot = self._new_slot(conn, now)
         slot.in_use = True
         slot.borrows = 1
+        slot.turn = 1
         self.misses += 1
         self._idle.handed_out(slot)
         return slot
@@ -281,13 +320,31 @@ class PoolCore(Generic[C]):
         return slot
 
     # ----------------------------------------------------------------- release
-    def release(self, conn: C, now: float, reusable: bool = True) -> bool:
+    def release(self, conn: C, now: float, reusable: bool = True, owner: object = None) -> bool:
         """Give a borrowed connection back. Returns ``False`` (and changes nothing) if the pool
-        does not hold it as borrowed: a foreign connection, or a second release."""
+        does not hold it as borrowed: a foreign connection, or a second release.
+
+        With an ``owner`` whose turn is not over (fewer than ``turn_borrows`` borrows in a row)
+        while callers wait, the connection is held for that owner's next borrow (see the module
+        docstring) instead of going to the oldest waiter."""
         slot = self._slots.get(conn)
-        if slot is None or not slot.in_use:
+        if slot is None or not slot.in_use or slot is self.held:
             return False
+        if self.held is not None:
+            self._settle(now)
         if reusable:
+            if (
+                owner is not None
+                and slot.turn < self._turn
+                and self._waiters
+                and now < slot.expires
+                and not self.closed
+            ):
+                slot.released = now
+                self.held = slot
+                self._held_owner = owner
+                self.holds += 1
+                return True
             self._release_slot(slot, now)
         else:
             slot.in_use = False
@@ -305,6 +362,7 @@ class PoolCore(Generic[C]):
         elif self._waiters:
             # Strict hand-off: the oldest waiter gets it; it never becomes idle.
             waiter = self._waiters.popleft()
+            slot.turn = 1
             slot.borrows += 1
             self.hits += 1
             self._count_wait(now - waiter.since)
@@ -319,6 +377,27 @@ class PoolCore(Generic[C]):
             self.idle_count += 1
             self._idle.push(slot)
 
+    def _settle(self, now: float) -> None:
+        """End the current turn: the held connection goes to the oldest waiter (or idle)."""
+        slot = self.held
+        assert slot is not None
+        self.held = None
+        self._held_owner = None
+        released = slot.released
+        self._release_slot(slot, now)
+        if not slot.in_use:
+            slot.released = released  # idle since its owner released it
+
+    def expire_hold(self, now: float, grace: float) -> bool:
+        """Hand the held connection on if its owner has not come back for it within ``grace``
+        seconds (the shell calls this periodically while a connection is held). Returns whether
+        one was handed on."""
+        held = self.held
+        if held is None or now - held.released < grace:
+            return False
+        self._settle(now)
+        return True
+
     def discard(self, conn: C, reason: str) -> None:
         """A borrowed connection is unusable (failed its check, failed to connect): close it.
 
@@ -326,7 +405,7 @@ class PoolCore(Generic[C]):
         and are verified before their next use.
         """
         slot = self._slots.get(conn)
-        if slot is None or not slot.in_use:
+        if slot is None or not slot.in_use or slot is self.held:
             return
         slot.in_use = False
         if reason == "health_check":
@@ -389,6 +468,8 @@ class PoolCore(Generic[C]):
         if self.closed:
             return
         self.closed = True
+        if self.held is not None:
+            self._settle(_INF)
         for slot in list(self._idle):
             self._idle.remove(slot)
             self.idle_count -= 1
@@ -560,6 +641,7 @@ class PoolCore(Generic[C]):
             wait_time_total=self.wait_total,
             wait_time_max=self.wait_max,
             timeouts=self.timeouts,
+            reborrows=self.reborrows,
             endpoint_borrows=borrows,
             endpoint_connections=conns,
         )

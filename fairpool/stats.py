@@ -58,6 +58,8 @@ class PoolStats:
     forked). ``borrows = hits + misses``: a *hit* is served by an existing connection (idle, or
     handed over by a releasing caller), a *miss* dials a new one. ``waits`` counts borrows that had
     to queue; ``wait_time_total``/``wait_time_max`` are their waiting times in seconds.
+    ``reborrows`` counts the hits that gave a thread back the connection it had just released, in
+    its turn (``turn_borrows``), while others waited.
     ``endpoint_borrows`` maps each ``host:port`` the sockets are connected to (the proxy behind a
     balancer) to the borrows it served; ``endpoint_fairness`` summarises it.
     """
@@ -77,6 +79,7 @@ class PoolStats:
     wait_time_total: float
     wait_time_max: float
     timeouts: int
+    reborrows: int = 0
     endpoint_borrows: Mapping[str, int] = field(default_factory=dict)
     endpoint_connections: Mapping[str, int] = field(default_factory=dict)
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fairpool.config import Policy, make_config
-from fairpool.core import PoolCore, Slot
+from fairpool.core import WAIT, PoolCore, Slot, Waiter
 
 from .helpers import FakeConn, borrow, dial_new
 
@@ -248,3 +248,56 @@ def test_demand_shrink_keeps_one_connection_per_endpoint_while_busy() -> None:
     core.maintain(now + 2.0)
     core.maintain(now + 3.5)
     assert core.open_count == 0
+
+
+# ------------------------------------------------------------------ turns and the lifecycle
+
+
+class _Waiter(Waiter):
+    def wake(self) -> None:
+        pass
+
+
+def _held_for(owner: str, **settings: object) -> tuple[PoolCore[FakeConn], FakeConn, _Waiter]:
+    """A pool of one connection, held for ``owner``'s turn while a waiter queues."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=1, block=True, **settings),  # type: ignore[arg-type]
+        now=0.0,
+        rng=lambda: 0.0,
+    )
+    (conn,) = dial_new(core, 1, 0.0)
+    waiter = _Waiter()
+    assert core.acquire(0.0, "other") is WAIT
+    core.enqueue(waiter, 0.0)
+    assert core.release(conn, 1.0, True, owner)
+    assert core.held is not None and core.held.conn is conn and waiter.slot is None
+    return core, conn, waiter
+
+
+def test_an_expired_held_connection_is_not_handed_back() -> None:
+    core, conn, waiter = _held_for("me", max_lifetime=10.0, lifetime_jitter=0.0)
+    assert core.acquire(10.5, "me") is WAIT  # past its lifetime: retired, the turn is over
+    assert [(c, r) for c, r in core.take_trash()] == [(conn, "lifetime")]
+    assert waiter.dial  # the freed capacity goes to the oldest waiter
+
+
+def test_discard_of_a_held_connection_is_ignored() -> None:
+    core, conn, waiter = _held_for("me")
+    core.discard(conn, "health_check")
+    assert core.held is not None and not core.trash
+    assert core.expire_hold(2.0, 0.005)
+    assert waiter.slot is not None and waiter.slot.conn is conn
+    assert core.stats().in_use == 1 and core.stats().open == 1
+
+
+def test_a_timing_out_oldest_waiter_gets_the_held_connection() -> None:
+    core, conn, waiter = _held_for("me")
+    got = core.finish_wait(waiter, 1.001)
+    assert isinstance(got, Slot) and got.conn is conn and core.held is None
+    assert core.stats().timeouts == 0
+
+
+def test_expire_hold_waits_for_the_grace() -> None:
+    core, _conn, waiter = _held_for("me")
+    assert not core.expire_hold(1.004, 0.005) and core.held is not None
+    assert core.expire_hold(1.006, 0.005) and waiter.slot is not None

@@ -1,9 +1,11 @@
 """Property-based tests of the I/O-free core against a small reference model.
 
-Hypothesis drives any sequence of borrow / dial / release / wait / timeout / close / misuse and
-checks after every step that the core keeps its caps, never hands one connection to two borrowers,
-never loses or duplicates an idle connection, closes exactly what the model closes, serves waiters
-in arrival order, and hands idle connections out in exactly the order each policy defines.
+Hypothesis drives any sequence of borrow / dial / release / wait / timeout / close / misuse, by
+several callers with turns (``turn_borrows``), and checks after every step that the core keeps its
+caps, never hands one connection to two borrowers, never loses or duplicates an idle connection,
+closes exactly what the model closes, serves waiters in arrival order (a held connection goes back
+only to its own caller, and to the oldest waiter as soon as anyone else touches the pool), and hands
+idle connections out in exactly the order each policy defines.
 """
 
 from __future__ import annotations
@@ -39,10 +41,16 @@ class FakeWaiter(Waiter):
 class Model:
     """The reference: plain lists, obviously right."""
 
-    def __init__(self, policy: Policy, max_connections: int, max_idle: int | None) -> None:
+    def __init__(
+        self, policy: Policy, max_connections: int, max_idle: int | None, turn: int
+    ) -> None:
         self.policy = policy
         self.max = max_connections
         self.max_idle = max_idle
+        self.turn_limit = turn
+        self.turn: dict[FakeConn, int] = {}  # borrows in a row by its current caller
+        self.held: tuple[FakeConn, int, float] | None = None  # (conn, owner, since): a turn
+        self.reborrows = 0
         self.idle: list[FakeConn] = []  # in release order
         self.in_use: set[FakeConn] = set()
         self.seq: dict[FakeConn, int] = {}
@@ -71,6 +79,7 @@ class Model:
         self.idle.remove(conn)
         self.in_use.add(conn)
         self.cursor = self.seq[conn]
+        self.turn[conn] = 1
         return conn
 
     def add(self, conn: FakeConn) -> None:
@@ -78,6 +87,34 @@ class Model:
         self.seq[conn] = self.next_seq
         self.in_use.add(conn)
         self.cursor = self.seq[conn]
+        self.turn[conn] = 1
+
+    def give_back(self, conn: FakeConn) -> FakeWaiter | list[FakeWaiter]:
+        """A reusable connection comes back: to the oldest waiter (returned), idle, or closed
+        (returns the waiters granted capacity by the close)."""
+        if self.is_closed:
+            self.in_use.discard(conn)
+            self.closed.append(conn)
+            return self.grant_capacity()
+        if self.waiters:
+            w = self.waiters.pop(0)  # the oldest waiter gets it, directly
+            self.cursor = self.seq[conn]
+            self.turn[conn] = 1
+            return w
+        self.in_use.discard(conn)
+        if self.max_idle is not None and len(self.idle) >= self.max_idle:
+            self.closed.append(conn)
+        else:
+            self.idle.append(conn)
+        return []
+
+    def settle(self) -> FakeWaiter | list[FakeWaiter]:
+        """Anyone but the holder touches the pool: the held connection goes back."""
+        if self.held is None:
+            return []
+        conn = self.held[0]
+        self.held = None
+        return self.give_back(conn)
 
     def close_conn(self, conn: FakeConn) -> None:
         self.closed.append(conn)
@@ -98,27 +135,33 @@ class CoreMachine(RuleBasedStateMachine):
     @initialize(
         policy=st.sampled_from(POLICIES),
         block=st.booleans(),
-        max_connections=st.integers(1, 5),
+        max_connections=st.integers(1, 4),
         max_idle=st.none() | st.integers(0, 5),
+        turn=st.integers(1, 3),
     )
     def setup(
-        self, policy: Policy, block: bool, max_connections: int, max_idle: int | None
+        self, policy: Policy, block: bool, max_connections: int, max_idle: int | None, turn: int
     ) -> None:
         self.core: PoolCore[FakeConn] = PoolCore(
             make_config(
-                policy=policy, block=block, max_connections=max_connections, max_idle=max_idle
+                policy=policy,
+                block=block,
+                max_connections=max_connections,
+                max_idle=max_idle,
+                turn_borrows=turn,
             ),
             now=0.0,
         )
-        self.model = Model(policy, max_connections, max_idle)
+        self.model = Model(policy, max_connections, max_idle, turn)
         self.block = block
         self.now = 0.0
         self.pending_dials = 0  # DIAL grants given to the test, not yet completed
-        self.granted: list[FakeWaiter] = []  # woken waiters not yet collected
-        # connections the test itself holds (a connection handed to a waiter belongs to that
-        # waiter until it collects it; releasing it earlier would be a double release by its
-        # previous holder, which no pool can tell from a legitimate release)
-        self.held: list[FakeConn] = []
+        self.granted: list[tuple[FakeWaiter, int]] = []  # woken waiters (and owner) to collect
+        # connections the test's callers hold, and which caller (a connection handed to a waiter
+        # belongs to that waiter until it collects it; releasing it earlier would be a double
+        # release by its previous holder, which no pool can tell from a legitimate release)
+        self.mine: dict[FakeConn, int] = {}
+        self.waiter_owner: dict[FakeWaiter, int] = {}
         self.names = itertools.count()
 
     def _tick(self) -> float:
@@ -130,35 +173,81 @@ class CoreMachine(RuleBasedStateMachine):
         assert trash == self.model.closed, (trash, self.model.closed)
         self.model.closed = []
 
+    def _granted(self, given: FakeWaiter | list[FakeWaiter], conn: FakeConn | None) -> None:
+        """Record what the model says a give-back did: a waiter got ``conn`` directly (check the
+        core did the same), or waiters were granted capacity to dial."""
+        if isinstance(given, FakeWaiter):
+            assert given.slot is not None and given.slot.conn is conn and given.woken == 1
+            self.granted.append((given, self.waiter_owner.pop(given)))
+        else:
+            self.granted.extend((w, self.waiter_owner.pop(w)) for w in given)
+
+    def _take(self, conn: FakeConn, owner: int) -> None:
+        """``owner`` now holds ``conn``: nobody else may."""
+        assert conn not in self.mine, "one connection handed to two borrowers"
+        self.mine[conn] = owner
+
+    def _settled(self) -> None:
+        """The core just handled a call by someone other than the holder: mirror the settle."""
+        held = self.model.held
+        self._granted(self.model.settle(), held[0] if held else None)
+
     # ---------------------------------------------------------------- rules
-    @rule(dial_ok=st.booleans())
-    def borrow(self, dial_ok: bool) -> None:
+    @rule(dial_ok=st.booleans(), owner=st.integers(1, 3))
+    def borrow(self, dial_ok: bool, owner: int) -> None:
         m = self.model
+        held = m.held
         try:
-            got = self.core.acquire(self._tick())
+            got = self.core.acquire(self._tick(), owner)
         except PoolClosedError:
-            assert m.is_closed
+            assert m.is_closed and held is None
             return
         except PoolExhaustedError:
+            self._settled()
             assert not self.block and not m.idle and m.open + m.dialling >= m.max
             return
+        if held is not None and held[1] == owner:
+            # its turn: the connection it just released comes straight back
+            assert isinstance(got, Slot) and got.conn is held[0]
+            m.held = None
+            m.turn[held[0]] += 1
+            m.reborrows += 1
+            self._take(held[0], owner)
+            return
+        self._settled()
         assert not m.is_closed
         if isinstance(got, Slot):
             assert not m.waiters
             assert got.conn is m.take_next()
-            self.held.append(got.conn)
+            self._take(got.conn, owner)
         elif got is DIAL:
             assert not m.waiters and not m.idle and m.open + m.dialling < m.max
             m.dialling += 1
-            self._complete_dial(dial_ok)
+            self._complete_dial(dial_ok, owner)
         else:
             assert got is WAIT and self.block
             assert m.waiters or (not m.idle and m.open + m.dialling >= m.max)
             w = FakeWaiter(next(self.names))
             self.core.enqueue(w, self.now)
             m.waiters.append(w)
+            self.waiter_owner[w] = owner
 
-    def _complete_dial(self, ok: bool) -> None:
+    @rule(owners=st.lists(st.integers(1, 3), min_size=2, max_size=8), dial_ok=st.booleans())
+    def crowd(self, owners: list[int], dial_ok: bool) -> None:
+        """Several borrows in a row: reaches the cap, waiters and turns far more often."""
+        for owner in owners:
+            self.borrow(dial_ok, owner)
+
+    @precondition(lambda self: self.mine)
+    @rule(data=st.data())
+    def release_and_borrow_again(self, data: st.DataObject) -> None:
+        """A caller's tight loop: release, then borrow again at once (its turn, if others wait)."""
+        conn = data.draw(st.sampled_from(sorted(self.mine, key=lambda c: c.id)))
+        owner = self.mine[conn]
+        self.release_conn(conn, True)
+        self.borrow(True, owner)
+
+    def _complete_dial(self, ok: bool, owner: int) -> None:
         m = self.model
         m.dialling -= 1
         if ok:
@@ -166,48 +255,57 @@ class CoreMachine(RuleBasedStateMachine):
             slot = self.core.dialled(conn, self._tick())
             assert slot.conn is conn and slot.in_use
             m.add(conn)
-            self.held.append(conn)
+            self._take(conn, owner)
         else:
             self.core.dial_failed()
-            self.granted.extend(m.grant_capacity())
+            self._granted(m.grant_capacity(), None)
 
-    @precondition(lambda self: self.held)
+    @precondition(lambda self: self.mine)
     @rule(data=st.data(), reusable=st.booleans())
     def release(self, data: st.DataObject, reusable: bool) -> None:
+        conn = data.draw(st.sampled_from(sorted(self.mine, key=lambda c: c.id)))
+        self.release_conn(conn, reusable)
+
+    def release_conn(self, conn: FakeConn, reusable: bool) -> None:
         m = self.model
-        conn = data.draw(st.sampled_from(self.held))
-        self.held.remove(conn)
-        assert self.core.release(conn, self._tick(), reusable)
+        owner = self.mine.pop(conn)
+        now = self._tick()
+        assert self.core.release(conn, now, reusable, owner)
+        self._settled()
         if not reusable or m.is_closed:
             m.in_use.discard(conn)
             m.closed.append(conn)
-            self.granted.extend(m.grant_capacity())
-        elif m.waiters:
-            w = m.waiters.pop(0)  # the oldest waiter gets it, directly
-            assert w.slot is not None and w.slot.conn is conn and w.woken == 1
-            m.cursor = m.seq[conn]
-            self.granted.append(w)
-        elif m.max_idle is not None and len(m.idle) >= m.max_idle:
-            m.in_use.discard(conn)
-            m.closed.append(conn)
+            self._granted(m.grant_capacity(), None)
+        elif m.waiters and m.turn[conn] < m.turn_limit:
+            m.held = (conn, owner, now)  # kept for its caller's next borrow
+            assert self.core.held is not None and self.core.held.conn is conn
         else:
-            m.in_use.discard(conn)
-            m.idle.append(conn)
+            self._granted(m.give_back(conn), conn)
+
+    @rule(wait=st.sampled_from([0.0005, 0.002, 0.01]))
+    def hold_expires(self, wait: float) -> None:
+        """Time passes without the holder coming back (the shell's keeper calls expire_hold)."""
+        m = self.model
+        self.now += wait
+        handed = self.core.expire_hold(self.now, 0.005)
+        held = m.held
+        assert handed == (held is not None and self.now - held[2] >= 0.005)
+        if handed:
+            self._settled()
 
     @precondition(lambda self: self.granted)
     @rule(dial_ok=st.booleans())
     def waiter_collects(self, dial_ok: bool) -> None:
-        w = self.granted.pop(0)
+        w, owner = self.granted.pop(0)
         assert w.woken == 1
         got = self.core.finish_wait(w, self._tick())
         if w.error is not None:  # pragma: no cover - finish_wait raised above
             return
         if got is DIAL:
-            self.model.dialling += 0  # already counted when granted
-            self._complete_dial(dial_ok)
+            self._complete_dial(dial_ok, owner)
         else:
             assert isinstance(got, Slot) and got.conn in self.model.in_use
-            self.held.append(got.conn)
+            self._take(got.conn, owner)
 
     @precondition(lambda self: self.model.waiters)
     @rule(data=st.data())
@@ -215,27 +313,42 @@ class CoreMachine(RuleBasedStateMachine):
         m = self.model
         w = data.draw(st.sampled_from(m.waiters))
         assert w.woken == 0
-        with pytest.raises(PoolTimeoutError, match="max_connections"):
-            self.core.finish_wait(w, self._tick())
+        owner = self.waiter_owner[w]
+        got: Slot[FakeConn] | None = None
+        try:
+            got = self.core.finish_wait(w, self._tick())  # type: ignore[assignment]
+        except PoolTimeoutError as exc:
+            assert "max_connections" in str(exc)
+        self._settled()  # a held connection went on first, to the oldest waiter
+        if got is not None:  # this waiter was the oldest: it got the held connection after all
+            assert isinstance(got, Slot)
+            self.granted.remove((w, owner))
+            self._take(got.conn, owner)
+            return
         m.waiters.remove(w)
+        del self.waiter_owner[w]
 
     @precondition(lambda self: self.model.waiters)
     @rule(data=st.data())
     def waiter_cancelled(self, data: st.DataObject) -> None:
         m = self.model
         w = data.draw(st.sampled_from(m.waiters))
-        assert self.core.cancel_wait(w) is None
+        assert self.core.cancel_wait(w, self._tick()) is None
         m.waiters.remove(w)
+        del self.waiter_owner[w]
+        self._settled()  # a held connection goes on to the next waiter
 
-    @rule()
-    def foreign_release(self) -> None:
-        assert not self.core.release(FakeConn(), self._tick())
+    @rule(owner=st.integers(1, 3))
+    def foreign_release(self, owner: int) -> None:
+        assert not self.core.release(FakeConn(), self._tick(), True, owner)
 
-    @precondition(lambda self: self.model.idle)
-    @rule(data=st.data())
-    def double_release(self, data: st.DataObject) -> None:
-        conn = data.draw(st.sampled_from(self.model.idle))
-        assert not self.core.release(conn, self._tick())
+    @precondition(lambda self: self.model.idle or self.model.held)
+    @rule(data=st.data(), owner=st.integers(1, 3))
+    def double_release(self, data: st.DataObject, owner: int) -> None:
+        m = self.model
+        released = m.idle + ([m.held[0]] if m.held else [])
+        conn = data.draw(st.sampled_from(released))
+        assert not self.core.release(conn, self._tick(), True, owner)
 
     @rule()
     def close(self) -> None:
@@ -243,6 +356,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.core.close()
         if not m.is_closed:
             m.is_closed = True
+            self._settled()
             order = self.model.handout_order()
             m.closed.extend(order)
             m.idle = []
@@ -267,6 +381,8 @@ class CoreMachine(RuleBasedStateMachine):
         assert in_use == m.in_use
         assert not in_use & set(idle)
         assert core.waiting == len(m.waiters)
+        assert (core.held.conn if core.held else None) == (m.held[0] if m.held else None)
+        assert core.reborrows == m.reborrows
         st_ = core.stats()
         assert st_.idle == len(m.idle) and st_.in_use == len(m.in_use)
         assert st_.borrows == st_.hits + st_.misses
@@ -392,7 +508,7 @@ def test_waiters_served_in_arrival_order(n_waiters: int, cap: int) -> None:
             assert core.acquire(t) is WAIT
             late = FakeWaiter(-1)
             core.enqueue(late, t)
-            assert core.cancel_wait(late) is None
+            assert core.cancel_wait(late, t) is None
         for w in waiters:
             if w.woken and w not in served:
                 served.append(w)

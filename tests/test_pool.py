@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,6 +21,8 @@ from redis.retry import Retry
 import fairpool
 from fairpool import BlockingConnectionPool, ConnectionPool, Policy
 from fairpool.servers import RedisServer
+
+from .helpers import wait_until
 
 NO_RETRY = Retry(NoBackoff(), 0)
 
@@ -338,6 +343,226 @@ def test_threaded_stress_distinct_connections(redis_url: str) -> None:
     assert stats.borrows == stats.hits + stats.misses >= 32 * 150 * 2
 
 
+# ------------------------------------------------------------------ turns (turn_borrows)
+
+
+class _Waiter(threading.Thread):
+    """A thread that borrows once from ``pool`` (recording the connection or the error it got),
+    then holds the connection until ``done`` is set and releases it."""
+
+    def __init__(self, pool: ConnectionPool, name: str, log: list[tuple[str, Any]]) -> None:
+        super().__init__(name=name, daemon=True)
+        self.pool, self.log = pool, log
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            conn = self.pool.get_connection()
+        except Exception as exc:
+            self.log.append((self.name, exc))
+            return
+        self.log.append((self.name, conn))
+        self.done.wait(10)
+        self.pool.release(conn)
+
+
+def _queue_waiters(pool: ConnectionPool, log: list[tuple[str, Any]], *names: str) -> list[_Waiter]:
+    """Start one waiter per name, each queued before the next starts."""
+    waiters: list[_Waiter] = []
+    for name in names:
+        w = _Waiter(pool, name, log)
+        w.start()
+        waiters.append(w)
+        wait_until(f"{name} queued", _waiting(pool, len(waiters)), 5, 0.001)
+    return waiters
+
+
+def _waiting(pool: ConnectionPool, n: int) -> Callable[[], bool]:
+    return lambda: pool.stats().waiting == n
+
+
+def test_turn_keeps_the_connection_for_a_tight_loop_then_hands_it_over(redis_url: str) -> None:
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1, turn_borrows=3)
+    conn = pool.get_connection()
+    log: list[tuple[str, Any]] = []
+    (w,) = _queue_waiters(pool, log, "w")
+    for _ in range(2):  # borrows 2 and 3 of the turn: the same connection, the waiter still waits
+        pool.release(conn)
+        assert pool.get_connection() is conn
+        assert pool.stats().waiting == 1 and not log
+    pool.release(conn)  # the turn is over: handed to the waiter within this call
+    assert pool.stats().waiting == 0
+    wait_until("the waiter got it", lambda: bool(log), 5, 0.001)
+    assert log == [("w", conn)]
+    w.done.set()
+    w.join(5)
+    stats = pool.stats()
+    assert stats.reborrows == 2 and stats.waits == 1 and stats.in_use == 0 and stats.open == 1
+
+
+def test_turn_borrows_1_hands_over_on_every_release(redis_url: str) -> None:
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1, turn_borrows=1)
+    conn = pool.get_connection()
+    log: list[tuple[str, Any]] = []
+    (w,) = _queue_waiters(pool, log, "w")
+    pool.release(conn)
+    assert pool.stats().waiting == 0
+    wait_until("the waiter got it", lambda: bool(log), 5, 0.001)
+    w.done.set()
+    w.join(5)
+    assert pool.stats().reborrows == 0
+
+
+def test_another_thread_ends_a_turn_and_queues_behind_the_waiters(redis_url: str) -> None:
+    """A newcomer's borrow first hands the held connection to the oldest waiter, then queues."""
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1)
+    conn = pool.get_connection()
+    log: list[tuple[str, Any]] = []
+    (w1,) = _queue_waiters(pool, log, "w1")
+    pool.release(conn)  # held for this thread's next borrow
+    assert pool.stats().waiting == 1
+    (newcomer,) = _queue_waiters(pool, log, "newcomer")  # its borrow ends the turn
+    wait_until("w1 served", lambda: bool(log), 5, 0.001)
+    assert log == [("w1", conn)] and pool.stats().waiting == 1
+    w1.done.set()
+    wait_until("newcomer served", lambda: len(log) == 2, 5, 0.001)
+    assert log[1] == ("newcomer", conn)
+    newcomer.done.set()
+    for t in (w1, newcomer):
+        t.join(5)
+
+
+def test_held_connection_goes_on_when_its_thread_does_not_come_back(redis_url: str) -> None:
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1)
+    conn = pool.get_connection()
+    log: list[tuple[str, Any]] = []
+    (w,) = _queue_waiters(pool, log, "w")
+    pool.release(conn)  # held; this thread never borrows again and nobody else touches the pool
+    assert pool.stats().waiting == 1
+    wait_until("the keeper hands it to the waiter", lambda: bool(log), 2, 0.001)
+    assert log == [("w", conn)]
+    w.done.set()
+    w.join(5)
+    assert pool.stats().reborrows == 0
+    # with no more turns, the keeper thread exits on its own
+    wait_until("the keeper exits", lambda: pool._keeper is None, 5)
+    assert not [t for t in threading.enumerate() if t.name.startswith("fairpool-turns")]
+
+
+def test_no_keeper_thread_means_no_turn(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the keeper thread cannot start, the release still succeeds and the waiter is served."""
+
+    def refuse() -> None:
+        raise RuntimeError("can't start new thread")
+
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1)
+    monkeypatch.setattr(fairpool.pool._TurnKeeper, "start", lambda self: refuse())
+    conn = pool.get_connection()
+    log: list[tuple[str, Any]] = []
+    (w,) = _queue_waiters(pool, log, "w")
+    pool.release(conn)  # does not raise
+    assert pool._keeper is None and pool._core.held is None
+    wait_until("the waiter got it", lambda: bool(log), 2, 0.001)
+    w.done.set()
+    w.join(5)
+
+
+def test_a_pool_with_a_running_keeper_can_be_collected(redis_url: str) -> None:
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1)
+    conn = pool.get_connection()
+    log: list[tuple[str, Any]] = []
+    (w,) = _queue_waiters(pool, log, "w")
+    pool.release(conn)
+    wait_until("the waiter got it", lambda: bool(log), 2, 0.001)
+    w.done.set()
+    w.join(5)
+    keeper = pool._keeper
+    assert keeper is not None and keeper.alive
+    ref = weakref.ref(pool)
+    log.clear()
+    del pool, conn, w
+    gc.collect()
+    assert ref() is None  # the keeper holds no reference between its ticks
+    wait_until("the keeper exits", lambda: not keeper.alive, 2)
+
+
+def test_double_release_of_a_held_connection_is_ignored(redis_url: str) -> None:
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1)
+    conn = pool.get_connection()
+    log: list[tuple[str, Any]] = []
+    (w,) = _queue_waiters(pool, log, "w")
+    pool.release(conn)
+    pool.release(conn)  # ignored: the connection is held for this thread, not borrowed
+    assert pool.get_connection() is conn  # still this thread's turn
+    assert pool.stats().in_use == 1 and pool.stats().waiting == 1
+    pool.release(conn)
+    wait_until("the waiter got it", lambda: bool(log), 2, 0.001)
+    w.done.set()
+    w.join(5)
+    stats = pool.stats()
+    assert stats.in_use == 0 and stats.idle == 1 and stats.open == 1
+
+
+def test_close_while_a_connection_is_held(redis_url: str) -> None:
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1)
+    conn = pool.get_connection()
+    log: list[tuple[str, Any]] = []
+    (w,) = _queue_waiters(pool, log, "w")
+    pool.release(conn)
+    pool.close()
+    w.join(5)
+    assert len(log) == 1 and isinstance(log[0][1], fairpool.PoolClosedError)
+    assert conn._sock is None
+    stats = pool.stats()
+    assert stats.open == 0 and stats.closed["closed"] == 1
+
+
+@pytest.mark.parametrize("turn_borrows", [1, 4])
+def test_crowd_of_threads_in_turns(redis_url: str, turn_borrows: int) -> None:
+    """200 threads in tight loops on 4 connections: every command done, no connection handed to
+    two threads, nothing left held or waiting; with turns, most borrows are served in turn."""
+    pool = BlockingConnectionPool.from_url(
+        redis_url, max_connections=4, timeout=30, turn_borrows=turn_borrows
+    )
+    r = redis.Redis(connection_pool=pool)
+    holders: set[int] = set()
+    guard = threading.Lock()
+    errors: list[BaseException] = []
+    per_thread = 15
+
+    def work() -> None:
+        try:
+            for _ in range(per_thread):
+                conn = pool.get_connection()
+                with guard:
+                    assert id(conn) not in holders, "one connection handed to two borrowers"
+                    holders.add(id(conn))
+                conn.send_command("INCR", "crowd")
+                conn.read_response()
+                with guard:
+                    holders.discard(id(conn))
+                pool.release(conn)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "deadlock"
+    assert not errors, errors
+    stats = pool.stats()
+    assert int(r.get("crowd")) == 200 * per_thread
+    assert stats.in_use == 0 and stats.waiting == 0 and stats.open <= 4 and stats.timeouts == 0
+    assert pool._core.held is None
+    assert stats.borrows == 200 * per_thread
+    if turn_borrows == 1:
+        assert stats.reborrows == 0
+    else:
+        assert stats.reborrows > 0
+
+
 # ------------------------------------------------------------------ misuse
 
 
@@ -381,13 +606,14 @@ def test_from_url_converts_fairpool_parameters() -> None:
     pool = ConnectionPool.from_url(
         "redis://localhost:6399/0?policy=round_robin&max_idle=8&block=true&timeout=2"
         "&min_idle=1&idle_timeout=30&max_lifetime=600&health_check=ping"
-        "&health_check_after=0.5&max_connections=20"
+        "&health_check_after=0.5&max_connections=20&turn_borrows=2"
     )
     cfg = pool.config
     assert cfg.policy is Policy.ROUND_ROBIN and cfg.max_idle == 8 and cfg.block is True
     assert cfg.timeout == 2.0 and cfg.min_idle == 1 and cfg.idle_timeout == 30.0
     assert cfg.max_lifetime == 600.0 and cfg.health_check == "ping"
     assert cfg.health_check_after == 0.5 and pool.max_connections == 20
+    assert cfg.turn_borrows == 2
     assert "policy" not in pool.connection_kwargs and pool.connection_kwargs["port"] == 6399
     assert BlockingConnectionPool.from_url("redis://localhost?policy=lifo").block is True
 
@@ -402,6 +628,8 @@ def test_from_url_converts_fairpool_parameters() -> None:
         ("idle_timeout=0", "idle_timeout"),
         ("health_check=telepathy", "health_check"),
         ("min_idle=500", "min_idle"),
+        ("turn_borrows=0", "turn_borrows"),
+        ("turn_borrows=many", "turn_borrows"),
     ],
 )
 def test_from_url_rejects_bad_values(query: str, name: str) -> None:
@@ -432,6 +660,8 @@ def test_from_url_rejects_bad_values(query: str, name: str) -> None:
         ({"health_check": 5}, "health_check", TypeError),
         ({"health_check_after": -0.1}, "health_check_after", ValueError),
         ({"maintenance_interval": 0}, "maintenance_interval", ValueError),
+        ({"turn_borrows": 0}, "turn_borrows", ValueError),
+        ({"turn_borrows": 2.5}, "turn_borrows", TypeError),
     ],
 )
 def test_bad_settings_name_themselves(kwargs: dict[str, Any], name: str, exc: type) -> None:
