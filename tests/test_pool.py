@@ -307,8 +307,10 @@ def test_waiting_threads_served_in_arrival_order(redis_url: str) -> None:
     assert stats.in_use == 0 and stats.waits == 12 and stats.open == 1
 
 
-def test_threaded_stress_distinct_connections(redis_url: str) -> None:
-    pool = BlockingConnectionPool.from_url(redis_url, max_connections=4, timeout=30)
+def _hammer(pool: ConnectionPool, key: str, threads: int, per_thread: int, client: bool) -> None:
+    """``threads`` threads each borrow, INCR ``key`` and release ``per_thread`` times (and, with
+    ``client``, INCR it once more through a ``redis.Redis`` on the pool); fail if a connection is
+    ever held by two threads at once, a thread errs, or they do not all finish."""
     r = redis.Redis(connection_pool=pool)
     holders: set[int] = set()
     guard = threading.Lock()
@@ -316,28 +318,34 @@ def test_threaded_stress_distinct_connections(redis_url: str) -> None:
 
     def work() -> None:
         try:
-            for _ in range(150):
+            for _ in range(per_thread):
                 conn = pool.get_connection()
                 with guard:
                     assert id(conn) not in holders, "one connection handed to two borrowers"
                     holders.add(id(conn))
-                conn.send_command("INCR", "stress")
+                conn.send_command("INCR", key)
                 conn.read_response()
                 with guard:
                     holders.discard(id(conn))
                 pool.release(conn)
-                r.incr("stress")  # through the client too
+                if client:
+                    r.incr(key)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(32)]
-    for t in threads:
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join(60)
-    assert not any(t.is_alive() for t in threads), "deadlock"
+    assert not any(t.is_alive() for t in workers), "deadlock"
     assert not errors, errors
-    assert int(r.get("stress")) == 32 * 150 * 2
+
+
+def test_threaded_stress_distinct_connections(redis_url: str) -> None:
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=4, timeout=30)
+    _hammer(pool, "stress", 32, 150, client=True)
+    assert int(redis.Redis(connection_pool=pool).get("stress")) == 32 * 150 * 2
     stats = pool.stats()
     assert stats.in_use == 0 and stats.open <= 4 and stats.waiting == 0
     assert stats.borrows == stats.hits + stats.misses >= 32 * 150 * 2
@@ -524,36 +532,10 @@ def test_crowd_of_threads_in_turns(redis_url: str, turn_borrows: int) -> None:
     pool = BlockingConnectionPool.from_url(
         redis_url, max_connections=4, timeout=30, turn_borrows=turn_borrows
     )
-    r = redis.Redis(connection_pool=pool)
-    holders: set[int] = set()
-    guard = threading.Lock()
-    errors: list[BaseException] = []
     per_thread = 15
-
-    def work() -> None:
-        try:
-            for _ in range(per_thread):
-                conn = pool.get_connection()
-                with guard:
-                    assert id(conn) not in holders, "one connection handed to two borrowers"
-                    holders.add(id(conn))
-                conn.send_command("INCR", "crowd")
-                conn.read_response()
-                with guard:
-                    holders.discard(id(conn))
-                pool.release(conn)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(200)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads), "deadlock"
-    assert not errors, errors
+    _hammer(pool, "crowd", 200, per_thread, client=False)
     stats = pool.stats()
-    assert int(r.get("crowd")) == 200 * per_thread
+    assert int(redis.Redis(connection_pool=pool).get("crowd")) == 200 * per_thread
     assert stats.in_use == 0 and stats.waiting == 0 and stats.open <= 4 and stats.timeouts == 0
     assert pool._core.held is None
     assert stats.borrows == 200 * per_thread
