@@ -10,6 +10,7 @@ restarted on the same port rejoins with its identity and slots.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import threading
@@ -33,6 +34,8 @@ from fairpool.cluster import (
     cluster,
     cluster_stats,
 )
+from fairpool.ratelimit import GCRA
+from fairpool.scripts import CrossSlotError, Script, ScriptRegistry
 from fairpool.servers import RedisServer
 
 from .helpers import wait_until
@@ -461,3 +464,111 @@ def test_killed_master_is_recovered(redis_cluster: Cluster) -> None:
         wait_until(
             "cluster_state:ok after the restart", lambda: _cluster_ok(redis_cluster.servers), 20
         )
+
+
+# ------------------------------------------------------------------------- scripts on a cluster
+
+
+def _key_on(rc: redis.cluster.RedisCluster, server: RedisServer, prefix: str) -> str:
+    """A hash tag whose slot lives on ``server``."""
+    name = _node_name(server)
+    return next(
+        f"{{{prefix}{i}}}"
+        for i in range(10_000)
+        if rc.get_node_from_key(f"{{{prefix}{i}}}").name == name
+    )
+
+
+def _script_calls(server: RedisServer) -> dict[str, int]:
+    """Calls of the scripting commands on ``server`` since its last CONFIG RESETSTAT."""
+    with server.client(decode_responses=True) as c:
+        stats = c.info("commandstats")
+    load = "script|load" if server.version >= (7, 0, 0) else "script"  # no subcommands in 6.2
+    calls = {
+        name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+        for name in ("evalsha", "evalsha_ro", "eval")
+    }
+    calls["script load"] = int(stats.get(f"cmdstat_{load}", {}).get("calls", 0))
+    return calls
+
+
+def test_scripts_on_a_real_cluster(redis_cluster: Cluster) -> None:
+    """fairpool.Script and the rate limiters through RedisCluster, on every master: NOSCRIPT
+    recovered on the node that answered (also after SCRIPT FLUSH on all nodes), read-only scripts
+    as EVALSHA_RO where the server has it, the slot check before anything is sent, preloading on
+    every primary, and the asyncio cluster client."""
+    servers = redis_cluster.servers
+    for server in servers:
+        with server.client() as c:
+            c.script_flush()
+            c.config_resetstat()
+    incr = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])", name="incr")
+    get_ro = Script("#!lua flags=no-writes\nreturn redis.call('GET', KEYS[1])", name="get")
+    rc = cluster(redis_cluster.url, max_connections=8)
+    try:
+        tags = {_node_name(s): _key_on(rc, s, "s") for s in servers}
+        for round_ in range(1, 4):
+            for tag in tags.values():
+                assert incr(rc, [f"{tag}:n"], [1]) == round_
+                assert incr(rc, [f"{tag}:a", f"{tag}:b"], [2]) == 2 * round_  # one slot, two keys
+            if round_ == 2:
+                for server in servers:  # a flush on every node mid-run never reaches the caller
+                    with server.client() as c:
+                        c.script_flush()
+        for server in servers:
+            calls = _script_calls(server)
+            # loaded once per node before and once after the flush, never run with EVAL
+            # (6.2 counts every SCRIPT subcommand together: the flush too)
+            flushes = 0 if server.version >= (7, 0, 0) else 1
+            assert calls["script load"] - flushes == 2 and calls["eval"] == 0, calls
+            assert calls["evalsha"] == 6 + 2, calls  # 6 calls plus the 2 NOSCRIPT replies
+            with server.client() as c:
+                assert c.script_exists(incr.sha) == [True]
+
+        for name, tag in tags.items():
+            rc.set(f"{tag}:v", name)
+            assert get_ro(rc, [f"{tag}:v"]) == name.encode()
+        ro_command = "evalsha_ro" if servers[0].version >= (7, 0, 0) else "evalsha"
+        for server in servers:
+            assert _script_calls(server)[ro_command] >= 1
+
+        # keys spanning slots: refused on the client, nothing sent
+        borrows = sum(st.borrows for st in cluster_stats(rc).values())
+        a, b = list(tags.values())[:2]
+        with pytest.raises(CrossSlotError, match="hash tag"):
+            incr(rc, [f"{a}:x", f"{b}:x"], [1])
+        assert sum(st.borrows for st in cluster_stats(rc).values()) == borrows
+
+        # preloading reaches every primary
+        for server in servers:
+            with server.client() as c:
+                c.script_flush()
+        shas = ScriptRegistry([incr, get_ro]).preload(rc)
+        for server in servers:
+            with server.client() as c:
+                assert c.script_exists(*shas) == [True, True]
+
+        # a bundled limiter on each master
+        for tag in tags.values():
+            limiter = GCRA(rc, f"{tag}:limit", rate=1, period=10.0, burst=3)
+            assert [limiter.allow().allowed for _ in range(5)] == [1, 1, 1, 0, 0]
+    finally:
+        rc.close()
+
+    async def on_asyncio_cluster() -> None:
+        from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+        first = servers[0]
+        arc = AsyncRedisCluster(host=first.host, port=first.port)
+        try:
+            for server in servers:
+                with server.client() as c:
+                    c.script_flush()
+            for tag in tags.values():
+                assert await incr(arc, [f"{tag}:async"], [5]) == 5
+            with pytest.raises(CrossSlotError):
+                incr(arc, [f"{a}:x", f"{b}:x"], [1])  # raised at the call, before any await
+        finally:
+            await arc.aclose()
+
+    asyncio.run(on_asyncio_cluster())
