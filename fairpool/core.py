@@ -22,7 +22,9 @@ and the owner's next :meth:`~PoolCore.acquire` gets it back. Any other call (ano
 borrow or release, or :meth:`~PoolCore.expire_hold` when the owner does not come back) first hands
 the held connection to the oldest waiter, as if it had just been released. At most one connection
 is held at a time, so a turn ends as soon as any other caller touches the pool; waiters keep their
-arrival order and a newcomer still never overtakes one.
+arrival order and a newcomer still never overtakes one. (A :meth:`~PoolCore.discard` — another
+borrower's connection failing its check — leaves the turn alone: the capacity it frees goes to
+the oldest waiter, who dials.)
 
 Everything here runs under the shell's lock, so every method is short and allocation-light; the
 borrow/release hot path is a handful of attribute updates.
@@ -442,25 +444,38 @@ class PoolCore(Generic[C]):
 
     # ------------------------------------------------------- whole-pool actions
     def take_idle(self) -> list[Slot[C]]:
-        """Mark every idle connection in use and return them, for I/O on idle connections outside
-        the lock (``disconnect``, re-auth). Give them back with :meth:`put_back`."""
-        slots = list(self._idle)
+        """Mark every idle connection in use and return them in hand-out order, for I/O on idle
+        connections outside the lock (``disconnect``, re-auth). Give them back with
+        :meth:`put_back`."""
+        slots = list(self._idle)  # every idle set iterates in hand-out order
         for slot in slots:
             self._idle.remove(slot)
             slot.in_use = True
         self.idle_count = 0
-        slots.reverse()  # put_back re-pushes in this order, restoring hand-out order
         return slots
 
     def put_back(self, slots: list[Slot[C]], now: float) -> None:
-        """Return connections taken with :meth:`take_idle` (they keep their old "last used")."""
-        if not self._lifo:
-            slots = slots[::-1]
+        """Return connections taken with :meth:`take_idle` (they keep their old "last used").
+
+        Callers that queued meanwhile get them first, in hand-out order (the connection the
+        policy would have handed out next goes to the oldest waiter); the rest become idle again
+        in the order they had."""
+        back: list[Slot[C]] = []
         for slot in slots:
-            if slot.in_use and slot.conn in self._slots:
+            if not slot.in_use or self._slots.get(slot.conn) is not slot:
+                continue
+            if self._waiters or self.closed or now >= slot.expires:
                 released = slot.released
-                self._release_slot(slot, now)
+                self._release_slot(slot, now)  # to the oldest waiter, or closed
                 slot.released = released
+            else:
+                back.append(slot)
+        if self._lifo:
+            back.reverse()  # pushed bottom first: the first in hand-out order ends on top
+        for slot in back:
+            released = slot.released
+            self._release_slot(slot, now)
+            slot.released = released
 
     def close(self) -> None:
         """Close the pool: idle connections go to the trash now, borrowed ones when released,

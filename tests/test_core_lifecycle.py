@@ -301,3 +301,48 @@ def test_expire_hold_waits_for_the_grace() -> None:
     core, _conn, waiter = _held_for("me")
     assert not core.expire_hold(1.004, 0.005) and core.held is not None
     assert core.expire_hold(1.006, 0.005) and waiter.slot is not None
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+@pytest.mark.parametrize("waiters", [0, 2])
+def test_idle_taken_for_io_come_back_in_hand_out_order(policy: Policy, waiters: int) -> None:
+    """``take_idle`` / ``put_back`` (disconnect, re-auth outside the lock): callers that queued
+    meanwhile get the connections the policy would have handed out first, oldest waiter first;
+    the rest are idle again in the order they had."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy=policy, max_connections=4, block=True), now=0.0
+    )
+    conns = dial_new(core, 4, 0.0)
+    for i, conn in enumerate([conns[2], conns[0], conns[3], conns[1]]):
+        core.release(conn, 1.0 + i)
+    got = core.acquire(5.0)  # moves the round-robin cursor; give it back
+    assert isinstance(got, Slot)
+    core.release(got.conn, 5.5)
+    order = [s.conn for s in core.idle_slots()]
+    taken = core.take_idle()
+    assert [s.conn for s in taken] == order and core.stats().idle == 0
+    queued = [_Waiter() for _ in range(waiters)]
+    for w in queued:
+        assert core.acquire(6.0) is WAIT
+        core.enqueue(w, 6.0)
+    core.put_back(taken, 7.0)
+    assert [w.slot.conn for w in queued if w.slot is not None] == order[:waiters]
+    assert [s.conn for s in core.idle_slots()] == order[waiters:]
+    # they keep their old "last used" time (maintenance must not make them look fresh)
+    assert all(s.released < 7.0 for s in core.idle_slots())
+
+
+def test_another_callers_discard_leaves_the_turn_alone() -> None:
+    """A connection failing its check elsewhere frees capacity for the oldest waiter (it dials);
+    the connection held for a turn stays its owner's."""
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=2, block=True), now=0.0)
+    mine, other = dial_new(core, 2, 0.0)
+    waiter = _Waiter()
+    assert core.acquire(0.0, "someone") is WAIT
+    core.enqueue(waiter, 0.0)
+    assert core.release(mine, 1.0, True, "me") and core.held is not None
+    core.discard(other, "health_check")
+    assert waiter.dial and waiter.slot is None
+    assert [c for c, _ in core.take_trash()] == [other]
+    got = core.acquire(1.001, "me")
+    assert isinstance(got, Slot) and got.conn is mine and core.stats().reborrows == 1

@@ -1,7 +1,10 @@
 """Property-based tests of the I/O-free core against a small reference model.
 
-Hypothesis drives any sequence of borrow / dial / release / wait / timeout / close / misuse, by
-several callers with turns (``turn_borrows``), and checks after every step that the core keeps its
+Hypothesis drives any sequence of borrow / dial / release / discard / wait / timeout / cancel /
+close / misuse, by several callers with turns (``turn_borrows``) and callers the shell cannot name
+(``owner=None``, as the asyncio shell), with connections reaching ``max_lifetime`` and maintenance
+taking the idle connections out for I/O (``take_idle`` / ``put_back``) while others go on, and
+checks after every step that the core keeps its
 caps, never hands one connection to two borrowers, never loses or duplicates an idle connection,
 closes exactly what the model closes, serves waiters in arrival order (a held connection goes back
 only to its own caller, and to the oldest waiter as soon as anyone else touches the pool), and hands
@@ -13,7 +16,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -24,6 +27,8 @@ from fairpool.errors import PoolClosedError, PoolExhaustedError, PoolTimeoutErro
 from .helpers import FakeConn, dial_new
 
 POLICIES = [Policy.LIFO, Policy.FIFO, Policy.ROUND_ROBIN]
+OWNERS = st.none() | st.integers(1, 3)  # None: a caller the shell does not name (no turns)
+DIAL_OK = st.sampled_from([True, True, True, False])  # a dial fails one time in four
 
 
 class FakeWaiter(Waiter):
@@ -42,9 +47,16 @@ class Model:
     """The reference: plain lists, obviously right."""
 
     def __init__(
-        self, policy: Policy, max_connections: int, max_idle: int | None, turn: int
+        self,
+        policy: Policy,
+        max_connections: int,
+        max_idle: int | None,
+        turn: int,
+        lifetime: float | None,
     ) -> None:
         self.policy = policy
+        self.lifetime = lifetime
+        self.expires: dict[FakeConn, float] = {}
         self.max = max_connections
         self.max_idle = max_idle
         self.turn_limit = turn
@@ -74,25 +86,37 @@ class Model:
         after = [c for c in ring if self.seq[c] > self.cursor]
         return after + [c for c in ring if self.seq[c] <= self.cursor]
 
-    def take_next(self) -> FakeConn:
-        conn = self.handout_order()[0]
-        self.idle.remove(conn)
-        self.in_use.add(conn)
-        self.cursor = self.seq[conn]
-        self.turn[conn] = 1
-        return conn
+    def expired(self, conn: FakeConn, now: float) -> bool:
+        if now >= self.expires[conn]:
+            event("expired")
+            return True
+        return False
 
-    def add(self, conn: FakeConn) -> None:
+    def take_next(self, now: float) -> FakeConn | None:
+        """The next idle connection in hand-out order; expired ones met on the way are closed."""
+        for conn in self.handout_order():
+            self.idle.remove(conn)
+            self.cursor = self.seq[conn]
+            if self.expired(conn, now):
+                self.closed.append(conn)
+                continue
+            self.in_use.add(conn)
+            self.turn[conn] = 1
+            return conn
+        return None
+
+    def add(self, conn: FakeConn, now: float) -> None:
+        self.expires[conn] = now + self.lifetime if self.lifetime is not None else float("inf")
         self.next_seq += 1
         self.seq[conn] = self.next_seq
         self.in_use.add(conn)
         self.cursor = self.seq[conn]
         self.turn[conn] = 1
 
-    def give_back(self, conn: FakeConn) -> FakeWaiter | list[FakeWaiter]:
+    def give_back(self, conn: FakeConn, now: float) -> FakeWaiter | list[FakeWaiter]:
         """A reusable connection comes back: to the oldest waiter (returned), idle, or closed
         (returns the waiters granted capacity by the close)."""
-        if self.is_closed:
+        if self.is_closed or self.expired(conn, now):
             self.in_use.discard(conn)
             self.closed.append(conn)
             return self.grant_capacity()
@@ -108,17 +132,13 @@ class Model:
             self.idle.append(conn)
         return []
 
-    def settle(self) -> FakeWaiter | list[FakeWaiter]:
+    def settle(self, now: float) -> FakeWaiter | list[FakeWaiter]:
         """Anyone but the holder touches the pool: the held connection goes back."""
         if self.held is None:
             return []
         conn = self.held[0]
         self.held = None
-        return self.give_back(conn)
-
-    def close_conn(self, conn: FakeConn) -> None:
-        self.closed.append(conn)
-        self.grant_capacity()
+        return self.give_back(conn, now)
 
     def grant_capacity(self) -> list[FakeWaiter]:
         granted = []
@@ -134,13 +154,20 @@ class CoreMachine(RuleBasedStateMachine):
 
     @initialize(
         policy=st.sampled_from(POLICIES),
-        block=st.booleans(),
+        block=st.sampled_from([True, True, True, False]),  # waiting is where the rules interact
         max_connections=st.integers(1, 4),
         max_idle=st.none() | st.integers(0, 5),
         turn=st.integers(1, 3),
+        lifetime=st.none() | st.sampled_from([0.004, 0.015]),
     )
     def setup(
-        self, policy: Policy, block: bool, max_connections: int, max_idle: int | None, turn: int
+        self,
+        policy: Policy,
+        block: bool,
+        max_connections: int,
+        max_idle: int | None,
+        turn: int,
+        lifetime: float | None,
     ) -> None:
         self.core: PoolCore[FakeConn] = PoolCore(
             make_config(
@@ -149,10 +176,12 @@ class CoreMachine(RuleBasedStateMachine):
                 max_connections=max_connections,
                 max_idle=max_idle,
                 turn_borrows=turn,
+                max_lifetime=lifetime,
+                lifetime_jitter=0.0,
             ),
             now=0.0,
         )
-        self.model = Model(policy, max_connections, max_idle, turn)
+        self.model = Model(policy, max_connections, max_idle, turn, lifetime)
         self.block = block
         self.now = 0.0
         self.pending_dials = 0  # DIAL grants given to the test, not yet completed
@@ -163,6 +192,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.mine: dict[FakeConn, int] = {}
         self.waiter_owner: dict[FakeWaiter, int] = {}
         self.names = itertools.count()
+        self.taken: list[Slot[FakeConn]] | None = None  # idle connections maintenance took out
 
     def _tick(self) -> float:
         self.now += 0.001
@@ -187,74 +217,110 @@ class CoreMachine(RuleBasedStateMachine):
         assert conn not in self.mine, "one connection handed to two borrowers"
         self.mine[conn] = owner
 
-    def _settled(self) -> None:
+    def _settled(self, now: float) -> None:
         """The core just handled a call by someone other than the holder: mirror the settle."""
         held = self.model.held
-        self._granted(self.model.settle(), held[0] if held else None)
+        self._granted(self.model.settle(now), held[0] if held else None)
 
     # ---------------------------------------------------------------- rules
-    @rule(dial_ok=st.booleans(), owner=st.integers(1, 3))
-    def borrow(self, dial_ok: bool, owner: int) -> None:
+    @rule(dial_ok=DIAL_OK, owner=OWNERS)
+    def borrow(self, dial_ok: bool, owner: int | None) -> None:
         m = self.model
         held = m.held
+        now = self._tick()
         try:
-            got = self.core.acquire(self._tick(), owner)
+            got: Slot[FakeConn] | object = self.core.acquire(now, owner)
         except PoolClosedError:
             assert m.is_closed and held is None
             return
         except PoolExhaustedError:
-            self._settled()
-            assert not self.block and not m.idle and m.open + m.dialling >= m.max
-            return
-        if held is not None and held[1] == owner:
+            got = None
+        if (
+            held is not None
+            and owner is not None
+            and held[1] == owner
+            and not m.expired(held[0], now)
+        ):
             # its turn: the connection it just released comes straight back
+            event("reborrow")
             assert isinstance(got, Slot) and got.conn is held[0]
             m.held = None
             m.turn[held[0]] += 1
             m.reborrows += 1
             self._take(held[0], owner)
             return
-        self._settled()
+        self._settled(now)
         assert not m.is_closed
-        if isinstance(got, Slot):
-            assert not m.waiters
-            assert got.conn is m.take_next()
+        idle = m.take_next(now) if not m.waiters else None
+        if got is None:
+            assert idle is None and not self.block and m.open + m.dialling >= m.max
+        elif isinstance(got, Slot):
+            assert got.conn is idle
             self._take(got.conn, owner)
         elif got is DIAL:
-            assert not m.waiters and not m.idle and m.open + m.dialling < m.max
+            assert idle is None and not m.waiters and m.open + m.dialling < m.max
             m.dialling += 1
             self._complete_dial(dial_ok, owner)
         else:
-            assert got is WAIT and self.block
-            assert m.waiters or (not m.idle and m.open + m.dialling >= m.max)
+            assert got is WAIT and self.block and idle is None
+            assert m.waiters or m.open + m.dialling >= m.max
             w = FakeWaiter(next(self.names))
             self.core.enqueue(w, self.now)
             m.waiters.append(w)
             self.waiter_owner[w] = owner
 
-    @rule(owners=st.lists(st.integers(1, 3), min_size=2, max_size=8), dial_ok=st.booleans())
-    def crowd(self, owners: list[int], dial_ok: bool) -> None:
+    @rule(owners=st.lists(OWNERS, min_size=2, max_size=8), dial_ok=DIAL_OK)
+    def crowd(self, owners: list[int | None], dial_ok: bool) -> None:
         """Several borrows in a row: reaches the cap, waiters and turns far more often."""
         for owner in owners:
             self.borrow(dial_ok, owner)
 
     @precondition(lambda self: self.mine)
-    @rule(data=st.data())
-    def release_and_borrow_again(self, data: st.DataObject) -> None:
-        """A caller's tight loop: release, then borrow again at once (its turn, if others wait)."""
+    @rule(
+        data=st.data(),
+        loops=st.integers(1, 4),
+        pause=st.sampled_from([0.0, 0.0, 0.0005, 0.003]),
+        between=st.sampled_from([None, None, "discard", "misuse"]),
+    )
+    def tight_loop(
+        self, data: st.DataObject, loops: int, pause: float, between: str | None
+    ) -> None:
+        """A caller's loop: release, then borrow again (its turn, if others wait) at once or after
+        a pause in which the keeper did not run; meanwhile another caller may discard its
+        connection, or misuse the pool (neither ends the turn)."""
         conn = data.draw(st.sampled_from(sorted(self.mine, key=lambda c: c.id)))
         owner = self.mine[conn]
-        self.release_conn(conn, True)
-        self.borrow(True, owner)
+        for _ in range(loops):
+            self.release_conn(conn, True)
+            others = sorted(self.mine, key=lambda c: c.id)
+            if between == "discard" and others:
+                self.discard_conn(data.draw(st.sampled_from(others)), "error")
+            elif between == "misuse":
+                self.misuse(self.model.held[0] if self.model.held else None, None)
+            self.now += pause
+            before = set(self.mine)
+            self.borrow(True, owner)
+            got = [c for c in self.mine if c not in before]
+            if not got:  # it queued (or failed to dial): the loop ends here
+                return
+            conn = got[0]
 
-    def _complete_dial(self, ok: bool, owner: int) -> None:
+    @precondition(lambda self: self.mine)
+    @rule()
+    def lull(self) -> None:
+        """Every caller gives its connection back (idle connections pile up)."""
+        for conn in sorted(self.mine, key=lambda c: c.id):
+            self.release_conn(conn, True)
+
+    def _complete_dial(self, ok: bool, owner: int | None) -> None:
         m = self.model
         m.dialling -= 1
         if ok:
             conn = FakeConn()
-            slot = self.core.dialled(conn, self._tick())
+            now = self._tick()
+            slot = self.core.dialled(conn, now)
             assert slot.conn is conn and slot.in_use
-            m.add(conn)
+            m.add(conn, now)
             self._take(conn, owner)
         else:
             self.core.dial_failed()
@@ -271,30 +337,86 @@ class CoreMachine(RuleBasedStateMachine):
         owner = self.mine.pop(conn)
         now = self._tick()
         assert self.core.release(conn, now, reusable, owner)
-        self._settled()
+        self._settled(now)
         if not reusable or m.is_closed:
             m.in_use.discard(conn)
             m.closed.append(conn)
             self._granted(m.grant_capacity(), None)
-        elif m.waiters and m.turn[conn] < m.turn_limit:
+        elif (
+            owner is not None
+            and m.waiters
+            and m.turn[conn] < m.turn_limit
+            and not m.expired(conn, now)
+        ):
             m.held = (conn, owner, now)  # kept for its caller's next borrow
+            event("hold")
             assert self.core.held is not None and self.core.held.conn is conn
         else:
-            self._granted(m.give_back(conn), conn)
+            self._granted(m.give_back(conn, now), conn)
 
+    @precondition(lambda self: self.mine)
+    @rule(data=st.data(), reason=st.sampled_from(["error", "health_check"]))
+    def discard(self, data: st.DataObject, reason: str) -> None:
+        """The shell found a borrowed connection unusable (its check failed, it cannot reconnect):
+        closed, its capacity goes to the oldest waiter; a turn in progress is not touched."""
+        self.discard_conn(data.draw(st.sampled_from(sorted(self.mine, key=lambda c: c.id))), reason)
+
+    def discard_conn(self, conn: FakeConn, reason: str) -> None:
+        m = self.model
+        del self.mine[conn]
+        self.core.discard(conn, reason)
+        m.in_use.discard(conn)
+        m.closed.append(conn)
+        self._granted(m.grant_capacity(), None)
+
+    @precondition(lambda self: self.taken is None and self.model.idle)
+    @rule()
+    def maintenance_takes_idle(self) -> None:
+        """Maintenance takes every idle connection out for I/O outside the lock."""
+        m = self.model
+        slots = self.core.take_idle()
+        assert [s.conn for s in slots] == m.handout_order()
+        m.in_use.update(m.idle)
+        m.idle = []
+        self.taken = slots
+
+    @precondition(lambda self: self.taken is not None)
+    @rule()
+    def maintenance_puts_back(self) -> None:
+        """... and gives them back: callers that queued meanwhile first, in hand-out order; the
+        rest become idle in the order they had."""
+        m = self.model
+        slots, self.taken = self.taken, None
+        assert slots is not None
+        order = [s.conn for s in slots]
+        now = self._tick()
+        event(f"put back {min(len(order), 2)}+ {m.policy.value}, waiters: {bool(m.waiters)}")
+        event(f"put back, closed: {m.is_closed}")
+        self.core.put_back(slots, now)
+        back = []
+        for conn in order:
+            if m.waiters or m.is_closed or m.expired(conn, now):
+                self._granted(m.give_back(conn, now), conn)
+            else:
+                back.append(conn)
+        for conn in reversed(back) if m.policy is Policy.LIFO else back:
+            self._granted(m.give_back(conn, now), conn)
+
+    @precondition(lambda self: self.model.held is not None or self.model.lifetime is not None)
     @rule(wait=st.sampled_from([0.0005, 0.002, 0.01]))
     def hold_expires(self, wait: float) -> None:
-        """Time passes without the holder coming back (the shell's keeper calls expire_hold)."""
+        """Time passes without the holder coming back (the shell's keeper calls expire_hold);
+        connections may reach their lifetime."""
         m = self.model
         self.now += wait
         handed = self.core.expire_hold(self.now, 0.005)
         held = m.held
         assert handed == (held is not None and self.now - held[2] >= 0.005)
         if handed:
-            self._settled()
+            self._settled(self.now)
 
     @precondition(lambda self: self.granted)
-    @rule(dial_ok=st.booleans())
+    @rule(dial_ok=DIAL_OK)
     def waiter_collects(self, dial_ok: bool) -> None:
         w, owner = self.granted.pop(0)
         assert w.woken == 1
@@ -308,22 +430,28 @@ class CoreMachine(RuleBasedStateMachine):
             self._take(got.conn, owner)
 
     @precondition(lambda self: self.model.waiters)
-    @rule(data=st.data())
-    def waiter_times_out(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), dial_ok=DIAL_OK)
+    def waiter_times_out(self, data: st.DataObject, dial_ok: bool) -> None:
         m = self.model
         w = data.draw(st.sampled_from(m.waiters))
         assert w.woken == 0
         owner = self.waiter_owner[w]
-        got: Slot[FakeConn] | None = None
+        got: Slot[FakeConn] | object = None
+        now = self._tick()
         try:
-            got = self.core.finish_wait(w, self._tick())  # type: ignore[assignment]
+            got = self.core.finish_wait(w, now)
         except PoolTimeoutError as exc:
             assert "max_connections" in str(exc)
-        self._settled()  # a held connection went on first, to the oldest waiter
-        if got is not None:  # this waiter was the oldest: it got the held connection after all
-            assert isinstance(got, Slot)
+        self._settled(now)  # a held connection went on first, to the oldest waiter
+        if got is not None:
+            # This waiter was the oldest: it got the held connection after all, or — if that had
+            # reached its lifetime and was closed — the capacity to dial one.
             self.granted.remove((w, owner))
-            self._take(got.conn, owner)
+            if got is DIAL:
+                self._complete_dial(dial_ok, owner)
+            else:
+                assert isinstance(got, Slot)
+                self._take(got.conn, owner)
             return
         m.waiters.remove(w)
         del self.waiter_owner[w]
@@ -333,30 +461,41 @@ class CoreMachine(RuleBasedStateMachine):
     def waiter_cancelled(self, data: st.DataObject) -> None:
         m = self.model
         w = data.draw(st.sampled_from(m.waiters))
-        assert self.core.cancel_wait(w, self._tick()) is None
+        now = self._tick()
+        assert self.core.cancel_wait(w, now) is None
         m.waiters.remove(w)
         del self.waiter_owner[w]
-        self._settled()  # a held connection goes on to the next waiter
+        self._settled(now)  # a held connection goes on to the next waiter
 
-    @rule(owner=st.integers(1, 3))
-    def foreign_release(self, owner: int) -> None:
-        assert not self.core.release(FakeConn(), self._tick(), True, owner)
+    @rule(owner=OWNERS, dice=st.integers(0, 3))
+    def foreign_release(self, owner: int | None, dice: int) -> None:
+        if not dice:  # one draw in four: it never changes anything
+            self.misuse(None, owner)
 
     @precondition(lambda self: self.model.idle or self.model.held)
-    @rule(data=st.data(), owner=st.integers(1, 3))
-    def double_release(self, data: st.DataObject, owner: int) -> None:
+    @rule(data=st.data(), owner=OWNERS)
+    def double_release(self, data: st.DataObject, owner: int | None) -> None:
         m = self.model
         released = m.idle + ([m.held[0]] if m.held else [])
-        conn = data.draw(st.sampled_from(released))
-        assert not self.core.release(conn, self._tick(), True, owner)
+        self.misuse(data.draw(st.sampled_from(released)), owner)
 
-    @rule()
-    def close(self) -> None:
+    def misuse(self, conn: FakeConn | None, owner: int | None) -> None:
+        """Releasing (or discarding) a connection nobody has borrowed — ``conn`` released already,
+        or a foreign one — changes nothing."""
+        conn = conn or FakeConn()
+        assert not self.core.release(conn, self._tick(), True, owner)
+        self.core.discard(conn, "error")
+
+    @rule(dice=st.integers(0, 9))
+    def close(self, dice: int) -> None:
+        """Close the pool (one draw in ten: closing early would end most runs in a dead pool)."""
+        if dice:
+            return
         m = self.model
         self.core.close()
         if not m.is_closed:
             m.is_closed = True
-            self._settled()
+            self._settled(float("inf"))
             order = self.model.handout_order()
             m.closed.extend(order)
             m.idle = []
@@ -389,7 +528,7 @@ class CoreMachine(RuleBasedStateMachine):
 
 
 TestCoreMachine = CoreMachine.TestCase
-TestCoreMachine.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
+TestCoreMachine.settings = settings(max_examples=500, stateful_step_count=60, deadline=None)
 
 
 # ------------------------------------------------------------------ distribution
