@@ -106,7 +106,8 @@ def _record(pool: Any, idle_delta: int, used_delta: int) -> None:
     Synchronous on purpose (the collector is synchronous; the async recorder functions only wrap
     it): recording must not add suspension points to the borrow and release paths.
     """
-    collector = _arecorder._async_metrics_collector
+    # created on first use, as redis-py's recorder does (so that the first borrow is counted)
+    collector = _arecorder._async_metrics_collector or _arecorder._get_or_create_collector()
     if collector is None:
         return
     try:
@@ -665,6 +666,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
                 slot = core.dialled_idle(conn, monotonic())
                 slot.aux = _raw(conn)
                 slot.endpoint = _endpoint(conn)
+                _record(self, 1, 0)  # a new idle connection (a waiter it went to records its use)
                 trash = core.take_trash()
                 if trash:
                     await self._close(trash)

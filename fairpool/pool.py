@@ -99,15 +99,33 @@ def peer_endpoint(raw: Any) -> str | None:
     return str(peer) or None
 
 
+def _collector() -> Any:
+    """redis-py's metrics collector, created on first use as redis-py's own recorder does (so that
+    the first borrow is counted like the rest); ``None`` while observability is off."""
+    collector = _recorder._metrics_collector
+    if collector is None:
+        collector = _recorder._metrics_collector = _recorder._get_or_create_collector()
+    return collector
+
+
 def _record(pool: Any, idle_delta: int, used_delta: int) -> None:
-    """Report connection-state changes to redis-py's observability, only when it is enabled."""
-    if _recorder._metrics_collector is None:
+    """Report connection-state changes to redis-py's observability, only when it is enabled.
+    (The hot paths call this only once the collector exists; the slow paths always.)"""
+    collector = _collector()
+    if collector is None:
         return
-    name = get_pool_name(pool)
-    if idle_delta:
-        _recorder.record_connection_count(name, ConnectionState.IDLE, idle_delta)
-    if used_delta:
-        _recorder.record_connection_count(name, ConnectionState.USED, used_delta)
+    try:
+        name = get_pool_name(pool)
+        if idle_delta:
+            collector.record_connection_count(
+                pool_name=name, connection_state=ConnectionState.IDLE, counter=idle_delta
+            )
+        if used_delta:
+            collector.record_connection_count(
+                pool_name=name, connection_state=ConnectionState.USED, counter=used_delta
+            )
+    except Exception:  # as redis-py's recorder: metrics never break a command
+        pass
 
 
 class ConnectionPool(RedisConnectionPool):
@@ -190,6 +208,7 @@ class ConnectionPool(RedisConnectionPool):
             maint_notifications_config=maint_notifications_config,
             **connection_kwargs,
         )
+        _collector()  # if observability is on, the hot paths record from the first borrow
 
     @classmethod
     def from_url(cls: type[_P], url: str, **kwargs: Any) -> _P:
@@ -384,6 +403,8 @@ class ConnectionPool(RedisConnectionPool):
                 slot.endpoint = peer_endpoint(raw)
                 slot.target = endpoint
                 trash = core.take_trash()
+            if not for_caller:
+                _record(self, 1, 0)  # a new idle connection (a waiter it went to records its use)
             self._close(trash)
             return conn
         with self._lock:
@@ -589,6 +610,7 @@ class ConnectionPool(RedisConnectionPool):
                 slot.aux = raw
                 slot.endpoint = peer_endpoint(raw)
                 trash = core.take_trash()
+            _record(self, 1, 0)  # a new idle connection (a waiter it went to records its use)
             self._close(trash)
         if self._endpoints is not None:
             self._rebalance()
