@@ -604,6 +604,16 @@ class ConnectionPool(RedisAsyncConnectionPool):
             self._releasing.discard(connection)
             now = monotonic()
             released = self._core.release(connection, now, ok)
+            if released and not ok:
+                # The I/O raised (or was cancelled) and the code below will not run: count the
+                # release and close what the core retired (this connection) without awaiting.
+                if _arecorder._async_metrics_collector is not None:
+                    _record(self, 1, -1)
+                trash = self._core.take_trash()
+                for conn, _reason in trash:
+                    _abort(conn)
+                if trash and _arecorder._async_metrics_collector is not None:
+                    _record(self, -len(trash), 0)
         if released:
             await self._after_release(now)
 

@@ -81,6 +81,7 @@ class Slot(Generic[C]):
         "released",
         "seq",
         "suspect",
+        "taken",
         "target",
         "turn",
     )
@@ -98,6 +99,7 @@ class Slot(Generic[C]):
         self.aux: Any = None  # the shell's own per-connection data
         self.target: Any = None  # the configured endpoint it was dialled to (endpoints=[...])
         self.turn = 0  # borrows in a row by its current caller (see turn_borrows)
+        self.taken = False  # out of the idle set for the shell's I/O (take_idle / put_back)
 
     def __repr__(self) -> str:
         state = "in_use" if self.in_use else "idle"
@@ -330,7 +332,7 @@ class PoolCore(Generic[C]):
         while callers wait, the connection is held for that owner's next borrow (see the module
         docstring) instead of going to the oldest waiter."""
         slot = self._slots.get(conn)
-        if slot is None or not slot.in_use or slot is self.held:
+        if slot is None or not slot.in_use or slot is self.held or slot.taken:
             return False
         if self.held is not None:
             self._settle(now)
@@ -407,7 +409,7 @@ class PoolCore(Generic[C]):
         and are verified before their next use.
         """
         slot = self._slots.get(conn)
-        if slot is None or not slot.in_use or slot is self.held:
+        if slot is None or not slot.in_use or slot is self.held or slot.taken:
             return
         slot.in_use = False
         if reason == "health_check":
@@ -444,34 +446,47 @@ class PoolCore(Generic[C]):
 
     # ------------------------------------------------------- whole-pool actions
     def take_idle(self) -> list[Slot[C]]:
-        """Mark every idle connection in use and return them in hand-out order, for I/O on idle
-        connections outside the lock (``disconnect``, re-auth). Give them back with
-        :meth:`put_back`."""
+        """Take every idle connection out, in hand-out order, for I/O on them outside the lock
+        (``disconnect``, re-auth). They count as open but cannot be borrowed, released or
+        discarded until :meth:`put_back` returns them."""
         slots = list(self._idle)  # every idle set iterates in hand-out order
         for slot in slots:
             self._idle.remove(slot)
             slot.in_use = True
+            slot.taken = True
         self.idle_count = 0
         return slots
 
     def put_back(self, slots: list[Slot[C]], now: float) -> None:
-        """Return connections taken with :meth:`take_idle` (they keep their old "last used").
+        """Return connections taken with :meth:`take_idle`; they keep their old "last used".
 
         Callers that queued meanwhile get them first, in hand-out order (the connection the
-        policy would have handed out next goes to the oldest waiter); the rest become idle again
-        in the order they had."""
+        policy would have handed out next goes to the oldest waiter). The rest are idle again
+        where their last release puts them among the connections released meanwhile (FIFO and
+        LIFO order by last release; the round-robin ring by creation)."""
         back: list[Slot[C]] = []
         for slot in slots:
-            if not slot.in_use or self._slots.get(slot.conn) is not slot:
+            if not slot.taken or self._slots.get(slot.conn) is not slot:
                 continue
+            slot.taken = False
             if self._waiters or self.closed or now >= slot.expires:
                 released = slot.released
                 self._release_slot(slot, now)  # to the oldest waiter, or closed
                 slot.released = released
             else:
                 back.append(slot)
-        if self._lifo:
-            back.reverse()  # pushed bottom first: the first in hand-out order ends on top
+        if not back:
+            return
+        if self.config.policy is not Policy.ROUND_ROBIN and self.idle_count:
+            # Connections released during the I/O are idle already: re-push everything in the
+            # order of last release (the order FIFO and LIFO idle sets keep).
+            meanwhile = list(self._idle)
+            for slot in meanwhile:
+                self._idle.remove(slot)
+                slot.in_use = True
+            self.idle_count = 0
+            back = meanwhile + back
+        back.sort(key=lambda s: s.released)
         for slot in back:
             released = slot.released
             self._release_slot(slot, now)

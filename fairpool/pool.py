@@ -110,7 +110,8 @@ def _collector() -> Any:
 
 def _record(pool: Any, idle_delta: int, used_delta: int) -> None:
     """Report connection-state changes to redis-py's observability, only when it is enabled.
-    (The hot paths call this only once the collector exists; the slow paths always.)"""
+    The borrow fast path and release call this only once the collector exists; the other paths
+    (dials, checks, hand-overs to waiters) always, which costs ~0.15 µs while it is off."""
     collector = _collector()
     if collector is None:
         return
@@ -522,15 +523,13 @@ class ConnectionPool(RedisConnectionPool):
                 if core.held is not None and self._keeper is None:
                     keeper = self._keeper = _TurnKeeper(self)
                 trash = core.take_trash() if core.trash else None
+            if taken and _recorder._metrics_collector is not None:
+                _record(self, 1, -1)  # before the close below counts a dropped one out of idle
             if keeper is not None:
                 self._start_keeper(keeper)
             if trash:
                 self._close(trash)
-        if not taken:
-            return
-        if _recorder._metrics_collector is not None:
-            _record(self, 1, -1)
-        if now >= core.next_maintenance:
+        if taken and now >= core.next_maintenance:
             self.maintain()
 
     def _start_keeper(self, keeper: _TurnKeeper) -> None:
@@ -711,6 +710,8 @@ class ConnectionPool(RedisConnectionPool):
         finally:
             with self._lock:
                 self._core.put_back(idle, monotonic())
+                trash = self._core.take_trash()
+            self._close(trash)  # put back into a closed pool, past their lifetime, over max_idle
         for conn in in_use:
             conn.set_re_auth_token(token)
 

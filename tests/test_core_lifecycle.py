@@ -304,30 +304,57 @@ def test_expire_hold_waits_for_the_grace() -> None:
 
 
 @pytest.mark.parametrize("policy", list(Policy))
-@pytest.mark.parametrize("waiters", [0, 2])
-def test_idle_taken_for_io_come_back_in_hand_out_order(policy: Policy, waiters: int) -> None:
+@pytest.mark.parametrize(("waiters", "meanwhile"), [(0, False), (2, False), (0, True)])
+def test_idle_taken_for_io_come_back_in_hand_out_order(
+    policy: Policy, waiters: int, meanwhile: bool
+) -> None:
     """``take_idle`` / ``put_back`` (disconnect, re-auth outside the lock): callers that queued
     meanwhile get the connections the policy would have handed out first, oldest waiter first;
-    the rest are idle again in the order they had."""
+    the rest are idle again where their last release puts them, also among connections
+    released meanwhile."""
     core: PoolCore[FakeConn] = PoolCore(
-        make_config(policy=policy, max_connections=4, block=True), now=0.0
+        make_config(policy=policy, max_connections=5 if meanwhile else 4, block=True), now=0.0
     )
-    conns = dial_new(core, 4, 0.0)
-    for i, conn in enumerate([conns[2], conns[0], conns[3], conns[1]]):
+    c = dial_new(core, 4, 0.0)
+    for i, conn in enumerate([c[2], c[0], c[3], c[1]]):
         core.release(conn, 1.0 + i)
-    got = core.acquire(5.0)  # moves the round-robin cursor; give it back
+    got = core.acquire(5.0)
     assert isinstance(got, Slot)
-    core.release(got.conn, 5.5)
-    order = [s.conn for s in core.idle_slots()]
+    core.release(got.conn, 5.5)  # ... and released last
+    # FIFO hands out the least recently released (c2), LIFO the most recently released (c1),
+    # round-robin the first after the last handed out (c3, dialled last: so c0)
+    assert got.conn is c[{Policy.FIFO: 2, Policy.LIFO: 1, Policy.ROUND_ROBIN: 0}[policy]]
+    expected = {
+        Policy.FIFO: [c[0], c[3], c[1], c[2]],
+        Policy.LIFO: [c[1], c[3], c[0], c[2]],
+        Policy.ROUND_ROBIN: [c[1], c[2], c[3], c[0]],
+    }[policy]
     taken = core.take_idle()
-    assert [s.conn for s in taken] == order and core.stats().idle == 0
+    assert [s.conn for s in taken] == expected and core.stats().idle == 0
     queued = [_Waiter() for _ in range(waiters)]
     for w in queued:
-        assert core.acquire(6.0) is WAIT
+        assert core.acquire(6.0) is WAIT  # all four are out: the cap is reached
         core.enqueue(w, 6.0)
+    if meanwhile:  # a caller dials a fifth connection and releases it during the I/O
+        (c4,) = dial_new(core, 1, 6.0)
+        core.release(c4, 6.5)
+    # while taken out they can be neither released nor discarded (a second release is misuse)
+    open_before = core.stats().open
+    assert not core.release(expected[0], 6.8)
+    core.discard(expected[0], "error")
+    assert core.stats().open == open_before and not core.trash
+    assert all(w.slot is None for w in queued)
     core.put_back(taken, 7.0)
-    assert [w.slot.conn for w in queued if w.slot is not None] == order[:waiters]
-    assert [s.conn for s in core.idle_slots()] == order[waiters:]
+    assert [w.slot.conn for w in queued if w.slot is not None] == expected[:waiters]
+    idle = [s.conn for s in core.idle_slots()]
+    if not meanwhile:
+        assert idle == expected[waiters:]
+    elif policy is Policy.FIFO:
+        assert idle == [*expected, c4]  # released last, handed out last
+    elif policy is Policy.LIFO:
+        assert idle == [c4, *expected]  # released last, handed out first
+    else:
+        assert idle == [c[0], c[1], c[2], c[3], c4]  # the ring after c4 (dialled last)
     # they keep their old "last used" time (maintenance must not make them look fresh)
     assert all(s.released < 7.0 for s in core.idle_slots())
 

@@ -57,6 +57,7 @@ class Model:
         self.policy = policy
         self.lifetime = lifetime
         self.expires: dict[FakeConn, float] = {}
+        self.released: dict[FakeConn, float] = {}  # when each idle connection was last released
         self.max = max_connections
         self.max_idle = max_idle
         self.turn_limit = turn
@@ -113,9 +114,12 @@ class Model:
         self.cursor = self.seq[conn]
         self.turn[conn] = 1
 
-    def give_back(self, conn: FakeConn, now: float) -> FakeWaiter | list[FakeWaiter]:
+    def give_back(
+        self, conn: FakeConn, now: float, released: float | None = None
+    ) -> FakeWaiter | list[FakeWaiter]:
         """A reusable connection comes back: to the oldest waiter (returned), idle, or closed
-        (returns the waiters granted capacity by the close)."""
+        (returns the waiters granted capacity by the close). ``released`` is when its caller
+        released it (now, unless it was held for a turn since)."""
         if self.is_closed or self.expired(conn, now):
             self.in_use.discard(conn)
             self.closed.append(conn)
@@ -130,15 +134,16 @@ class Model:
             self.closed.append(conn)
         else:
             self.idle.append(conn)
+            self.released[conn] = now if released is None else released
         return []
 
     def settle(self, now: float) -> FakeWaiter | list[FakeWaiter]:
         """Anyone but the holder touches the pool: the held connection goes back."""
         if self.held is None:
             return []
-        conn = self.held[0]
+        conn, _owner, since = self.held
         self.held = None
-        return self.give_back(conn, now)
+        return self.give_back(conn, now, since)
 
     def grant_capacity(self) -> list[FakeWaiter]:
         granted = []
@@ -384,7 +389,8 @@ class CoreMachine(RuleBasedStateMachine):
     @rule()
     def maintenance_puts_back(self) -> None:
         """... and gives them back: callers that queued meanwhile first, in hand-out order; the
-        rest become idle in the order they had."""
+        rest become idle again where their last release puts them (FIFO and LIFO order idle
+        connections by last release, the ring by creation), among any released meanwhile."""
         m = self.model
         slots, self.taken = self.taken, None
         assert slots is not None
@@ -399,8 +405,14 @@ class CoreMachine(RuleBasedStateMachine):
                 self._granted(m.give_back(conn, now), conn)
             else:
                 back.append(conn)
-        for conn in reversed(back) if m.policy is Policy.LIFO else back:
-            self._granted(m.give_back(conn, now), conn)
+        if not back:
+            return
+        if m.policy is not Policy.ROUND_ROBIN:
+            back += m.idle  # re-placed with them, by last release
+            m.in_use.update(m.idle)
+            m.idle = []
+        for conn in sorted(back, key=m.released.__getitem__):
+            self._granted(m.give_back(conn, now, m.released[conn]), conn)
 
     @precondition(lambda self: self.model.held is not None or self.model.lifetime is not None)
     @rule(wait=st.sampled_from([0.0005, 0.002, 0.01]))
@@ -472,11 +484,13 @@ class CoreMachine(RuleBasedStateMachine):
         if not dice:  # one draw in four: it never changes anything
             self.misuse(None, owner)
 
-    @precondition(lambda self: self.model.idle or self.model.held)
+    @precondition(lambda self: self.model.idle or self.model.held or self.taken)
     @rule(data=st.data(), owner=OWNERS)
     def double_release(self, data: st.DataObject, owner: int | None) -> None:
+        """A connection released already (idle, held for a turn, or taken out for maintenance
+        I/O) is released or discarded again."""
         m = self.model
-        released = m.idle + ([m.held[0]] if m.held else [])
+        released = m.idle + ([m.held[0]] if m.held else []) + [s.conn for s in self.taken or ()]
         self.misuse(data.draw(st.sampled_from(released)), owner)
 
     def misuse(self, conn: FakeConn | None, owner: int | None) -> None:

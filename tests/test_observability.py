@@ -11,16 +11,20 @@ subprocess with an in-memory metric reader and prints what it read.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import textwrap
+from collections import Counter
+from typing import Any
 
 import pytest
+import redis.asyncio
 
+import fairpool
+import fairpool.asyncio
 from fairpool.servers import RedisServer
-
-pytest.importorskip("opentelemetry.sdk.metrics")
 
 SCRIPT = textwrap.dedent(
     """
@@ -36,11 +40,15 @@ SCRIPT = textwrap.dedent(
     import redis.asyncio
     import fairpool
     import fairpool.asyncio
+    from redis.observability.attributes import get_pool_name
     from redis.observability.config import MetricGroup, OTelConfig
     from redis.observability.providers import get_observability_instance
 
     kind, port, when = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     settings = json.loads(sys.argv[4])
+    kill = settings.pop("kill", False)  # kill every connection server-side, then go on
+    if settings.pop("endpoint", False):  # fairpool's endpoints=[...] dialling path
+        settings["endpoints"] = [f"127.0.0.1:{port}"]
     POOLS = {
         "redis-py": redis.BlockingConnectionPool,
         "fairpool": fairpool.BlockingConnectionPool,
@@ -51,7 +59,7 @@ SCRIPT = textwrap.dedent(
     def observe():
         get_observability_instance().init(OTelConfig(metric_groups=[MetricGroup.CONNECTION_BASIC]))
 
-    def read():
+    def read():  # the gauges of the pool under test (the admin client below has its own)
         counts = {}
         for rm in reader.get_metrics_data().resource_metrics:
             for sm in rm.scope_metrics:
@@ -59,6 +67,8 @@ SCRIPT = textwrap.dedent(
                     if metric.name != "db.client.connection.count":
                         continue
                     for point in metric.data.data_points:
+                        if point.attributes.get("db.client.connection.pool.name") != name:
+                            continue
                         state = point.attributes.get("db.client.connection.state")
                         counts[state] = counts.get(state, 0) + point.value
         return counts
@@ -81,9 +91,17 @@ SCRIPT = textwrap.dedent(
             t.join()
         with client.pipeline() as pipe:
             pipe.ping().ping().execute()
+        if kill:  # the borrow check finds them dead: closed, and new ones dialled
+            with redis.Redis(port=port) as admin:
+                admin.client_kill_filter(_type="normal", skipme=True)
+            for _ in range(5):
+                client.ping()
 
     async def run_tasks(pool):
         client = redis.asyncio.Redis(connection_pool=pool)
+        if settings.get("min_idle"):
+            await pool.maintain()  # the refill dials min_idle idle connections
+            assert len(pool._get_free_connections()) == settings["min_idle"]
         await client.ping()
 
         async def work():
@@ -97,6 +115,7 @@ SCRIPT = textwrap.dedent(
     if when == "early":
         observe()
     pool = POOLS[kind](port=port, max_connections=3, timeout=10, **settings)
+    name = get_pool_name(pool)
     if when == "late":  # the pool exists (still empty) before observability is switched on
         observe()
     if "asyncio" in kind:
@@ -105,13 +124,14 @@ SCRIPT = textwrap.dedent(
         run_threads(pool)
     opened = len(list(pool._get_free_connections())) + len(list(pool._get_in_use_connections()))
     counts = read()
+    stats = pool.stats().as_dict() if hasattr(pool, "stats") else {}
     if kind == "redis-py":
         pool.reset()  # what redis-py records when it drops its connections
     elif kind == "fairpool":
         pool.close()
     elif kind == "fairpool-asyncio":
         asyncio.run(pool.aclose())
-    print(json.dumps({"counts": counts, "open": opened, "after_close": read()}))
+    print(json.dumps({"counts": counts, "open": opened, "after_close": read(), "stats": stats}))
     """
 )
 
@@ -119,21 +139,23 @@ SCRIPT = textwrap.dedent(
 def _read_counts(
     kind: str, server: RedisServer, when: str, **settings: object
 ) -> dict[str, object]:
-    out = subprocess.run(
+    pytest.importorskip("opentelemetry.sdk.metrics")
+    done = subprocess.run(
         [sys.executable, "-c", SCRIPT, kind, str(server.port), when, json.dumps(settings)],
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("when", ["early", "late"])
 def test_connection_count_metrics_stay_balanced(shared_redis: RedisServer, when: str) -> None:
     """Observability switched on before the pool is made, or after (with the pool still empty):
     fairpool's gauges end as redis-py's do — nothing used, every open connection idle — and
-    closing the pool brings both to zero."""
+    closing the pool brings both to zero. The load (8 threads on 3 connections) goes through
+    waiting, hand-overs and turns."""
     theirs = _read_counts("redis-py", shared_redis, when)
     assert theirs["counts"] == {"idle": theirs["open"], "used": 0}, theirs
     assert theirs["after_close"] == {"idle": 0, "used": 0}, theirs
@@ -141,6 +163,8 @@ def test_connection_count_metrics_stay_balanced(shared_redis: RedisServer, when:
     assert ours["counts"] == {"idle": ours["open"], "used": 0}, ours
     assert ours["open"] == 3
     assert ours["after_close"] == {"idle": 0, "used": 0}, ours
+    stats = ours["stats"]
+    assert isinstance(stats, dict) and stats["waits"] > 0 and stats["reborrows"] > 0, stats
 
 
 @pytest.mark.parametrize("when", ["early", "late"])
@@ -156,8 +180,88 @@ def test_asyncio_connection_count_metrics_stay_balanced(
     assert ours["after_close"] == {"idle": 0, "used": 0}, ours
 
 
-def test_connection_count_metrics_with_min_idle_refill(shared_redis: RedisServer) -> None:
-    """Connections the ``min_idle`` refill dials count as idle (redis-py has no such refill)."""
-    ours = _read_counts("fairpool", shared_redis, "early", min_idle=2, turn_borrows=1)
+@pytest.mark.parametrize(
+    ("kind", "settings"),
+    [
+        ("fairpool", {"min_idle": 2, "turn_borrows": 1}),
+        ("fairpool", {"min_idle": 2, "endpoint": True}),
+        ("fairpool-asyncio", {"min_idle": 2}),
+        ("fairpool", {"kill": True, "health_check_after": 0.0}),
+    ],
+    ids=["min_idle", "min_idle-endpoints", "asyncio-min_idle", "dead-connections"],
+)
+def test_connection_count_metrics_other_paths(
+    shared_redis: RedisServer, kind: str, settings: dict[str, object]
+) -> None:
+    """Connections the ``min_idle`` refill dials (directly or through ``endpoints=``) count as
+    idle (redis-py has no such refill); connections the borrow check finds dead leave the
+    gauges as they came."""
+    ours = _read_counts(kind, shared_redis, "early", **settings)
     assert ours["counts"] == {"idle": ours["open"], "used": 0}, ours
     assert ours["after_close"] == {"idle": 0, "used": 0}, ours
+    if settings.get("kill"):
+        stats = ours["stats"]
+        assert isinstance(stats, dict) and stats["closed"]["health_check"] >= 1, stats
+
+
+class FakeCollector:
+    """Stands in for redis-py's metrics collector: sums each gauge."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def record_connection_count(self, pool_name: str, connection_state: Any, counter: int) -> None:
+        self.counts[connection_state.value] += counter
+
+
+class Boom(Exception):
+    pass
+
+
+def _fail_disconnect(conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the release of ``conn`` do I/O (a reconnect is due) that fails."""
+    monkeypatch.setattr(conn, "should_reconnect", lambda: True)
+    real = conn.disconnect
+
+    def disconnect(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(conn, "disconnect", real)  # only the first one fails
+        raise Boom("disconnect failed")
+
+    monkeypatch.setattr(conn, "disconnect", disconnect)
+
+
+def test_gauges_when_the_release_io_fails(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The release's own I/O raising: the connection is closed, not lost, and the gauges still
+    balance (the release is counted before the close counts it out of idle)."""
+    fake = FakeCollector()
+    monkeypatch.setattr(fairpool.pool._recorder, "_metrics_collector", fake)
+    pool = fairpool.ConnectionPool.from_url(redis_url)
+    conn = pool.get_connection()
+    _fail_disconnect(conn, monkeypatch)
+    with pytest.raises(Boom):
+        pool.release(conn)
+    assert pool.stats().open == 0 and pool.stats().closed["error"] == 1
+    assert fake.counts == {"idle": 0, "used": 0}
+    pool.close()
+
+
+def test_asyncio_gauges_when_the_release_io_fails(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeCollector()
+    monkeypatch.setattr(fairpool.asyncio._arecorder, "_async_metrics_collector", fake)
+
+    async def main() -> None:
+        pool = fairpool.asyncio.ConnectionPool.from_url(redis_url)
+        conn = await pool.get_connection()
+        _fail_disconnect(conn, monkeypatch)
+        with pytest.raises(Boom):
+            await pool.release(conn)
+        assert pool.stats().open == 0 and pool.stats().closed["error"] == 1
+        assert fake.counts == {"idle": 0, "used": 0}
+        client = redis.asyncio.Redis(connection_pool=pool)
+        assert await client.ping()  # the pool goes on
+        await pool.aclose()
+        assert fake.counts == {"idle": 0, "used": 0}
+
+    asyncio.run(main())
