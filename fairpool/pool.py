@@ -498,7 +498,7 @@ class ConnectionPool(RedisConnectionPool):
         if self._fork_gen != _fork_generation:
             self._checkpid()
         core = self._core
-        slot = core.slot_of(connection)
+        slot = core._slots.get(connection)  # core.slot_of(), without the call
         if slot is None or not slot.in_use or slot is core.held:
             return
         reusable = False
@@ -518,7 +518,7 @@ class ConnectionPool(RedisConnectionPool):
             keeper = None
             with self._lock:
                 # a turn is possible only while callers wait (see turn_borrows)
-                owner = threading.current_thread() if core.waiting else None
+                owner = threading.current_thread() if core._waiters else None
                 taken = core.release(connection, now, reusable, owner)
                 if core.held is not None and self._keeper is None:
                     keeper = self._keeper = _TurnKeeper(self)
