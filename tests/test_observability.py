@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from redis.observability.attributes import get_pool_name
 
 import fairpool
 import fairpool.asyncio
@@ -205,13 +206,16 @@ def test_connection_count_metrics_other_paths(
 
 
 class FakeCollector:
-    """Stands in for redis-py's metrics collector: sums each gauge."""
+    """Stands in for redis-py's metrics collector: sums each gauge of one pool (other pools of
+    the test session, finalised meanwhile, may record too)."""
 
     def __init__(self) -> None:
+        self.pool_name: str | None = None
         self.counts: Counter[str] = Counter()
 
     def record_connection_count(self, pool_name: str, connection_state: Any, counter: int) -> None:
-        self.counts[connection_state.value] += counter
+        if pool_name == self.pool_name:
+            self.counts[connection_state.value] += counter
 
 
 class Boom(Exception):
@@ -236,6 +240,7 @@ def test_gauges_when_the_release_io_fails(redis_url: str, monkeypatch: pytest.Mo
     fake = FakeCollector()
     monkeypatch.setattr(fairpool.pool._recorder, "_metrics_collector", fake)
     pool = fairpool.ConnectionPool.from_url(redis_url)
+    fake.pool_name = get_pool_name(pool)
     conn = pool.get_connection()
     _fail_disconnect(conn, monkeypatch)
     with pytest.raises(Boom):
@@ -253,6 +258,7 @@ def test_asyncio_gauges_when_the_release_io_fails(
 
     async def main() -> None:
         pool = fairpool.asyncio.ConnectionPool.from_url(redis_url)
+        fake.pool_name = get_pool_name(pool)
         conn = await pool.get_connection()
         _fail_disconnect(conn, monkeypatch)
         with pytest.raises(Boom):
