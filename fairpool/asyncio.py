@@ -38,12 +38,11 @@ from redis.asyncio.connection import AbstractConnection, Connection, parse_url
 from redis.asyncio.connection import ConnectionPool as RedisAsyncConnectionPool
 from redis.asyncio.observability import recorder as _arecorder
 from redis.event import AsyncAfterConnectionReleasedEvent, AsyncReAuthConnectionListener
-from redis.observability.attributes import ConnectionState, get_pool_name
 
 from .config import HealthCheck, Policy, PoolConfig, make_config, url_kwargs
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
 from .errors import PoolExhaustedError
-from .pool import _policy_from_queue_class
+from .pool import _policy_from_queue_class, record_counts
 from .stats import PoolStats
 
 __all__ = ["BlockingConnectionPool", "ConnectionPool"]
@@ -108,20 +107,8 @@ def _record(pool: Any, idle_delta: int, used_delta: int) -> None:
     """
     # created on first use, as redis-py's recorder does (so that the first borrow is counted)
     collector = _arecorder._async_metrics_collector or _arecorder._get_or_create_collector()
-    if collector is None:
-        return
-    try:
-        name = get_pool_name(pool)
-        if idle_delta:
-            collector.record_connection_count(
-                pool_name=name, connection_state=ConnectionState.IDLE, counter=idle_delta
-            )
-        if used_delta:
-            collector.record_connection_count(
-                pool_name=name, connection_state=ConnectionState.USED, counter=used_delta
-            )
-    except Exception:
-        pass
+    if collector is not None:
+        record_counts(collector, pool, idle_delta, used_delta)
 
 
 def _abort(conn: Any) -> None:

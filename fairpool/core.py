@@ -470,9 +470,7 @@ class PoolCore(Generic[C]):
                 continue
             slot.taken = False
             if self._waiters or self.closed or now >= slot.expires:
-                released = slot.released
-                self._release_slot(slot, now)  # to the oldest waiter, or closed
-                slot.released = released
+                self._release_as_before(slot, now)  # to the oldest waiter, or closed
             else:
                 back.append(slot)
         if not back:
@@ -488,9 +486,13 @@ class PoolCore(Generic[C]):
             back = meanwhile + back
         back.sort(key=lambda s: s.released)
         for slot in back:
-            released = slot.released
-            self._release_slot(slot, now)
-            slot.released = released
+            self._release_as_before(slot, now)
+
+    def _release_as_before(self, slot: Slot[C], now: float) -> None:
+        """Release a connection that was not really used: it keeps its old "last used" time."""
+        released = slot.released
+        self._release_slot(slot, now)
+        slot.released = released
 
     def close(self) -> None:
         """Close the pool: idle connections go to the trash now, borrowed ones when released,

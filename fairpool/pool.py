@@ -113,8 +113,13 @@ def _record(pool: Any, idle_delta: int, used_delta: int) -> None:
     The borrow fast path and release call this only once the collector exists; the other paths
     (dials, checks, hand-overs to waiters) always, which costs ~0.15 µs while it is off."""
     collector = _collector()
-    if collector is None:
-        return
+    if collector is not None:
+        record_counts(collector, pool, idle_delta, used_delta)
+
+
+def record_counts(collector: Any, pool: Any, idle_delta: int, used_delta: int) -> None:
+    """Add to ``pool``'s idle and used connection-count gauges in redis-py's metrics
+    ``collector`` (the sync or the asyncio one: both shells report through this)."""
     try:
         name = get_pool_name(pool)
         if idle_delta:
