@@ -918,7 +918,8 @@ PLOT_MISSING = (
 
 
 def write_plot(result: DemoResult, path: str) -> None:
-    """Write a grouped bar chart of each policy's per-proxy command share to ``path`` (PNG).
+    """Write a PNG to ``path``: each policy's per-proxy command share as grouped bars (left) and
+    the connections open on the proxies over the load (right), one legend below both.
 
     Raises:
         RuntimeError: matplotlib is not installed (the message says how to get it).
@@ -933,22 +934,49 @@ def write_plot(result: DemoResult, path: str) -> None:
     n = len(result.proxies)
     k = max(1, len(result.results))
     width = 0.8 / k
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * n + 3), 4.5))
+    cfg = result.config
+    fig, (bars, lines) = plt.subplots(
+        1, 2, figsize=(max(11.0, 1.2 * n + 7), 4.8), gridspec_kw={"width_ratios": [3, 2]}
+    )
     try:
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        top = 0.0
+        peak = 0
         for j, r in enumerate(result.results):
+            color = colors[j % len(colors)]
             xs = [i - 0.4 + width * (j + 0.5) for i in range(n)]
-            ax.bar(xs, [100 * s for s in r.shares], width, label=f"{r.label} (Jain {r.jain:.2f})")
-        ax.axhline(100 / n, color="grey", linestyle="--", linewidth=1, label="even share")
-        ax.set_xticks(range(n))
-        ax.set_xticklabels([f"proxy-{i}" for i in range(n)])
-        ax.set_ylabel("share of commands (%)")
-        cfg = result.config
-        ax.set_title(
-            f"Commands per proxy: burst {cfg.burst}, concurrency {cfg.concurrency}, "
+            heights = [100 * s for s in r.shares]
+            top = max(top, *heights)
+            bars.bar(xs, heights, width, color=color, label=f"{r.label} (Jain {r.jain:.2f})")
+            times = [t for t, _ in r.timeline] or [0.0]
+            counts = [c for _, c in r.timeline] or [r.open_end]
+            style = ("-", "--", "-.", ":")[j % 4]
+            lines.step(times, counts, where="post", color=color, linewidth=2, linestyle=style)
+            peak = max(peak, *counts)
+        bars.axhline(100 / n, color="grey", linestyle="--", linewidth=1, label="even share")
+        bars.set_xticks(range(n))
+        bars.set_xticklabels([f"proxy-{i}" for i in range(n)])
+        bars.set_ylabel("share of commands (%)")
+        bars.set_ylim(0, max(top, 100 / n) * 1.08)
+        bars.set_title("Commands per proxy")
+        lines.set_xlabel("seconds after the burst")
+        lines.set_ylabel("open connections (all proxies)")
+        lines.set_xlim(0, cfg.duration)
+        lines.set_ylim(0, max(1, peak) * 1.08)
+        lines.set_title(
+            "Connections: "
+            + (f"fairpool idle_timeout {cfg.idle_timeout:g} s" if cfg.idle_timeout else "no shrink")
+        )
+        lines.grid(alpha=0.3)
+        fig.suptitle(
+            f"{n} proxies, a burst of {cfg.burst}, then {cfg.concurrency} threads for "
             f"{cfg.duration:g} s"
         )
-        ax.legend(fontsize="small")
-        fig.tight_layout()
+        handles, labels = bars.get_legend_handles_labels()
+        handles, labels = handles[1:] + handles[:1], labels[1:] + labels[:1]  # "even share" last
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize="small")
+        rows = -(-len(labels) // 3)
+        fig.tight_layout(rect=(0, 0.015 + 0.045 * rows, 1, 1))
         fig.savefig(path, format="png", dpi=100)
     finally:
         plt.close(fig)
