@@ -80,6 +80,16 @@ def _seconds_or_off(text: str) -> float | None:
     return _positive_float(text)
 
 
+def _cpu(text: str) -> int | str | None:
+    """``auto``, ``none`` / ``off``, or a CPU number."""
+    word = text.strip().lower()
+    if word == "auto":
+        return "auto"
+    if word in ("none", "off"):
+        return None
+    return _non_negative_int(text)
+
+
 def _policies(text: str) -> tuple[str, ...]:
     from .demo import parse_policies
 
@@ -197,8 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--duration",
         type=_positive_float,
-        default=2.0,
-        help="seconds per measurement (default 2)",
+        default=1.0,
+        help="seconds per measurement (default 1)",
+    )
+    bench.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="interleaved repeats of every measurement; median and range are shown (default 3)",
     )
     bench.add_argument(
         "--pools",
@@ -218,12 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--cpu",
-        type=_non_negative_int,
-        default=None,
-        metavar="N",
+        type=_cpu,
+        default="auto",
+        metavar="N|auto|none",
         help=(
             "pin this process and the embedded server to CPU N (Linux): steadier figures on "
-            "small VMs, where client and server on different vCPUs make round trips slower"
+            "small VMs, where client and server on different vCPUs make round trips slower "
+            "(default auto: the first CPU, where the platform allows; none: no pinning)"
         ),
     )
     bench.add_argument(
@@ -294,7 +312,7 @@ def _consoles(json_mode: bool) -> tuple[Console | None, Console | None]:
 @contextlib.contextmanager
 def _progress_display(console: Console | None) -> Iterator[Any]:
     """A rich Progress on ``console`` (or None when there is no console)."""
-    if console is None:
+    if console is None or not console.is_terminal:
         yield None
         return
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -306,6 +324,7 @@ def _progress_display(console: Console | None) -> Iterator[Any]:
         TextColumn("{task.fields[ops]:>10,} ops"),
         TimeElapsedColumn(),
         console=console,
+        transient=True,
     )
     with progress:
         yield progress
@@ -465,13 +484,13 @@ def _bench(args: argparse.Namespace) -> int:
     try:
         import redis
 
+        from ._display import mask_url, scrub
         from .bench import (
             POOL_KINDS,
-            POOL_LABELS,
             BenchConfig,
             BenchInterrupted,
             BenchProgress,
-            render_table,
+            render_report,
             run_bench,
         )
         from .servers import ServerBinaryNotFound, ServerStartError
@@ -486,6 +505,7 @@ def _bench(args: argparse.Namespace) -> int:
             url=args.url,
             max_connections=args.max_connections,
             cpu=args.cpu,
+            repeats=args.repeats,
         )
     except ValueError as exc:
         _error("bench", str(exc))
@@ -497,24 +517,19 @@ def _bench(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     stopper = _Stopper()
     with stopper.installed(), _progress_display(err) as progress:
-        tasks: dict[tuple[str, int], Any] = {}
+        task = None
 
         def on_progress(event: BenchProgress) -> None:
+            nonlocal task
             if progress is None:
                 return
-            key = (event.pool, event.threads)
-            label = f"{POOL_LABELS[event.pool]} x {event.threads}"
-            if event.phase == "start":
-                tasks[key] = progress.add_task(label, total=event.duration, ops=0)
-            elif event.phase == "run":
-                progress.update(tasks[key], completed=event.elapsed, ops=event.ops)
-            elif event.phase == "done" and event.row is not None:
-                progress.update(
-                    tasks[key],
-                    description=f"{label}: {event.row.ops_per_sec:,.0f} ops/s",
-                    completed=event.duration,
-                    ops=event.ops,
-                )
+            if task is None:
+                task = progress.add_task("", total=event.count * event.duration, ops=0)
+            label = (
+                f"repeat {event.repeat + 1}/{config.repeats}: {event.pool} x {event.threads}"
+            )
+            done = event.index * event.duration + min(event.elapsed, event.duration)
+            progress.update(task, description=label, completed=done, ops=event.ops)
 
         failure: tuple[int, str] | None = None
         try:
@@ -529,7 +544,10 @@ def _bench(args: argparse.Namespace) -> int:
         except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
             if args.url is None:
                 raise
-            failure = (EXIT_USAGE, f"cannot use --url {args.url}: {exc}")
+            failure = (
+                EXIT_USAGE,
+                f"cannot use --url {mask_url(args.url)}: {scrub(str(exc), args.url)}",
+            )
     if failure is not None:  # reported once the progress display is gone
         _error("bench", failure[1])
         return failure[0]
@@ -537,7 +555,7 @@ def _bench(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_dict(), indent=2))
     else:
         assert out is not None
-        out.print(render_table(result))
+        out.print(render_report(result))
     return EXIT_OK
 
 
@@ -555,5 +573,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_FAILURE
     except Exception as exc:
-        _error(args.command, f"failed: {exc!r}")
+        message = f"failed: {exc!r}"
+        url = getattr(args, "url", None)
+        if url:
+            from ._display import scrub
+
+            message = scrub(message, url)
+        _error(args.command, message)
         return EXIT_FAILURE
