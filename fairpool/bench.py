@@ -50,11 +50,11 @@ __all__ = [
     "BenchResult",
     "BenchRow",
     "BenchSummary",
+    "default_cpu",
     "make_bench_pool",
     "measure",
     "parse_pools",
     "parse_threads",
-    "default_cpu",
     "percentile",
     "render_report",
     "render_table",
@@ -527,13 +527,20 @@ def _measure_one(
     count: int,
 ) -> BenchRow:
     cap = config.cap(threads)
-    where = {"repeat": repeat, "index": index, "count": count}
-    report(BenchProgress(kind, threads, "start", duration=config.duration, **where))
+
+    def event(phase: str, elapsed: float = 0.0, ops: int = 0, row: BenchRow | None = None) -> None:
+        report(
+            BenchProgress(
+                kind, threads, phase, elapsed, config.duration, ops, row, repeat, index, count
+            )
+        )
+
+    event("start")
     pool = make_bench_pool(kind, url, cap)
     try:
 
         def tick(elapsed: float, ops: int) -> None:
-            report(BenchProgress(kind, threads, "run", elapsed, config.duration, ops, **where))
+            event("run", elapsed, ops)
 
         ops, seconds, lat, errors = measure(pool, threads, config.duration, stop=stop, tick=tick)
         stats = pool.stats().as_dict() if isinstance(pool, FairConnectionPool) else None
@@ -557,7 +564,7 @@ def _measure_one(
         pool_stats=stats,
         repeat=repeat,
     )
-    report(BenchProgress(kind, threads, "done", seconds, config.duration, ops, row, **where))
+    event("done", seconds, ops, row)
     return row
 
 
@@ -600,7 +607,7 @@ def render_table(result: BenchResult) -> Table:
         if previous is not None and s.threads != previous:
             table.add_section()
         spread = (
-            f"{s.ratio_min:.2f}–{s.ratio_max:.2f}"
+            f"{s.ratio_min:.2f}-{s.ratio_max:.2f}"
             if s.ratio_min is not None
             and s.ratio_max is not None
             and s.repeats > 1
@@ -634,7 +641,7 @@ def render_report(result: BenchResult) -> RenderableType:
     notes = [
         _pinning_note(result),
         "ops/s, p50, p99: medians over the repeats. vs redis-py: throughput ÷ redis-py's "
-        "ConnectionPool measured in the same repeat, median; range: lowest–highest over the "
+        "ConnectionPool measured in the same repeat, median; range: lowest to highest over the "
         "repeats (a range that spans 1.00x shows no difference that this run can measure). "
         "redis-py-blocking is redis-py's BlockingConnectionPool; lifo, fifo and round_robin "
         "are fairpool.ConnectionPool's policies.",

@@ -525,9 +525,7 @@ def _bench(args: argparse.Namespace) -> int:
                 return
             if task is None:
                 task = progress.add_task("", total=event.count * event.duration, ops=0)
-            label = (
-                f"repeat {event.repeat + 1}/{config.repeats}: {event.pool} x {event.threads}"
-            )
+            label = f"repeat {event.repeat + 1}/{config.repeats}: {event.pool} x {event.threads}"
             done = event.index * event.duration + min(event.elapsed, event.duration)
             progress.update(task, description=label, completed=done, ops=event.ops)
 
