@@ -29,6 +29,36 @@ def table(*columns: tuple[str, str]) -> Table:
     return t
 
 
+def wrap(text: str, width: int) -> list[str]:
+    """``text`` wrapped at ``width`` columns on spaces, without a widow: when the last line would
+    be one word, the line before gives it a word (if that still leaves the line before two)."""
+    import textwrap
+
+    lines = textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+    if len(lines) > 1 and len(lines[-1].split()) == 1:
+        before = lines[-2].split(" ")
+        moved = f"{before[-1]} {lines[-1]}"
+        if len(before) > 2 and len(moved) <= width:
+            lines[-2:] = [" ".join(before[:-1]), moved]
+    return lines
+
+
+class Paragraph:
+    """Plain text wrapped at the console's width by :func:`wrap` (no widowed last word)."""
+
+    def __init__(self, text: str, style: str = "") -> None:
+        """A paragraph of ``text`` drawn in ``style``."""
+        self.text = text
+        self.style = style
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        """Rich's render protocol: one Text per wrapped line."""
+        from rich.text import Text
+
+        for line in wrap(self.text, options.max_width):
+            yield Text(line, style=self.style)
+
+
 def report(
     title: str, body: RenderableType, notes: Iterable[str] = (), conclusions: Sequence[str] = ()
 ) -> RenderableType:
@@ -37,14 +67,14 @@ def report(
     from rich.console import Group
     from rich.text import Text
 
-    parts: list[Any] = [Text(title, style="bold"), body]
+    parts: list[Any] = [Paragraph(title, style="bold"), body]
     notes = list(notes)
     if notes:
         parts.append(Text(""))
-        parts += [Text(note, style="dim") for note in notes]
+        parts += [Paragraph(note, style="dim") for note in notes]
     if conclusions:
         parts.append(Text(""))
-        parts += [Text(line) for line in conclusions]
+        parts += [Paragraph(line) for line in conclusions]
     return Group(*parts)
 
 
