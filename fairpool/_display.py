@@ -94,7 +94,7 @@ def sparkline(values: Sequence[float], width: int, top: float) -> str:
 def mask_url(url: str) -> str:
     """``url`` with its password (``user:secret@`` or a ``password=`` query parameter) replaced
     by ``***``, for messages and output; anything that is not a URL is returned unchanged."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+    from urllib.parse import parse_qsl, urlencode, urlsplit
 
     try:
         parts = urlsplit(url)
@@ -112,7 +112,13 @@ def mask_url(url: str) -> str:
         if any(k.lower() == "password" for k, _ in pairs):
             masked = [(k, "***" if k.lower() == "password" else v) for k, v in pairs]
             query = urlencode(masked, safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
 
 
 def secrets_of(url: str) -> list[str]:
