@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -33,6 +34,11 @@ LINUX = sys.platform.startswith("linux")
 
 
 # ------------------------------------------------------------------------------ end to end
+
+
+def quick_bench(*args: str) -> Any:
+    """``fairpool bench`` at its shortest (1 thread, one repeat of 0.1 s) with ``args``."""
+    return run_cli("bench", "--threads", "1", "--duration", "0.1", "--repeats", "1", *args)
 
 
 def test_bench_json_embedded_server() -> None:
@@ -131,19 +137,7 @@ def test_bench_table_against_url(redis_server: RedisServer) -> None:
 def test_bench_says_how_it_is_pinned(cpu: str, note: str) -> None:
     if cpu == "auto" and default_cpu() is None:
         note = "Not pinned to a CPU: this platform has no os.sched_setaffinity."
-    proc = run_cli(
-        "bench",
-        "--threads",
-        "1",
-        "--duration",
-        "0.1",
-        "--repeats",
-        "1",
-        "--cpu",
-        cpu,
-        "--pools",
-        "fifo,redis-py",
-    )
+    proc = quick_bench("--cpu", cpu, "--pools", "fifo,redis-py")
     assert proc.returncode == 0, proc.stderr
     assert note in " ".join(proc.stdout.split())
 
@@ -165,20 +159,7 @@ def test_bench_json_masks_the_password(redis_server: RedisServer) -> None:
     """``--json`` writes the URL with its password masked (the server's default user has no
     password, so any password authenticates)."""
     url = f"redis://default:s3cr3t-pw@127.0.0.1:{redis_server.port}/0"
-    proc = run_cli(
-        "bench",
-        "--json",
-        "--url",
-        url,
-        "--threads",
-        "1",
-        "--duration",
-        "0.1",
-        "--repeats",
-        "1",
-        "--pools",
-        "fifo",
-    )
+    proc = quick_bench("--json", "--url", url, "--pools", "fifo")
     assert proc.returncode == 0, proc.stderr
     assert "s3cr3t-pw" not in proc.stdout + proc.stderr
     data = json.loads(proc.stdout)
