@@ -917,9 +917,13 @@ PLOT_MISSING = (
 """The message given when ``--plot`` is asked for without matplotlib."""
 
 
-def write_plot(result: DemoResult, path: str) -> None:
+def write_plot(
+    result: DemoResult, path: str, on_figure: Callable[[Any], None] | None = None
+) -> None:
     """Write a PNG to ``path``: each policy's per-proxy command share as grouped bars (left) and
     the connections open on the proxies over the load (right), one legend below both.
+
+    ``on_figure`` is called with the matplotlib ``Figure`` once it is saved, before it is closed.
 
     Raises:
         RuntimeError: matplotlib is not installed (the message says how to get it).
@@ -978,5 +982,7 @@ def write_plot(result: DemoResult, path: str) -> None:
         rows = -(-len(labels) // 3)
         fig.tight_layout(rect=(0, 0.015 + 0.045 * rows, 1, 1))
         fig.savefig(path, format="png", dpi=100)
+        if on_figure is not None:
+            on_figure(fig)
     finally:
         plt.close(fig)

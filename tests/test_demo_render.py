@@ -12,11 +12,21 @@ import subprocess
 import sys
 import termios
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
 
-from fairpool.demo import DemoConfig, DemoResult, PolicyResult, render_live, render_report
+from fairpool.demo import (
+    DemoConfig,
+    DemoResult,
+    PolicyResult,
+    plot_available,
+    render_live,
+    render_report,
+    write_plot,
+)
 from fairpool.demo import summarize as summarize_demo
 from fairpool.stats import fairness
 
@@ -211,3 +221,32 @@ def test_demo_in_a_real_terminal(columns: int) -> None:
     assert "redis-py's pool sent" in flowing and "kept all 16 connections open" in flowing
     assert "fairpool fifo spread them over all 4 proxies" in flowing
     assert "shrank from 16 to 4 connections" in flowing
+
+
+def test_plot_has_both_panels_and_the_legend_clear_of_the_bars(tmp_path: Path) -> None:
+    """``--plot``: share bars and connections over time side by side; the legend sits below
+    them (it used to cover the top of the tallest bar)."""
+    if not plot_available():
+        pytest.skip("matplotlib is not installed (pip install 'fairpool[plot]')")
+    seen: dict[str, object] = {}
+
+    def check(fig: Any) -> None:
+        renderer = fig.canvas.get_renderer()
+        bars, lines = fig.axes
+        legend = fig.legends[0].get_window_extent(renderer)
+        for ax in (bars, lines):
+            assert not legend.overlaps(ax.get_window_extent(renderer))
+        tallest = max(p.get_height() for p in bars.patches)
+        assert tallest == pytest.approx(100.0)  # redis-py: everything on proxy-1
+        assert bars.get_ylim()[1] > tallest
+        assert len(lines.get_lines()) == 4
+        fifo = lines.get_lines()[2]
+        ys = [float(y) for y in fifo.get_ydata()]
+        assert ys[0] == 32 and ys[-1] == 4
+        assert lines.get_xlabel() == "seconds after the burst"
+        seen["checked"] = True
+
+    png = tmp_path / "demo.png"
+    write_plot(demo_result(), str(png), on_figure=check)
+    assert seen == {"checked": True}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
