@@ -108,7 +108,7 @@ def render(renderable: object, width: int) -> str:
     return console.export_text()
 
 
-@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("width", [80, 100, 120])
 def test_report_reads_well_at(width: int) -> None:
     """Every line fits; no paragraph breaks into an orphaned word; the table is whole; every
     conclusion is there, word for word, wherever the lines wrap."""
