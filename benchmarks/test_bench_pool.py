@@ -239,7 +239,7 @@ def test_crowd(
 # 4. the proxy-imbalance scenario (fairpool demo)
 # ------------------------------------------------------------------------------------------------
 
-FAIRNESS_CONFIG = DemoConfig(proxies=4, burst=32, concurrency=2, duration=2.0)
+FAIRNESS_CONFIG = DemoConfig(proxies=4, burst=32, concurrency=2, duration=2.0, idle_timeout=None)
 
 
 @pytest.fixture(scope="module")

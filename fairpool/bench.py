@@ -6,8 +6,11 @@ Compares fairpool's three policies with redis-py's own ``ConnectionPool`` and
 thread, so nobody waits for a connection and the figures measure the pools' own overhead).
 
 Each measurement: ``threads`` threads each dial their connection with one PING, meet at a barrier,
-then PING in a loop for ``duration`` seconds, timing every call. Reported: operations per second
-over the whole run and the p50 / p99 / max latency of one call in microseconds.
+then PING in a loop for ``duration`` seconds, timing every call. The measurements are repeated
+``repeats`` times, interleaved (every pool once per repeat, in a rotated order), and reported as
+the median and range over the repeats: operations per second, the ratio to redis-py's
+``ConnectionPool`` measured in the same repeat, and the p50 / p99 latency of one call. On Linux
+the process and the embedded server are pinned to one CPU by default, as the benchmark suite does.
 
 :func:`run_bench` returns a :class:`BenchResult` (``as_dict()`` for JSON); :func:`render_table`
 presents it.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,11 +32,13 @@ import redis
 from redis.connection import BlockingConnectionPool as RedisBlockingConnectionPool
 from redis.connection import ConnectionPool as RedisConnectionPool
 
+from ._display import mask_url
 from .demo import parse_choice_list
 from .pool import ConnectionPool as FairConnectionPool
 from .servers import RedisServer
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from rich.table import Table
 
 __all__ = [
@@ -43,11 +49,14 @@ __all__ = [
     "BenchProgress",
     "BenchResult",
     "BenchRow",
+    "BenchSummary",
+    "default_cpu",
     "make_bench_pool",
     "measure",
     "parse_pools",
     "parse_threads",
     "percentile",
+    "render_report",
     "render_table",
     "run_bench",
 ]
@@ -112,13 +121,26 @@ def parse_pools(text: str | Iterable[str]) -> tuple[str, ...]:
     return parse_choice_list(text, aliases, POOL_KINDS, what="pool")
 
 
+AUTO = "auto"
+"""``BenchConfig.cpu`` default: pin to :func:`default_cpu` where the platform allows."""
+
+
+def default_cpu() -> int | None:
+    """The CPU ``fairpool bench`` pins to by default: the lowest one this process may run on
+    (``None`` where ``os.sched_setaffinity`` does not exist, e.g. macOS and Windows)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[0] if cpus else None
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """Parameters of ``fairpool bench``."""
 
     threads: tuple[int, ...] = (1, 8, 64)
     """Thread counts to measure."""
-    duration: float = 2.0
+    duration: float = 1.0
     """Seconds per measurement."""
     pools: tuple[str, ...] = POOL_KINDS
     """Pool kinds to compare (see :data:`POOL_KINDS`)."""
@@ -126,8 +148,11 @@ class BenchConfig:
     """Server to use; ``None`` starts an embedded ``redis-server``."""
     max_connections: int | None = None
     """Cap given to every pool; ``None`` = one connection per thread (nobody waits)."""
-    cpu: int | None = None
-    """Pin this process (and the embedded server) to this CPU (Linux), for steadier figures."""
+    cpu: int | str | None = AUTO
+    """Pin this process (and the embedded server) to this CPU (Linux), for steadier figures:
+    ``"auto"`` (default) = :func:`default_cpu`, ``None`` = no pinning."""
+    repeats: int = 3
+    """Interleaved repeats of every measurement (median and range are reported)."""
 
     def __post_init__(self) -> None:
         """Validate and normalise."""
@@ -137,7 +162,11 @@ class BenchConfig:
             raise ValueError("duration must be > 0")
         if self.max_connections is not None and self.max_connections < 1:
             raise ValueError("max_connections must be >= 1")
-        if self.cpu is not None:
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1; got {self.repeats}")
+        if isinstance(self.cpu, str) and self.cpu != AUTO:
+            raise ValueError(f"cpu must be a CPU number, {AUTO!r} or None; got {self.cpu!r}")
+        if isinstance(self.cpu, int):
             if not hasattr(os, "sched_setaffinity"):
                 raise ValueError("cpu pinning needs os.sched_setaffinity (Linux)")
             if self.cpu not in os.sched_getaffinity(0):
@@ -145,6 +174,11 @@ class BenchConfig:
                     f"cpu {self.cpu} is not available; choose from "
                     f"{sorted(os.sched_getaffinity(0))}"
                 )
+
+    @property
+    def pinned_cpu(self) -> int | None:
+        """The CPU the run is pinned to (``None``: not pinned)."""
+        return default_cpu() if self.cpu == AUTO else self.cpu  # type: ignore[return-value]
 
     def cap(self, threads: int) -> int:
         """The pools' ``max_connections`` for a run with ``threads`` threads."""
@@ -169,6 +203,39 @@ class BenchRow:
     """Calls that raised (counted, not retried; the thread stops at its first error)."""
     pool_stats: dict[str, Any] | None = None
     """``pool.stats().as_dict()`` afterwards (fairpool pools only)."""
+    repeat: int = 0
+    """Which repeat (0-based) this measurement belongs to."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchSummary:
+    """One pool kind at one thread count over all repeats: medians and ranges."""
+
+    pool: str
+    label: str
+    threads: int
+    repeats: int
+    ops_per_sec: float
+    """Median ops/s over the repeats."""
+    ops_per_sec_min: float
+    ops_per_sec_max: float
+    ratio: float | None
+    """Median over the repeats of ops/s ÷ redis-py's ``ConnectionPool`` in the same repeat
+    (``None`` when redis-py's pool was not measured)."""
+    ratio_min: float | None
+    ratio_max: float | None
+    p50_us: float
+    """Median over the repeats of the p50 latency."""
+    p99_us: float
+    """Median over the repeats of the p99 latency."""
+    max_us: float
+    """Highest latency seen in any repeat."""
+    errors: int
+    """Errors over all repeats."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -184,22 +251,72 @@ class BenchResult:
     """``host:port`` of the server."""
     server_version: str
     rows: list[BenchRow] = field(default_factory=list)
+    pinned_cpu: int | None = None
+    """The CPU the client (and the embedded server) ran on; ``None``: not pinned."""
+    server_pinned: bool = False
+    """Whether the server was pinned too (only an embedded one can be)."""
 
-    def row(self, pool: str, threads: int) -> BenchRow:
-        """The measurement of ``pool`` at ``threads`` threads (``KeyError`` if absent)."""
+    def row(self, pool: str, threads: int, repeat: int = 0) -> BenchRow:
+        """The measurement of ``pool`` at ``threads`` threads in ``repeat`` (``KeyError`` if
+        absent)."""
         for r in self.rows:
-            if r.pool == pool and r.threads == threads:
+            if r.pool == pool and r.threads == threads and r.repeat == repeat:
                 return r
-        raise KeyError((pool, threads))
+        raise KeyError((pool, threads, repeat))
+
+    def summary(self) -> list[BenchSummary]:
+        """Median and range over the repeats, per thread count and pool kind (config order)."""
+        out = []
+        for threads in self.config.threads:
+            for kind in self.config.pools:
+                rows = [r for r in self.rows if r.pool == kind and r.threads == threads]
+                if not rows:
+                    continue
+                ratios = []
+                for r in rows:
+                    ref = next(
+                        (
+                            x
+                            for x in self.rows
+                            if x.pool == REFERENCE and x.threads == threads and x.repeat == r.repeat
+                        ),
+                        None,
+                    )
+                    if ref is not None and ref.ops_per_sec > 0:
+                        ratios.append(r.ops_per_sec / ref.ops_per_sec)
+                ops = [r.ops_per_sec for r in rows]
+                out.append(
+                    BenchSummary(
+                        pool=kind,
+                        label=POOL_LABELS[kind],
+                        threads=threads,
+                        repeats=len(rows),
+                        ops_per_sec=statistics.median(ops),
+                        ops_per_sec_min=min(ops),
+                        ops_per_sec_max=max(ops),
+                        ratio=statistics.median(ratios) if ratios else None,
+                        ratio_min=min(ratios) if ratios else None,
+                        ratio_max=max(ratios) if ratios else None,
+                        p50_us=statistics.median(r.p50_us for r in rows),
+                        p99_us=statistics.median(r.p99_us for r in rows),
+                        max_us=max(r.max_us for r in rows),
+                        errors=sum(r.errors for r in rows),
+                    )
+                )
+        return out
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (the ``fairpool bench --json`` output)."""
+        """A JSON-ready dict (the ``fairpool bench --json`` output); a password in the URL is
+        masked."""
         cfg = asdict(self.config)
         cfg["threads"] = list(self.config.threads)
         cfg["pools"] = list(self.config.pools)
+        cfg["url"] = mask_url(self.config.url) if self.config.url else None
         return {
             "config": cfg,
             "server": {"address": self.server, "version": self.server_version},
+            "pinning": {"cpu": self.pinned_cpu, "server_pinned": self.server_pinned},
+            "summary": [s.as_dict() for s in self.summary()],
             "results": [r.as_dict() for r in self.rows],
         }
 
@@ -207,7 +324,8 @@ class BenchResult:
 @dataclass(frozen=True)
 class BenchProgress:
     """A progress report to :func:`run_bench`'s callback: ``phase`` is ``"start"``, ``"run"``
-    (about ten times a second, with ``elapsed`` and ``ops``) or ``"done"`` (with ``row``)."""
+    (about ten times a second, with ``elapsed`` and ``ops``) or ``"done"`` (with ``row``).
+    ``index`` counts the measurements from 0 up to ``count``."""
 
     pool: str
     threads: int
@@ -216,6 +334,9 @@ class BenchProgress:
     duration: float = 0.0
     ops: int = 0
     row: BenchRow | None = None
+    repeat: int = 0
+    index: int = 0
+    count: int = 0
 
 
 def make_bench_pool(kind: str, url: str, max_connections: int) -> RedisConnectionPool:
@@ -347,13 +468,20 @@ def _server(url: str | None, cpu: int | None = None) -> Iterator[tuple[str, str,
         yield server.url, f"{server.host}:{server.port}", ".".join(map(str, server.version))
 
 
+def _rotated(items: Sequence[str], k: int) -> list[str]:
+    k %= max(1, len(items))
+    return list(items[k:]) + list(items[:k])
+
+
 def run_bench(
     config: BenchConfig,
     *,
     stop: threading.Event | None = None,
     progress: Callable[[BenchProgress], None] | None = None,
 ) -> BenchResult:
-    """Measure every pool kind at every thread count (thread counts in the outer loop).
+    """Measure every pool kind at every thread count, ``config.repeats`` times, interleaved: each
+    repeat measures every thread count and pool kind once (the pools in an order rotated by one
+    per repeat), so that a slow spell of a shared machine hits all pools alike.
 
     An embedded server (if no ``config.url``) is stopped whatever happens.
 
@@ -363,89 +491,162 @@ def run_bench(
     """
     stop = stop or threading.Event()
     report = progress or (lambda _event: None)
-    with _server(config.url, config.cpu) as (url, address, version), _pinned(config.cpu):
-        result = BenchResult(config=config, server=address, server_version=version)
-        for threads in config.threads:
-            for kind in config.pools:
-                if stop.is_set():
-                    raise BenchInterrupted()
-                cap = config.cap(threads)
-                report(BenchProgress(kind, threads, "start", duration=config.duration))
-                pool = make_bench_pool(kind, url, cap)
-                try:
-
-                    def tick(elapsed: float, ops: int, kind: str = kind, n: int = threads) -> None:
-                        report(BenchProgress(kind, n, "run", elapsed, config.duration, ops))
-
-                    ops, seconds, lat, errors = measure(
-                        pool, threads, config.duration, stop=stop, tick=tick
+    cpu = config.pinned_cpu
+    count = config.repeats * len(config.threads) * len(config.pools)
+    index = 0
+    with _server(config.url, cpu) as (url, address, version), _pinned(cpu):
+        result = BenchResult(
+            config=config,
+            server=address,
+            server_version=version,
+            pinned_cpu=cpu,
+            server_pinned=cpu is not None and config.url is None,
+        )
+        for repeat in range(config.repeats):
+            for threads in config.threads:
+                for kind in _rotated(config.pools, repeat):
+                    if stop.is_set():
+                        raise BenchInterrupted()
+                    row = _measure_one(
+                        kind, threads, url, config, stop, report, repeat, index, count
                     )
-                    stats = pool.stats().as_dict() if isinstance(pool, FairConnectionPool) else None
-                finally:
-                    if isinstance(pool, FairConnectionPool):
-                        pool.close()
-                    pool.disconnect()
-                lat.sort()
-                row = BenchRow(
-                    pool=kind,
-                    label=POOL_LABELS[kind],
-                    threads=threads,
-                    max_connections=cap,
-                    ops=ops,
-                    seconds=seconds,
-                    ops_per_sec=ops / seconds if seconds > 0 else 0.0,
-                    p50_us=percentile(lat, 0.50) / 1000,
-                    p99_us=percentile(lat, 0.99) / 1000,
-                    max_us=(lat[-1] / 1000) if lat else 0.0,
-                    errors=errors,
-                    pool_stats=stats,
-                )
-                result.rows.append(row)
-                report(BenchProgress(kind, threads, "done", seconds, config.duration, ops, row))
+                    result.rows.append(row)
+                    index += 1
     return result
 
 
+def _measure_one(
+    kind: str,
+    threads: int,
+    url: str,
+    config: BenchConfig,
+    stop: threading.Event,
+    report: Callable[[BenchProgress], None],
+    repeat: int,
+    index: int,
+    count: int,
+) -> BenchRow:
+    cap = config.cap(threads)
+
+    def event(phase: str, elapsed: float = 0.0, ops: int = 0, row: BenchRow | None = None) -> None:
+        report(
+            BenchProgress(
+                kind, threads, phase, elapsed, config.duration, ops, row, repeat, index, count
+            )
+        )
+
+    event("start")
+    pool = make_bench_pool(kind, url, cap)
+    try:
+
+        def tick(elapsed: float, ops: int) -> None:
+            event("run", elapsed, ops)
+
+        ops, seconds, lat, errors = measure(pool, threads, config.duration, stop=stop, tick=tick)
+        stats = pool.stats().as_dict() if isinstance(pool, FairConnectionPool) else None
+    finally:
+        if isinstance(pool, FairConnectionPool):
+            pool.close()
+        pool.disconnect()
+    lat.sort()
+    row = BenchRow(
+        pool=kind,
+        label=POOL_LABELS[kind],
+        threads=threads,
+        max_connections=cap,
+        ops=ops,
+        seconds=seconds,
+        ops_per_sec=ops / seconds if seconds > 0 else 0.0,
+        p50_us=percentile(lat, 0.50) / 1000,
+        p99_us=percentile(lat, 0.99) / 1000,
+        max_us=(lat[-1] / 1000) if lat else 0.0,
+        errors=errors,
+        pool_stats=stats,
+        repeat=repeat,
+    )
+    event("done", seconds, ops, row)
+    return row
+
+
+def _pinning_note(result: BenchResult) -> str:
+    cpu = result.pinned_cpu
+    cfg = result.config
+    if cpu is None:
+        if cfg.cpu is None:
+            return "Not pinned to a CPU (--cpu none)."
+        return "Not pinned to a CPU: this platform has no os.sched_setaffinity."
+    who = "Client and server" if result.server_pinned else "Client (not the --url server)"
+    how = "by default; --cpu none turns it off" if cfg.cpu == AUTO else "--cpu"
+    return f"{who} pinned to CPU {cpu} ({how}), as the benchmark suite does."
+
+
+def _ratio_cell(ratio: float | None) -> str:
+    if ratio is None:
+        return "—"
+    style = "green" if ratio >= 0.97 else ("yellow" if ratio >= 0.9 else "red")
+    return f"[{style}]{ratio:.2f}x[/{style}]"
+
+
 def render_table(result: BenchResult) -> Table:
-    """A rich table: ops/s, p50 / p99 / max latency and throughput relative to redis-py's
-    ``ConnectionPool`` at the same thread count."""
-    from rich.table import Table
+    """A rich table in the demo's style, one row per thread count and pool kind: median ops/s,
+    the median ratio to redis-py's ``ConnectionPool`` (same repeat) with its range over the
+    repeats, and the median p50 / p99 latency."""
+    from ._display import table as new_table
+
+    table = new_table(
+        ("threads", "right"),
+        ("pool", "left"),
+        ("ops/s", "right"),
+        ("vs redis-py", "right"),
+        ("range", "right"),
+        ("p50 µs", "right"),
+        ("p99 µs", "right"),
+    )
+    previous: int | None = None
+    for s in result.summary():
+        if previous is not None and s.threads != previous:
+            table.add_section()
+        spread = (
+            f"{s.ratio_min:.2f}-{s.ratio_max:.2f}"
+            if s.ratio_min is not None
+            and s.ratio_max is not None
+            and s.repeats > 1
+            and s.pool != REFERENCE
+            else ""
+        )
+        table.add_row(
+            str(s.threads) if s.threads != previous else "",
+            s.pool,
+            f"{s.ops_per_sec:,.0f}",
+            _ratio_cell(s.ratio),
+            spread,
+            f"{s.p50_us:,.0f}",
+            f"[red]{s.p99_us:,.0f}*[/red]" if s.errors else f"{s.p99_us:,.0f}",
+        )
+        previous = s.threads
+    return table
+
+
+def render_report(result: BenchResult) -> RenderableType:
+    """The whole ``fairpool bench`` output: title, :func:`render_table` and notes, each paragraph
+    wrapped at the console's width."""
+    from ._display import report
 
     cfg = result.config
-    table = Table(
-        title=(
-            f"PING through redis.Redis — {cfg.duration:g} s per run, server "
-            f"{result.server} (v{result.server_version})"
-            + (f", pinned to CPU {cfg.cpu}" if cfg.cpu is not None else "")
-        ),
-        caption="vs redis-py: throughput relative to redis-py's ConnectionPool, same thread count.",
+    title = (
+        f"fairpool bench: PING through redis.Redis, {cfg.repeats} interleaved repeat"
+        f"{'s' if cfg.repeats != 1 else ''} of {cfg.duration:g} s per pool and thread count; "
+        f"server {result.server} (v{result.server_version})"
     )
-    table.add_column("threads", justify="right")
-    table.add_column("pool", no_wrap=True)
-    table.add_column("ops/s", justify="right")
-    table.add_column("vs redis-py", justify="right")
-    table.add_column("p50 µs", justify="right")
-    table.add_column("p99 µs", justify="right")
-    table.add_column("max µs", justify="right")
-    table.add_column("errors", justify="right")
-    for threads in cfg.threads:
-        rows = [r for r in result.rows if r.threads == threads]
-        reference = next((r for r in rows if r.pool == REFERENCE), None)
-        for r in rows:
-            if reference is not None and reference.ops_per_sec > 0:
-                ratio = r.ops_per_sec / reference.ops_per_sec
-                style = "green" if ratio >= 0.97 else ("yellow" if ratio >= 0.9 else "red")
-                rel = f"[{style}]{ratio:.2f}x[/{style}]"
-            else:
-                rel = "—"
-            table.add_row(
-                str(threads),
-                r.label,
-                f"{r.ops_per_sec:,.0f}",
-                rel,
-                f"{r.p50_us:,.0f}",
-                f"{r.p99_us:,.0f}",
-                f"{r.max_us:,.0f}",
-                str(r.errors) if r.errors else "",
-            )
-        table.add_section()
-    return table
+    notes = [
+        _pinning_note(result),
+        "ops/s, p50, p99: medians over the repeats. vs redis-py: throughput ÷ redis-py's "
+        "ConnectionPool measured in the same repeat, median; range: lowest to highest over the "
+        "repeats (a range that spans 1.00x shows no difference that this run can measure). "
+        "redis-py-blocking is redis-py's BlockingConnectionPool; lifo, fifo and round_robin "
+        "are fairpool.ConnectionPool's policies.",
+    ]
+    failed = [f"{s.pool} x {s.threads}: {s.errors}" for s in result.summary() if s.errors]
+    if failed:
+        notes.append("* Calls that raised (each stops its thread): " + ", ".join(failed) + ".")
+    return report(title, render_table(result), notes)

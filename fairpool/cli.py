@@ -73,6 +73,23 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seconds_or_off(text: str) -> float | None:
+    """A positive number of seconds, or ``off`` / ``none`` / ``0`` for None."""
+    if text.strip().lower() in ("off", "none", "0"):
+        return None
+    return _positive_float(text)
+
+
+def _cpu(text: str) -> int | str | None:
+    """``auto``, ``none`` / ``off``, or a CPU number."""
+    word = text.strip().lower()
+    if word == "auto":
+        return "auto"
+    if word in ("none", "off"):
+        return None
+    return _non_negative_int(text)
+
+
 def _policies(text: str) -> tuple[str, ...]:
     from .demo import parse_policies
 
@@ -147,10 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--idle-timeout",
-        type=_positive_float,
-        default=None,
+        type=_seconds_or_off,
+        default=1.0,
         metavar="SECONDS",
-        help="fairpool idle_timeout: shows the pools shrinking (not applied to redis-py)",
+        help=(
+            "fairpool idle_timeout, which makes the pools shrink after the burst (default 1; "
+            "'off' keeps every connection; not applied to redis-py, which cannot shrink)"
+        ),
     )
     demo.add_argument(
         "--min-idle",
@@ -187,8 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--duration",
         type=_positive_float,
-        default=2.0,
-        help="seconds per measurement (default 2)",
+        default=1.0,
+        help="seconds per measurement (default 1)",
+    )
+    bench.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="interleaved repeats of every measurement; median and range are shown (default 3)",
     )
     bench.add_argument(
         "--pools",
@@ -208,12 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--cpu",
-        type=_non_negative_int,
-        default=None,
-        metavar="N",
+        type=_cpu,
+        default="auto",
+        metavar="N|auto|none",
         help=(
             "pin this process and the embedded server to CPU N (Linux): steadier figures on "
-            "small VMs, where client and server on different vCPUs make round trips slower"
+            "small VMs, where client and server on different vCPUs make round trips slower "
+            "(default auto: the first CPU, where the platform allows; none: no pinning)"
         ),
     )
     bench.add_argument(
@@ -284,7 +312,7 @@ def _consoles(json_mode: bool) -> tuple[Console | None, Console | None]:
 @contextlib.contextmanager
 def _progress_display(console: Console | None) -> Iterator[Any]:
     """A rich Progress on ``console`` (or None when there is no console)."""
-    if console is None:
+    if console is None or not console.is_terminal:
         yield None
         return
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -296,9 +324,96 @@ def _progress_display(console: Console | None) -> Iterator[Any]:
         TextColumn("{task.fields[ops]:>10,} ops"),
         TimeElapsedColumn(),
         console=console,
+        transient=True,
     )
     with progress:
         yield progress
+
+
+class _DemoView:
+    """What ``fairpool demo`` shows on stderr while it runs.
+
+    On a terminal: a rich ``Live`` table (the final table's layout) whose rows fill in as each
+    policy runs — per-proxy share and open connections, sampled from the servers — removed when
+    the run ends (the summary goes to stdout). Elsewhere (a pipe, a CI log): one plain line per
+    server start and per finished policy. Nothing in JSON mode (``console`` is None).
+    """
+
+    def __init__(self, console: Console | None, config: Any) -> None:
+        self.console = console
+        self.config = config
+        self.live: Any = None
+        self.result: Any = None
+        self.running: Any = None
+        self.status = ""
+
+    def __enter__(self) -> _DemoView:
+        if self.console is not None and self.console.is_terminal:
+            from rich.live import Live
+            from rich.text import Text
+
+            self.live = Live(
+                Text("starting the servers…"),
+                console=self.console,
+                transient=True,
+                refresh_per_second=8,
+            )
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def servers(self, group: Any) -> None:
+        from .demo import DemoResult
+
+        self.result = DemoResult(
+            config=self.config,
+            server_binary="",
+            server_version="",
+            proxies=[f"{s.host}:{s.port}" for s in group],
+        )
+        if self.console is not None and self.live is None:
+            ports = ", ".join(str(s.port) for s in group)
+            self.console.print(f"Started {len(group)} redis-server proxies on ports {ports}")
+        self._refresh()
+
+    def progress(self, event: Any) -> None:
+        from .demo import POLICY_LABELS
+
+        if self.console is None or self.result is None:
+            return
+        label = POLICY_LABELS.get(event.policy, event.policy)
+        if event.phase in ("start", "burst"):
+            self.running = None
+            self.status = f"{label}: burst of {self.config.burst} connections…"
+        elif event.phase == "load":
+            if event.result is not None:
+                self.running = event.result
+            self.status = f"{label}: load {event.elapsed:.1f} / {event.duration:g} s"
+        elif event.phase == "done" and event.result is not None:
+            self.running = None
+            self.result.results.append(event.result)
+            r = event.result
+            self.status = f"{label}: done"
+            if self.live is None:
+                shares = " ".join(f"{100 * x:.0f}%" for x in r.shares)
+                self.console.print(
+                    f"{label}: shares {shares}, Jain {r.jain:.2f}, "
+                    f"connections {r.open_burst}→{r.open_end}"
+                )
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self.live is None or self.result is None:
+            return
+        from .demo import render_live
+
+        done = {r.policy for r in self.result.results}
+        current = self.running.policy if self.running is not None else None
+        pending = [p for p in self.config.policies if p not in done and p != current]
+        self.live.update(render_live(self.result, self.running, pending, self.status))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -306,12 +421,10 @@ def _demo(args: argparse.Namespace) -> int:
         from .demo import (
             DEFAULT_POLICIES,
             PLOT_MISSING,
-            POLICY_LABELS,
             DemoConfig,
             DemoInterrupted,
-            DemoProgress,
             plot_available,
-            render_table,
+            render_report,
             run_demo,
             write_plot,
         )
@@ -337,55 +450,25 @@ def _demo(args: argparse.Namespace) -> int:
         _error("demo", f"{exc}. {_DEMO_EXTRA}")
         return EXIT_USAGE
     stopper = _Stopper()
-    with stopper.installed(), _progress_display(err) as progress:
-        tasks: dict[str, Any] = {}
-
-        def on_progress(event: DemoProgress) -> None:
-            if progress is None:
-                return
-            label = POLICY_LABELS.get(event.policy, event.policy)
-            if event.phase == "start":
-                tasks[event.policy] = progress.add_task(
-                    f"{label}: waiting", total=event.duration, ops=0
-                )
-                return
-            task = tasks[event.policy]
-            if event.phase == "burst":
-                progress.update(task, description=f"{label}: burst")
-            elif event.phase == "load":
-                progress.update(
-                    task, description=f"{label}: load", completed=event.elapsed, ops=event.ops
-                )
-            elif event.phase == "done" and event.result is not None:
-                progress.update(
-                    task,
-                    description=f"{label}: Jain {event.result.jain:.2f}",
-                    completed=event.duration,
-                    ops=event.ops,
-                )
-
-        def on_servers(group: Any) -> None:
-            if err is not None:
-                ports = ", ".join(str(s.port) for s in group)
-                err.print(f"[dim]Started {len(group)} redis-server proxies on ports {ports}[/dim]")
-
+    view = _DemoView(err, config)
+    with stopper.installed(), view:
         failure: tuple[int, str] | None = None
         try:
             result = run_demo(
-                config, stop=stopper.stop, progress=on_progress, on_servers=on_servers
+                config, stop=stopper.stop, progress=view.progress, on_servers=view.servers
             )
         except (ServerBinaryNotFound, ServerStartError) as exc:
             failure = (EXIT_USAGE, str(exc))
         except (DemoInterrupted, KeyboardInterrupt):
             failure = (stopper.exit_code, "interrupted; all servers stopped.")
-    if failure is not None:  # reported once the progress display is gone
+    if failure is not None:  # reported once the live display is gone
         _error("demo", failure[1])
         return failure[0]
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
         assert out is not None
-        out.print(render_table(result))
+        out.print(render_report(result))
     if args.plot:
         try:
             write_plot(result, args.plot)
@@ -401,13 +484,13 @@ def _bench(args: argparse.Namespace) -> int:
     try:
         import redis
 
+        from ._display import mask_url, scrub
         from .bench import (
             POOL_KINDS,
-            POOL_LABELS,
             BenchConfig,
             BenchInterrupted,
             BenchProgress,
-            render_table,
+            render_report,
             run_bench,
         )
         from .servers import ServerBinaryNotFound, ServerStartError
@@ -422,6 +505,7 @@ def _bench(args: argparse.Namespace) -> int:
             url=args.url,
             max_connections=args.max_connections,
             cpu=args.cpu,
+            repeats=args.repeats,
         )
     except ValueError as exc:
         _error("bench", str(exc))
@@ -433,24 +517,17 @@ def _bench(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     stopper = _Stopper()
     with stopper.installed(), _progress_display(err) as progress:
-        tasks: dict[tuple[str, int], Any] = {}
+        task = None
 
         def on_progress(event: BenchProgress) -> None:
+            nonlocal task
             if progress is None:
                 return
-            key = (event.pool, event.threads)
-            label = f"{POOL_LABELS[event.pool]} x {event.threads}"
-            if event.phase == "start":
-                tasks[key] = progress.add_task(label, total=event.duration, ops=0)
-            elif event.phase == "run":
-                progress.update(tasks[key], completed=event.elapsed, ops=event.ops)
-            elif event.phase == "done" and event.row is not None:
-                progress.update(
-                    tasks[key],
-                    description=f"{label}: {event.row.ops_per_sec:,.0f} ops/s",
-                    completed=event.duration,
-                    ops=event.ops,
-                )
+            if task is None:
+                task = progress.add_task("", total=event.count * event.duration, ops=0)
+            label = f"repeat {event.repeat + 1}/{config.repeats}: {event.pool} x {event.threads}"
+            done = event.index * event.duration + min(event.elapsed, event.duration)
+            progress.update(task, description=label, completed=done, ops=event.ops)
 
         failure: tuple[int, str] | None = None
         try:
@@ -465,7 +542,10 @@ def _bench(args: argparse.Namespace) -> int:
         except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
             if args.url is None:
                 raise
-            failure = (EXIT_USAGE, f"cannot use --url {args.url}: {exc}")
+            failure = (
+                EXIT_USAGE,
+                f"cannot use --url {mask_url(args.url)}: {scrub(str(exc), args.url)}",
+            )
     if failure is not None:  # reported once the progress display is gone
         _error("bench", failure[1])
         return failure[0]
@@ -473,7 +553,7 @@ def _bench(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_dict(), indent=2))
     else:
         assert out is not None
-        out.print(render_table(result))
+        out.print(render_report(result))
     return EXIT_OK
 
 
@@ -491,5 +571,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_FAILURE
     except Exception as exc:
-        _error(args.command, f"failed: {exc!r}")
+        message = f"failed: {exc!r}"
+        url = getattr(args, "url", None)
+        if url:
+            from ._display import scrub
+
+            message = scrub(message, url)
+        _error(args.command, message)
         return EXIT_FAILURE

@@ -41,9 +41,11 @@ from .servers import RedisServer, ServerGroup, find_redis_server, server_version
 from .stats import fairness
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from rich.table import Table
 
 __all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_POLICIES",
     "POLICY_LABELS",
     "REFERENCE",
@@ -56,9 +58,12 @@ __all__ = [
     "RoundRobinBalancer",
     "make_pool",
     "parse_policies",
+    "render_live",
+    "render_report",
     "render_table",
     "run_demo",
     "run_scenario",
+    "summarize",
     "write_plot",
 ]
 
@@ -75,6 +80,10 @@ POLICY_LABELS: dict[str, str] = {
     "round_robin": "fairpool round_robin",
 }
 """Human-readable name of each policy."""
+
+DEFAULT_IDLE_TIMEOUT = 1.0
+"""fairpool's ``idle_timeout`` in the demo by default: short enough that the fair pools visibly
+shrink within the default 5 s of load."""
 
 LOAD_KEY = "fairpool:demo"
 """The key the steady load increments."""
@@ -203,12 +212,15 @@ class DemoConfig:
     """Seconds of steady load, per policy."""
     policies: tuple[str, ...] = DEFAULT_POLICIES
     """Policies to compare, in order (see :data:`DEFAULT_POLICIES`)."""
-    idle_timeout: float | None = None
-    """fairpool's ``idle_timeout`` (not applied to the redis-py row, which has no such setting)."""
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    """fairpool's ``idle_timeout`` (not applied to the redis-py row, which has no such setting);
+    ``None`` turns shrinking off."""
     min_idle: int = 0
     """fairpool's ``min_idle``: connections kept when shrinking (e.g. one per proxy)."""
     hold: float = 0.05
     """Seconds each burst thread holds its connection once all of them have one."""
+    sample_interval: float = 0.25
+    """Seconds between two samples of the servers' connections and commands during the load."""
 
     def __post_init__(self) -> None:
         """Validate the numbers."""
@@ -226,6 +238,8 @@ class DemoConfig:
             raise ValueError("min_idle must be >= 0")
         if self.hold < 0:
             raise ValueError("hold must be >= 0")
+        if not self.sample_interval > 0:
+            raise ValueError("sample_interval must be > 0")
         object.__setattr__(self, "policies", parse_policies(self.policies))
 
     @property
@@ -262,6 +276,9 @@ class PolicyResult:
     """Connections the pool closed, by reason (fairpool pools only)."""
     pool_stats: dict[str, Any] | None = None
     """``pool.stats().as_dict()`` at the end of the load (fairpool pools only)."""
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+    """``(seconds since the burst ended, connections open on all proxies)``, sampled during the
+    load (every ``sample_interval``), from ``(0, after the burst)`` to the end."""
 
     @property
     def total(self) -> int:
@@ -284,6 +301,24 @@ class PolicyResult:
         """Connections open at the end of the load (all proxies)."""
         return sum(self.end_connections)
 
+    @property
+    def open_burst(self) -> int:
+        """Connections open right after the burst (all proxies)."""
+        return sum(self.burst_connections)
+
+    @property
+    def shrink_seconds(self) -> float | None:
+        """Seconds after the burst from which the pool held no more than :attr:`open_end`
+        connections (``None`` if it did not shrink)."""
+        if self.open_end >= self.open_burst or not self.timeline:
+            return None
+        settled = self.timeline[-1][0]
+        for t, n in reversed(self.timeline):
+            if n > self.open_end:
+                break
+            settled = t
+        return settled
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, derived figures included."""
         d = asdict(self)
@@ -291,6 +326,8 @@ class PolicyResult:
         d["shares"] = self.shares
         d["ops_per_sec"] = self.ops_per_sec
         d["open_end"] = self.open_end
+        d["shrink_seconds"] = self.shrink_seconds
+        d["timeline"] = [list(point) for point in self.timeline]
         return d
 
 
@@ -330,7 +367,8 @@ class DemoProgress:
     """A progress report from :func:`run_scenario` to its ``progress`` callback.
 
     ``phase`` is ``"start"``, ``"burst"``, ``"load"`` (repeated about ten times a second, with
-    ``elapsed`` and ``ops`` so far) or ``"done"`` (with ``result``).
+    ``elapsed`` and ``ops`` so far, and every ``sample_interval`` with ``result``: the figures so
+    far, read from the servers) or ``"done"`` (with the final ``result``).
     """
 
     policy: str
@@ -562,42 +600,53 @@ def run_scenario(
             raise errors[0]
         burst_connections = admin.connections()
         before = admin.commands()
+        timeline: list[tuple[float, int]] = [(0.0, sum(burst_connections))]
+
+        def snapshot(ops: int, seconds: float, final: bool = False) -> PolicyResult:
+            """The figures so far, read from the servers (the pool's own stats when final)."""
+            connections = admin.connections()
+            commands = [max(0, a - b) for a, b in zip(admin.commands(), before, strict=True)]
+            timeline.append((round(seconds, 3), sum(connections)))
+            fair = fairness(commands)
+            pool_stats: dict[str, Any] | None = None
+            closed: dict[str, int] | None = None
+            created = sum(balancer.dials)
+            if final and isinstance(pool, FairConnectionPool):
+                st = pool.stats()
+                created = st.created
+                closed = dict(st.closed)
+                pool_stats = st.as_dict()
+            return PolicyResult(
+                policy=policy,
+                label=POLICY_LABELS.get(policy, policy),
+                commands=commands,
+                client_ops=ops,
+                seconds=seconds,
+                max_mean=fair.max_mean,
+                jain=fair.jain,
+                burst_connections=burst_connections,
+                end_connections=connections,
+                created=created,
+                closed=closed,
+                pool_stats=pool_stats,
+                timeline=list(timeline),
+            )
+
+        next_sample = [config.sample_interval]
 
         def tick(elapsed: float, ops: int) -> None:
-            report(DemoProgress(policy, "load", elapsed, config.duration, ops))
+            partial = None
+            if elapsed >= next_sample[0] and elapsed < config.duration:
+                next_sample[0] = elapsed + config.sample_interval
+                partial = snapshot(ops, elapsed)
+            report(DemoProgress(policy, "load", elapsed, config.duration, ops, partial))
 
         ops, seconds, errors = _load(pool, config.concurrency, config.duration, stop, tick)
         if stop.is_set():
             raise DemoInterrupted()
         if errors:
             raise errors[0]
-        after = admin.commands()
-        end_connections = admin.connections()
-        commands = [max(0, a - b) for a, b in zip(after, before, strict=True)]
-        fair = fairness(commands)
-        pool_stats: dict[str, Any] | None = None
-        closed: dict[str, int] | None = None
-        if isinstance(pool, FairConnectionPool):
-            st = pool.stats()
-            created = st.created
-            closed = dict(st.closed)
-            pool_stats = st.as_dict()
-        else:
-            created = sum(balancer.dials)
-        result = PolicyResult(
-            policy=policy,
-            label=POLICY_LABELS.get(policy, policy),
-            commands=commands,
-            client_ops=ops,
-            seconds=seconds,
-            max_mean=fair.max_mean,
-            jain=fair.jain,
-            burst_connections=burst_connections,
-            end_connections=end_connections,
-            created=created,
-            closed=closed,
-            pool_stats=pool_stats,
-        )
+        result = snapshot(ops, seconds, final=True)
         report(DemoProgress(policy, "done", seconds, config.duration, ops, result))
         return result
     finally:
@@ -670,58 +719,190 @@ def _jain_style(jain: float, n: int) -> str:
     return "red"
 
 
-def render_table(result: DemoResult) -> Table:
-    """A rich table: per-proxy command share, max/mean, Jain's index, ops/s, connections."""
-    from rich import box
-    from rich.table import Table
+SPARK_WIDTH = 10
+"""Cells of the connections-over-time sparkline in the table."""
 
-    cfg = result.config
-    n = len(result.proxies)
-    table = Table(
-        title=(
-            f"Share of commands per proxy: {n} proxies, burst {cfg.burst}, "
-            f"concurrency {cfg.concurrency}, {cfg.duration:g} s per policy"
-            + (f", idle_timeout {cfg.idle_timeout:g} s" if cfg.idle_timeout else "")
-            + (f", min_idle {cfg.min_idle}" if cfg.min_idle else "")
-        ),
-        caption=(
-            (
-                "redis-py = redis.ConnectionPool (LIFO); the others are fairpool.ConnectionPool. "
-                if any(r.policy == REFERENCE for r in result.results)
-                else ""
-            )
-            + "Shares come from each server's INFO commandstats (load commands only). "
-            f"Jain: 1.00 = even, {1 / n:.2f} = one proxy does everything. "
-            "conns: open after the burst -> at the end."
-        ),
-        box=box.SIMPLE_HEAD,
-        padding=(0, 1, 0, 0),
-        pad_edge=False,
+
+def _title(config: DemoConfig, proxies: int) -> str:
+    shrink = f"idle_timeout {config.idle_timeout:g} s" if config.idle_timeout else "no idle_timeout"
+    return (
+        f"fairpool demo: {proxies} proxies, a burst of {config.burst}, then {config.concurrency} "
+        f"threads for {config.duration:g} s per policy ({shrink}"
+        + (f", min_idle {config.min_idle}" if config.min_idle else "")
+        + ")"
     )
-    table.add_column("policy", no_wrap=True)
+
+
+def render_table(
+    result: DemoResult, running: PolicyResult | None = None, pending: Sequence[str] = ()
+) -> Table:
+    """A rich table, one row per policy: each proxy's share of the commands, Jain's index,
+    ops/s, connections after the burst -> at the end, and a sparkline of the connections over the
+    load.
+
+    ``running`` (a partial result, from a ``"load"`` progress event) is shown as a row in progress
+    and ``pending`` policies as empty rows: that is the live view of ``fairpool demo``.
+    """
+    from ._display import sparkline
+    from ._display import table as new_table
+
+    n = len(result.proxies)
     per_proxy_columns = n <= 6
+    columns = [("policy", "left")]
     if per_proxy_columns:
-        for i in range(n):
-            table.add_column(f"proxy-{i}", justify="right", no_wrap=True)
+        columns += [(f"proxy-{i}", "right") for i in range(n)]
     else:
-        table.add_column("share per proxy (%)", justify="left", no_wrap=True)
-    table.add_column("max/mean", justify="right", no_wrap=True)
-    table.add_column("Jain", justify="right", no_wrap=True)
-    table.add_column("ops/s", justify="right", no_wrap=True)
-    table.add_column("conns", justify="right", no_wrap=True)
-    for r in result.results:
+        columns.append(("share per proxy (%)", "left"))
+    columns += [("Jain", "right"), ("ops/s", "right"), ("conns", "right")]
+    columns.append(("over time", "left"))
+    table = new_table(*columns)
+    rows = list(result.results) + ([running] if running is not None else [])
+    top = max((r.open_burst for r in rows), default=0)
+    for r in rows:
         shares = [f"{100 * s:.1f}%" for s in r.shares]
         cells = shares if per_proxy_columns else [" ".join(f"{100 * s:.0f}" for s in r.shares)]
         style = _jain_style(r.jain, n)
+        series = [c for _, c in r.timeline] or [r.open_end]
+        if r is running:
+            done = min(1.0, r.seconds / result.config.duration)
+            width = max(1, round(SPARK_WIDTH * done))
+            spark = sparkline(series, width, top).ljust(SPARK_WIDTH, "·")
+        else:
+            spark = sparkline(series, SPARK_WIDTH, top)
         table.add_row(
-            r.policy,
+            r.policy + (" …" if r is running else ""),
             *cells,
-            f"{r.max_mean:.2f}",
             f"[{style}]{r.jain:.2f}[/{style}]",
             f"{r.ops_per_sec:,.0f}",
-            f"{sum(r.burst_connections)}->{r.open_end}",
+            f"{r.open_burst}→{r.open_end}",
+            f"[cyan]{spark}[/cyan]",
         )
+    blank = [""] * (len(columns) - 1)
+    for policy in pending:
+        table.add_row(f"[dim]{policy}[/dim]", *blank)
     return table
+
+
+def _notes(result: DemoResult) -> list[str]:
+    n = len(result.proxies)
+    cfg = result.config
+    reference = (
+        "redis-py is redis.ConnectionPool (LIFO); the others are fairpool.ConnectionPool"
+        + (f" with idle_timeout {cfg.idle_timeout:g} s." if cfg.idle_timeout else ".")
+        if any(r.policy == REFERENCE for r in result.results)
+        else ""
+    )
+    return [
+        (reference + " " if reference else "")
+        + "Shares are read from each server's INFO commandstats (load commands only). "
+        f"Jain: 1.00 = even, {1 / n:.2f} = one proxy does everything. "
+        "conns: connections open on the proxies after the burst → at the end; "
+        "over time: the same, sampled during the load."
+    ]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _names(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _who(policy: str) -> str:
+    return "redis-py's pool" if policy == REFERENCE else f"fairpool {policy}"
+
+
+def _connections_phrase(rs: Sequence[PolicyResult]) -> str:
+    """How the connections of ``rs`` (one or several results) went after the burst."""
+    if all(r.open_end >= r.open_burst for r in rs):
+        counts = sorted({r.open_burst for r in rs})
+        return f"kept all {_names([str(c) for c in counts])} connections open"
+    pairs = sorted({(r.open_burst, r.open_end) for r in rs})
+    times = [r.shrink_seconds for r in rs if r.shrink_seconds is not None]
+    within = f" within {max(times):.1f} s of the burst" if times else ""
+    if len(pairs) == 1:
+        return f"shrank from {pairs[0][0]} to {pairs[0][1]} connections{within}"
+    each = ", ".join(f"{r.policy} {r.open_burst} to {r.open_end}" for r in rs)
+    return f"shrank ({each} connections){within}"
+
+
+def summarize(result: DemoResult) -> list[str]:
+    """Two or three plain sentences saying what the run showed, computed from its figures.
+
+    Pools whose load was even (Jain ≥ 0.9) are described together; each skewed one on its own,
+    naming the proxies that got the load.
+    """
+    n = len(result.proxies)
+    even = [r for r in result.results if n == 1 or r.jain >= 0.9]
+    skewed = [r for r in result.results if r not in even]
+    lines: list[str] = []
+    for r in skewed:
+        busy = sorted(
+            ((s, i) for i, s in enumerate(r.shares) if s >= 0.005), key=lambda x: (-x[0], x[1])
+        )
+        idle = n - len(busy)
+        parts = [f"{_pct(s)} to proxy-{i}" for s, i in busy]
+        parts[0] = parts[0].replace(" to ", " of the commands to ", 1)
+        spread = "sent " + _names(parts)
+        if idle:
+            spread += f", none to the other {idle}" if idle > 1 else ", none to the other one"
+        lines.append(
+            f"{_who(r.policy)} {spread} (Jain {r.jain:.2f}), and {_connections_phrase([r])}."
+        )
+    if even:
+        lo = min(min(r.shares) for r in even)
+        hi = max(max(r.shares) for r in even)
+        jain = min(r.jain for r in even)
+        share = (
+            f"{_pct(lo)} each" if _pct(lo) == _pct(hi) else f"{_pct(lo)} to {_pct(hi)} per proxy"
+        )
+        who = (
+            _who(even[0].policy)
+            if len(even) == 1
+            else "fairpool " + _names([r.policy for r in even])
+            if all(r.policy != REFERENCE for r in even)
+            else _names([_who(r.policy) for r in even])
+        )
+        lines.append(
+            f"{who} spread {'them' if skewed else 'the commands'} over all {n} proxies, "
+            f"{share} (Jain {jain:.2f}), and "
+            f"{_connections_phrase(even)}."
+        )
+    if (
+        result.config.idle_timeout is None
+        and even
+        and all(r.open_end >= r.open_burst for r in even)
+        and any(r.policy != REFERENCE for r in even)
+    ):
+        lines.append("Run with --idle-timeout 1 to see the fair pools shrink by demand.")
+    return lines
+
+
+def render_report(result: DemoResult) -> RenderableType:
+    """The whole ``fairpool demo`` output: title, :func:`render_table`, notes, and the
+    conclusions of :func:`summarize`, each paragraph wrapped at the console's width."""
+    from ._display import report
+
+    return report(
+        _title(result.config, len(result.proxies)),
+        render_table(result),
+        _notes(result),
+        summarize(result),
+    )
+
+
+def render_live(
+    result: DemoResult, running: PolicyResult | None, pending: Sequence[str], status: str
+) -> RenderableType:
+    """The live view while the demo runs: the table so far and a status line."""
+    from ._display import report
+
+    return report(
+        _title(result.config, len(result.proxies)),
+        render_table(result, running, pending),
+        [status],
+    )
 
 
 def plot_available() -> bool:
@@ -736,8 +917,13 @@ PLOT_MISSING = (
 """The message given when ``--plot`` is asked for without matplotlib."""
 
 
-def write_plot(result: DemoResult, path: str) -> None:
-    """Write a grouped bar chart of each policy's per-proxy command share to ``path`` (PNG).
+def write_plot(
+    result: DemoResult, path: str, on_figure: Callable[[Any], None] | None = None
+) -> None:
+    """Write a PNG to ``path``: each policy's per-proxy command share as grouped bars (left) and
+    the connections open on the proxies over the load (right), one legend below both.
+
+    ``on_figure`` is called with the matplotlib ``Figure`` once it is saved, before it is closed.
 
     Raises:
         RuntimeError: matplotlib is not installed (the message says how to get it).
@@ -752,22 +938,51 @@ def write_plot(result: DemoResult, path: str) -> None:
     n = len(result.proxies)
     k = max(1, len(result.results))
     width = 0.8 / k
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * n + 3), 4.5))
+    cfg = result.config
+    fig, (bars, lines) = plt.subplots(
+        1, 2, figsize=(max(11.0, 1.2 * n + 7), 4.8), gridspec_kw={"width_ratios": [3, 2]}
+    )
     try:
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        top = 0.0
+        peak = 0
         for j, r in enumerate(result.results):
+            color = colors[j % len(colors)]
             xs = [i - 0.4 + width * (j + 0.5) for i in range(n)]
-            ax.bar(xs, [100 * s for s in r.shares], width, label=f"{r.label} (Jain {r.jain:.2f})")
-        ax.axhline(100 / n, color="grey", linestyle="--", linewidth=1, label="even share")
-        ax.set_xticks(range(n))
-        ax.set_xticklabels([f"proxy-{i}" for i in range(n)])
-        ax.set_ylabel("share of commands (%)")
-        cfg = result.config
-        ax.set_title(
-            f"Commands per proxy: burst {cfg.burst}, concurrency {cfg.concurrency}, "
+            heights = [100 * s for s in r.shares]
+            top = max(top, *heights)
+            bars.bar(xs, heights, width, color=color, label=f"{r.label} (Jain {r.jain:.2f})")
+            times = [t for t, _ in r.timeline] or [0.0]
+            counts = [c for _, c in r.timeline] or [r.open_end]
+            style = ("-", "--", "-.", ":")[j % 4]
+            lines.step(times, counts, where="post", color=color, linewidth=2, linestyle=style)
+            peak = max(peak, *counts)
+        bars.axhline(100 / n, color="grey", linestyle="--", linewidth=1, label="even share")
+        bars.set_xticks(range(n))
+        bars.set_xticklabels([f"proxy-{i}" for i in range(n)])
+        bars.set_ylabel("share of commands (%)")
+        bars.set_ylim(0, max(top, 100 / n) * 1.08)
+        bars.set_title("Commands per proxy")
+        lines.set_xlabel("seconds after the burst")
+        lines.set_ylabel("open connections (all proxies)")
+        lines.set_xlim(0, cfg.duration)
+        lines.set_ylim(0, max(1, peak) * 1.08)
+        lines.set_title(
+            "Connections: "
+            + (f"fairpool idle_timeout {cfg.idle_timeout:g} s" if cfg.idle_timeout else "no shrink")
+        )
+        lines.grid(alpha=0.3)
+        fig.suptitle(
+            f"{n} proxies, a burst of {cfg.burst}, then {cfg.concurrency} threads for "
             f"{cfg.duration:g} s"
         )
-        ax.legend(fontsize="small")
-        fig.tight_layout()
+        handles, labels = bars.get_legend_handles_labels()
+        handles, labels = handles[1:] + handles[:1], labels[1:] + labels[:1]  # "even share" last
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize="small")
+        rows = -(-len(labels) // 3)
+        fig.tight_layout(rect=(0, 0.015 + 0.045 * rows, 1, 1))
         fig.savefig(path, format="png", dpi=100)
+        if on_figure is not None:
+            on_figure(fig)
     finally:
         plt.close(fig)

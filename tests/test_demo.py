@@ -46,13 +46,16 @@ def alive(pid: int) -> bool:
 # ------------------------------------------------------------------------------ end to end
 
 
-def test_demo_json_shows_the_imbalance() -> None:
-    """LIFO (redis-py's and fairpool's) loads one or two proxies; FIFO / round-robin all four."""
-    proc = run_cli("demo", "--json", "--duration", "1", "--proxies", "4", "--burst", "32")
+def test_demo_json_shows_the_imbalance_and_the_shrinking() -> None:
+    """LIFO (redis-py's and fairpool's) loads one or two proxies; FIFO / round-robin all four; and
+    with fairpool's ``idle_timeout`` (on by default) the fair pools shrink to one connection per
+    proxy while redis-py's pool keeps the 32 of the burst."""
+    proc = run_cli("demo", "--json", "--duration", "1.6", "--idle-timeout", "0.4", "--proxies", "4")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["scenario"]["policies"] == ["redis-py", "lifo", "fifo", "round_robin"]
     assert data["scenario"]["burst"] == 32 and data["scenario"]["concurrency"] == 2
+    assert data["scenario"]["idle_timeout"] == 0.4
     assert len(data["proxies"]) == 4
     assert all(p["endpoint"].startswith("127.0.0.1:") for p in data["proxies"])
     assert data["server"]["version"].count(".") == 2
@@ -65,9 +68,13 @@ def test_demo_json_shows_the_imbalance() -> None:
         assert r["total"] == r["client_ops"]
         assert abs(sum(r["shares"]) - 1) < 1e-9
         assert r["burst_connections"] == [8, 8, 8, 8]  # the balancer spread the burst evenly
-        assert r["open_end"] == 32  # no idle_timeout: nothing closed
         assert r["created"] == 32
         assert r["ops_per_sec"] > 0 and r["max_mean"] >= 1
+        # the connections, sampled from the servers during the load
+        timeline = r["timeline"]
+        assert timeline[0] == [0.0, 32] and len(timeline) >= 4
+        assert [t for t, _ in timeline] == sorted(t for t, _ in timeline)
+        assert timeline[-1][1] == r["open_end"]
     for policy in ("redis-py", "lifo"):
         # two threads on a LIFO stack use its top two connections: at most two proxies
         assert results[policy]["jain"] <= 0.55, results[policy]
@@ -75,13 +82,29 @@ def test_demo_json_shows_the_imbalance() -> None:
     for policy in ("fifo", "round_robin"):
         assert results[policy]["jain"] > 0.9, results[policy]
         assert results[policy]["max_mean"] < 1.2
+        # shrunk by demand, keeping one connection per proxy
+        assert results[policy]["end_connections"] == [1, 1, 1, 1], results[policy]
+        assert results[policy]["closed"]["demand"] == 28
+        assert 0 < results[policy]["shrink_seconds"] < 1.6
+    assert results["redis-py"]["open_end"] == 32  # redis-py's pool cannot shrink
+    assert results["redis-py"]["shrink_seconds"] is None
+    assert results["lifo"]["open_end"] <= 2
     assert results["redis-py"]["pool_stats"] is None
     stats = results["fifo"]["pool_stats"]
     assert stats["policy"] == "fifo" and stats["created"] == 32
 
 
+def test_demo_shrinks_by_default() -> None:
+    """The default run shows both halves of the story: fairpool's idle_timeout is on (1 s, so
+    that the fair pools shrink within the default 5 s of load), redis-py's pool is not touched."""
+    args = cli.build_parser().parse_args(["demo"])
+    assert args.idle_timeout == demo_mod.DEFAULT_IDLE_TIMEOUT == DemoConfig().idle_timeout == 1.0
+    assert args.duration == DemoConfig().duration > 2 * demo_mod.DEFAULT_IDLE_TIMEOUT
+    assert cli.build_parser().parse_args(["demo", "--idle-timeout", "off"]).idle_timeout is None
+
+
 def test_demo_table_and_plot(tmp_path: Path) -> None:
-    """The rich table on stdout, the progress display on stderr, the PNG when asked."""
+    """The report on stdout, plain progress lines on stderr (no terminal), the PNG when asked."""
     if not HAVE_MATPLOTLIB:
         pytest.skip("matplotlib is not installed (pip install 'fairpool[plot]'): no --plot test")
     png = tmp_path / "shares.png"
@@ -93,16 +116,23 @@ def test_demo_table_and_plot(tmp_path: Path) -> None:
         "redis-py,fifo",
         "--burst",
         "8",
+        "--idle-timeout",
+        "off",
         "--plot",
         str(png),
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for text in ("Share of commands per proxy", "proxy-0", "proxy-3", "Jain", "max/mean", "ops/s"):
+    for text in ("fairpool demo: 4 proxies", "proxy-0", "proxy-3", "Jain", "ops/s", "over time"):
         assert text in out
     assert "redis-py" in out and "fifo" in out and "round_robin" not in out
-    assert "8->8" in out  # connections after the burst -> at the end
+    assert "8→8" in out  # connections after the burst -> at the end
+    assert "kept all 8 connections open" in out
+    assert "--idle-timeout" in out  # no shrinking asked for: the summary says how to see it
+    # not a terminal: no live view, no escape codes, one plain line per finished policy
+    assert "\x1b[" not in proc.stderr and "\x1b[" not in out
     assert "Started 4 redis-server proxies" in proc.stderr
+    assert "fairpool fifo: shares " in proc.stderr and "connections 8→8" in proc.stderr
     assert f"Wrote {png}" in proc.stderr
     assert png.stat().st_size > 1000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -142,6 +172,18 @@ def test_demo_idle_timeout_shrinks_fair_pools() -> None:
         assert r["open_end"] < 16, r
         reason = "idle" if r["policy"] == "lifo" else "demand"
         assert r["closed"][reason] > 0, r
+
+
+def test_demo_idle_timeout_off_keeps_every_connection() -> None:
+    """``--idle-timeout off``: no pool shrinks (the run before the default turned it on)."""
+    proc = run_cli(
+        "demo", "--json", "--duration", "0.5", "--idle-timeout", "off", "--policies", "fifo"
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["scenario"]["idle_timeout"] is None
+    (r,) = data["results"]
+    assert r["open_end"] == 32 and r["shrink_seconds"] is None, r
 
 
 @pytest.mark.skipif(not LINUX, reason="reads child processes from /proc")
