@@ -25,12 +25,12 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as _RedisCluster
 
-from .config import SETTING_NAMES, Policy, convert_query_value, make_config
+from .config import SETTING_NAMES, Policy, make_config, split_pool_settings
 from .pool import BlockingConnectionPool, ConnectionPool
 from .stats import PoolStats
 
@@ -255,19 +255,7 @@ def _with_scheme(url: str, scheme: str) -> str:
 def _split_pool_settings(url: str) -> tuple[str, dict[str, Any]]:
     """Take fairpool's settings out of a URL's query string (redis-py would drop them, or pass
     them on unconverted) and return the URL without them plus the converted settings."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return url, {}
-    keep: list[tuple[str, str]] = []
-    settings: dict[str, Any] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in POOL_KEYS:
-            settings[name] = convert_query_value(name, value)
-        else:
-            keep.append((name, value))
-    if not settings:
-        return url, {}
-    return urlunsplit(parts._replace(query=urlencode(keep))), settings
+    return split_pool_settings(url, POOL_KEYS)
 
 
 def _validate(settings: Mapping[str, Any]) -> None:

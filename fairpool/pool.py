@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -30,7 +31,14 @@ from redis.event import AfterConnectionReleasedEvent, ReAuthConnectionListener
 from redis.observability import recorder as _recorder
 from redis.observability.attributes import ConnectionState, get_pool_name
 
-from .config import HealthCheck, Policy, PoolConfig, make_config, url_kwargs
+from .config import (
+    HealthCheck,
+    Policy,
+    PoolConfig,
+    check_connection_kwargs,
+    make_config,
+    url_kwargs,
+)
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
 from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
 from .stats import PoolStats
@@ -40,6 +48,13 @@ __all__ = ["BlockingConnectionPool", "ConnectionPool"]
 logger = logging.getLogger("fairpool")
 
 _P = TypeVar("_P", bound="ConnectionPool")
+
+_POOL_KEYWORDS = ("connection_class", "max_connections", "cache_factory", "queue_class")
+"""Pool arguments that are not settings, offered as suggestions for a misspelt keyword."""
+
+_CLOSED = -1
+"""``ConnectionPool._fork_gen`` after :meth:`ConnectionPool.close`: the next borrow or release
+goes through ``_checkpid()``, which restarts background maintenance."""
 
 # Fork detection without a getpid() system call per borrow: the child bumps a generation number.
 _fork_generation = 0
@@ -214,6 +229,13 @@ class ConnectionPool(RedisConnectionPool):
             maint_notifications_config=maint_notifications_config,
             **connection_kwargs,
         )
+        try:
+            check_connection_kwargs(
+                type(self).__name__, self.connection_class, self.connection_kwargs, _POOL_KEYWORDS
+            )
+        except TypeError:
+            self._stop_maintainer()
+            raise
         _collector()  # if observability is on, the hot paths record from the first borrow
 
     @classmethod
@@ -267,6 +289,36 @@ class ConnectionPool(RedisConnectionPool):
     def timeout(self) -> float | None:
         """How long a blocked borrow waits (``None`` = forever)."""
         return self.config.timeout
+
+    @property
+    def connection_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments new connections are built with (live: redis-py's retry and
+        maintenance handlers change it). Read by ``redis.asyncio.Redis()`` too, which is how a
+        sync pool given to the asyncio client is caught before it hands out a connection."""
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller.startswith("redis.asyncio"):
+            raise TypeError(
+                f"fairpool.{type(self).__name__} is a sync pool and cannot serve redis.asyncio "
+                f"clients ({caller}): use fairpool.asyncio.ConnectionPool (or "
+                "fairpool.asyncio.BlockingConnectionPool)"
+            )
+        return self._connection_kwargs
+
+    @connection_kwargs.setter
+    def connection_kwargs(self, value: dict[str, Any]) -> None:
+        self._connection_kwargs = value
+
+    def _checkpid(self) -> None:
+        """redis-py's fork check (a forked child resets the pool); also restarts background
+        maintenance on the first use after :meth:`close`."""
+        super()._checkpid()
+        if self._fork_gen != _fork_generation:
+            with self._lock:
+                if self._fork_gen != _fork_generation:
+                    self._fork_gen = _fork_generation
+                    interval = self.config.maintenance_interval
+                    if interval is not None and self._maintainer is None and not self.closed:
+                        self._maintainer = _Maintainer(self, interval)
 
     # --------------------------------------------------------------- borrow
     def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
@@ -505,6 +557,11 @@ class ConnectionPool(RedisConnectionPool):
         core = self._core
         slot = core._slots.get(connection)  # core.slot_of(), without the call
         if slot is None or not slot.in_use or slot is core.held:
+            logger.debug(
+                "fairpool: ignoring release of %r: %s",
+                connection,
+                "not a connection of this pool" if slot is None else "it is not borrowed",
+            )
             return
         reusable = False
         try:
@@ -654,7 +711,7 @@ class ConnectionPool(RedisConnectionPool):
     def disconnect(self, inuse_connections: bool = True) -> None:
         """Close the sockets of idle connections (and, by default, of borrowed ones), as
         redis-py does: the connections stay in the pool and reconnect when next used. For
-        shutting the pool down for good use :meth:`close`."""
+        shutting the pool down for good use :meth:`shutdown`."""
         self._checkpid()
         with self._lock:
             in_use = self._get_in_use_connections() if inuse_connections else set()
@@ -671,21 +728,38 @@ class ConnectionPool(RedisConnectionPool):
             self._close(trash)
 
     def close(self) -> None:
+        """Disconnect every connection, idle and borrowed, as redis-py's ``close()`` does: the
+        pool stays usable and connections reconnect when next used; waiting callers keep
+        waiting. The maintenance thread stops and starts again on the next borrow or release.
+        ``redis.Redis.close()`` calls this when the client owns its pool, and so does leaving
+        ``with pool:``. To close the pool for good use :meth:`shutdown`."""
+        self.disconnect()
+        with self._lock:
+            self._fork_gen = _CLOSED
+            maintainer, self._maintainer = self._maintainer, None
+        if maintainer is not None:
+            maintainer.stop()
+
+    def shutdown(self) -> None:
         """Close the pool for good: idle connections now, borrowed ones when they come back;
         waiting callers and later borrows get :class:`~fairpool.errors.PoolClosedError`.
-        Closing twice is harmless."""
+        Shutting down twice is harmless. (fairpool's ``close()`` did this before 0.2; redis-py's
+        pools have no equivalent.)"""
         self._checkpid()
         with self._lock:
             self._core.close()
             trash = self._core.take_trash()
-        maintainer = self._maintainer
+        self._stop_maintainer()
+        self._close(trash)
+
+    def _stop_maintainer(self) -> None:
+        maintainer, self._maintainer = self.__dict__.get("_maintainer"), None
         if maintainer is not None:
             maintainer.stop()
-        self._close(trash)
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
+        """Whether :meth:`shutdown` was called (:meth:`close` leaves the pool usable)."""
         return self._core.closed
 
     def set_retry(self, retry: Any) -> None:
@@ -791,18 +865,21 @@ class BlockingConnectionPool(ConnectionPool):
         )
 
 
-def _policy_from_queue_class(queue_class: type | None) -> Policy:
+def _policy_from_queue_class(
+    queue_class: object, accepted: str = "queue.LifoQueue or queue.Queue"
+) -> Policy:
     import queue
 
     if queue_class is None:
         return Policy.FIFO
-    if issubclass(queue_class, queue.LifoQueue):
-        return Policy.LIFO
-    if issubclass(queue_class, queue.Queue):
-        return Policy.FIFO
-    raise ValueError(
-        "fairpool setting 'queue_class' must be queue.LifoQueue or queue.Queue (or pass policy=); "
-        f"got {queue_class!r}"
+    if isinstance(queue_class, type):
+        if issubclass(queue_class, queue.LifoQueue):
+            return Policy.LIFO
+        if issubclass(queue_class, queue.Queue):
+            return Policy.FIFO
+    raise (ValueError if isinstance(queue_class, type) else TypeError)(
+        f"fairpool setting 'queue_class' must be {accepted} (a class, or None); or pass "
+        f'policy="lifo", "fifo" or "round_robin" instead; got {queue_class!r}'
     )
 
 
