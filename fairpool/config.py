@@ -547,12 +547,22 @@ def check_connection_kwargs(
         return
     else:
         return
-    candidates = sorted(SETTING_NAMES | accepted | set(known))
+    raise unknown_keyword(
+        pool_name,
+        name,
+        accepted | set(known),
+        f"{getattr(connection_class, '__name__', connection_class)} does not accept it",
+    )
+
+
+def unknown_keyword(owner: str, name: str, known: Collection[str], why: str) -> TypeError:
+    """The ``TypeError`` for a keyword argument nobody accepts, suggesting the closest known
+    keyword or fairpool setting ("did you mean 'max_connections'?")."""
+    candidates = sorted(SETTING_NAMES | set(known))
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise TypeError(
-        f"{pool_name}: unknown keyword argument {name!r} (not a fairpool setting, and "
-        f"{getattr(connection_class, '__name__', connection_class)} does not accept it){hint}"
+    return TypeError(
+        f"{owner}: unknown keyword argument {name!r} (not a fairpool setting, and {why}){hint}"
     )
 
 
