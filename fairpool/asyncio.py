@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from time import monotonic
 from typing import Any, TypeVar
 
+from redis.asyncio import connection as _aconnection
 from redis.asyncio.connection import AbstractConnection, Connection, parse_url
 from redis.asyncio.connection import ConnectionPool as RedisAsyncConnectionPool
 from redis.asyncio.observability import recorder as _arecorder
@@ -140,7 +141,9 @@ def _abort(conn: Any) -> None:
 
 async def _disconnect_quietly(conn: Any, wait: bool = False) -> None:
     try:
-        await conn.disconnect(nowait=not wait)
+        # called as redis.asyncio's pool calls it when waiting (connection classes written for
+        # redis.asyncio need not take ``nowait``)
+        await (conn.disconnect() if wait else conn.disconnect(nowait=True))
     except Exception as exc:  # closing a dead socket may fail; nothing to do about it
         logger.debug("fairpool: ignoring error while closing a connection: %r", exc)
 
@@ -232,7 +235,11 @@ class ConnectionPool(RedisAsyncConnectionPool):
         )
         try:
             check_connection_kwargs(
-                type(self).__name__, self.connection_class, self.connection_kwargs, _POOL_KEYWORDS
+                type(self).__name__,
+                self.connection_class,
+                self.connection_kwargs,
+                _POOL_KEYWORDS,
+                (_aconnection.Connection, _aconnection.SSLConnection),
             )
         except TypeError:
             self._stop_maintainer()
@@ -409,8 +416,12 @@ class ConnectionPool(RedisAsyncConnectionPool):
                 waiter = None
                 now = monotonic()
             if got is DIAL:
+                started = monotonic()
                 conn = await self._dial()
                 _record(self, 0, 1)
+                record = getattr(_aconnection, "record_connection_create_time", None)
+                if record is not None:  # looked up per call, as redis.asyncio's pool does
+                    await record(connection_pool=self, duration_seconds=monotonic() - started)
                 return conn
             conn = await self._prepare(got, now)
             if conn is not None:

@@ -524,20 +524,30 @@ _UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
 
 
 def check_connection_kwargs(
-    pool_name: str, connection_class: Any, kwargs: Mapping[str, Any], known: Collection[str]
+    pool_name: str,
+    connection_class: Any,
+    kwargs: Mapping[str, Any],
+    known: Collection[str],
+    siblings: Collection[Any] = (),
 ) -> None:
     """Reject a keyword argument that would reach ``connection_class`` and that it does not
     accept (a misspelt setting, typically), with a suggestion; raises ``TypeError``.
 
-    A keyword the signatures do not name is tried once on a throw-away connection (built, never
-    connected): classes taking ``**kwargs`` (redis-py's Sentinel connection, user subclasses) may
-    still accept it, and then it passes.
+    Keywords of redis-py's other connection classes (``siblings``: e.g. ``ssl_password`` given
+    with a plain ``Connection``) pass, as redis-py's pool lets them. A keyword the signatures do
+    not name is tried once on a throw-away connection (built, never connected): classes taking
+    ``**kwargs`` (redis-py's Sentinel connection, user subclasses) may still accept it, and then
+    it passes.
     """
     accepted = connection_keywords(connection_class)
-    if accepted is None or accepted.issuperset(kwargs):
+    if accepted is None:
+        return
+    for sibling in siblings:
+        accepted |= connection_keywords(sibling) or frozenset()
+    if accepted.issuperset(kwargs):
         return
     try:
-        connection_class(**kwargs)
+        connection_class(**{k: v for k, v in kwargs.items() if k not in accepted})
     except TypeError as exc:
         match = _UNEXPECTED.search(str(exc))
         if match is None or match.group(1) not in kwargs:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from time import monotonic
 from typing import Any, ClassVar, TypeVar
 
+from redis import connection as _connection
 from redis.connection import (
     CacheProxyConnection,
     Connection,
@@ -231,7 +232,11 @@ class ConnectionPool(RedisConnectionPool):
         )
         try:
             check_connection_kwargs(
-                type(self).__name__, self.connection_class, self.connection_kwargs, _POOL_KEYWORDS
+                type(self).__name__,
+                self.connection_class,
+                self.connection_kwargs,
+                _POOL_KEYWORDS,
+                (_connection.Connection, _connection.SSLConnection),
             )
         except TypeError:
             self._stop_maintainer()
@@ -363,8 +368,12 @@ class ConnectionPool(RedisConnectionPool):
                 got = self._wait(waiter)
                 waiter = None
             if got is DIAL:
+                started = monotonic()
                 conn = self._dial()
                 _record(self, 0, 1)
+                record = getattr(_connection, "record_connection_create_time", None)
+                if record is not None:  # looked up per call, as redis-py's pool does
+                    record(connection_pool=self, duration_seconds=monotonic() - started)
                 return conn
             conn = self._prepare(got, now)
             if conn is not None:
