@@ -3,8 +3,9 @@
 Loaded by ``tools/redis_py_suite/run.py`` (``-p fairpool_swap``). When pytest starts, before
 redis-py's test modules are imported, every module of the ``redis`` package that binds
 ``ConnectionPool`` / ``BlockingConnectionPool`` (sync or asyncio) gets fairpool's class under that
-name instead: the tests' ``redis.ConnectionPool(...)``, ``redis.asyncio.BlockingConnectionPool(...)``
-and the clients' own default pools (``redis.Redis(host=...)``) are then fairpool pools.
+name instead: the tests' ``redis.ConnectionPool(...)``,
+``redis.asyncio.BlockingConnectionPool(...)`` and the clients' own default pools
+(``redis.Redis(host=...)``) are then fairpool pools.
 
 fairpool's pools are used with their defaults, except ``FAIRPOOL_SWAP_SETTINGS`` (a query string,
 e.g. ``policy=lifo&health_check_after=0``) when set.
@@ -82,5 +83,5 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    swapped = ", ".join(f"{k} ×{v}" for k, v in sorted(SWAPPED.items()))
+    swapped = ", ".join(f"{k}: {v}" for k, v in sorted(SWAPPED.items()))
     return [f"fairpool_swap: redis-py's pools replaced by fairpool's ({swapped})"]

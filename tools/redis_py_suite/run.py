@@ -53,8 +53,10 @@ def sdist(version: str) -> Path:
         return found[0]
     target.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps"]
-        + ["-d", str(target), f"redis=={version}"],
+        [
+            *(sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:"),
+            *("--no-deps", "-d", str(target), f"redis=={version}"),
+        ],
         check=True,
     )
     return sorted(target.glob("redis-*.tar.gz"))[0]
