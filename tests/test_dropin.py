@@ -179,6 +179,26 @@ def test_async_client_aclose_disconnects_two_borrowed(redis_url: str) -> None:
     assert _side_by_side(ASYNC_POOLS, lambda cls: arun(run(cls))) == ((True, True), True)
 
 
+def test_async_aclose_with_a_connection_class_without_nowait(redis_url: str) -> None:
+    """Connection classes written for redis.asyncio may define ``disconnect()`` without
+    ``nowait`` (redis-py's own test double does): closing the pool still disconnects them."""
+
+    class Plain(AsyncConnection):
+        async def disconnect(self) -> None:  # type: ignore[override]
+            await super().disconnect()
+
+    async def run(cls: Any) -> Any:
+        pool = cls.from_url(redis_url, connection_class=Plain)
+        c = await pool.get_connection()
+        async with pool:
+            pass
+        state = c._writer is None
+        await pool.release(c)
+        return state, await aredis.Redis(connection_pool=pool).ping()
+
+    assert _side_by_side(ASYNC_POOLS, lambda cls: arun(run(cls))) == (True, True)
+
+
 def test_async_aclose_does_not_fail_waiters(redis_url: str) -> None:
     async def run(cls: Any) -> Any:
         pool = cls.from_url(redis_url, max_connections=1, timeout=10)
@@ -271,6 +291,46 @@ def test_sync_make_connection_override_is_called(redis_url: str) -> None:
         return Hooked.made
 
     assert _side_by_side(SYNC_POOLS, run) == 2
+
+
+def test_connection_create_time_reported_as_redis_py_does(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each new connection's creation time goes to redis-py's recorder (looked up in
+    ``redis.connection`` / ``redis.asyncio.connection`` per call, as redis-py's pools do), with
+    the pool and a positive duration; reused connections report nothing."""
+    calls: list[tuple[Any, float]] = []
+
+    def record(*, connection_pool: Any, duration_seconds: float) -> None:
+        calls.append((connection_pool, duration_seconds))
+
+    async def arecord(*, connection_pool: Any, duration_seconds: float) -> None:
+        record(connection_pool=connection_pool, duration_seconds=duration_seconds)
+
+    monkeypatch.setattr(redis.connection, "record_connection_create_time", record)
+    monkeypatch.setattr(redis.asyncio.connection, "record_connection_create_time", arecord)
+
+    def run(cls: Any) -> Any:
+        calls.clear()
+        pool = cls.from_url(redis_url)
+        a, b = pool.get_connection(), pool.get_connection()
+        pool.release(a)
+        pool.release(b)
+        pool.release(pool.get_connection())
+        return [(p is pool, d > 0) for p, d in calls]
+
+    assert _side_by_side(SYNC_POOLS, run) == [(True, True)] * 2
+
+    async def arun_pool(cls: Any) -> Any:
+        calls.clear()
+        pool = cls.from_url(redis_url)
+        a, b = await pool.get_connection(), await pool.get_connection()
+        await pool.release(a)
+        await pool.release(b)
+        await pool.release(await pool.get_connection())
+        return [(p is pool, d > 0) for p, d in calls]
+
+    assert _side_by_side(ASYNC_POOLS, lambda cls: arun(arun_pool(cls))) == [(True, True)] * 2
 
 
 @pytest.mark.parametrize("value", [-1, "5", 2.5])
