@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import sys
 import warnings
 import weakref
 from collections import deque
@@ -41,17 +40,15 @@ from redis.asyncio.connection import ConnectionPool as RedisAsyncConnectionPool
 from redis.asyncio.observability import recorder as _arecorder
 from redis.event import AsyncAfterConnectionReleasedEvent, AsyncReAuthConnectionListener
 
-from .config import (
-    HealthCheck,
-    Policy,
-    PoolConfig,
-    check_connection_kwargs,
-    make_config,
-    url_kwargs,
-)
+from .config import HealthCheck, Policy, PoolConfig, make_config, url_kwargs
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
 from .errors import PoolExhaustedError
-from .pool import _policy_from_queue_class, record_counts
+from .pool import (
+    _policy_from_queue_class,
+    guarded_connection_kwargs,
+    record_counts,
+    reject_unknown_kwargs,
+)
 from .stats import PoolStats
 
 __all__ = ["BlockingConnectionPool", "ConnectionPool"]
@@ -60,9 +57,6 @@ logger = logging.getLogger("fairpool")
 
 _P = TypeVar("_P", bound="ConnectionPool")
 _Trash = list[tuple[Any, str]]
-
-_POOL_KEYWORDS = ("connection_class", "max_connections", "queue_class")
-"""Pool arguments that are not settings, offered as suggestions for a misspelt keyword."""
 
 _SYNC_CLIENT_MODULES = frozenset({"redis.client", "redis.cluster", "redis.sentinel"})
 """redis-py's sync client modules: they never read an asyncio pool's ``connection_kwargs``."""
@@ -233,17 +227,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
             maint_notifications_config=maint_notifications_config,
             **connection_kwargs,
         )
-        try:
-            check_connection_kwargs(
-                type(self).__name__,
-                self.connection_class,
-                self.connection_kwargs,
-                _POOL_KEYWORDS,
-                (_aconnection.Connection, _aconnection.SSLConnection),
-            )
-        except TypeError:
-            self._stop_maintainer()
-            raise
+        reject_unknown_kwargs(self, (_aconnection.Connection, _aconnection.SSLConnection))
         # redis.asyncio connects through ensure_connection(); a subclass overriding it gets it
         # called on every borrow, as redis.asyncio does (and gives up the quick path for it).
         self._ensure_hook = _ENSURE is not None and type(self).ensure_connection is not _ENSURE
@@ -300,23 +284,11 @@ class ConnectionPool(RedisAsyncConnectionPool):
         """How long a blocked borrow waits (``None`` = forever)."""
         return self.config.timeout
 
-    @property
-    def connection_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments new connections are built with (live: redis-py's retry and
-        maintenance handlers change it). Read by ``redis.Redis()`` too, which is how an asyncio
-        pool given to the sync client is caught before it hands out anything."""
-        caller = sys._getframe(1).f_globals.get("__name__", "")
-        if caller in _SYNC_CLIENT_MODULES:
-            raise TypeError(
-                f"fairpool.asyncio.{type(self).__name__} is an asyncio pool and cannot serve "
-                f"redis-py's sync clients ({caller}): use fairpool.ConnectionPool (or "
-                "fairpool.BlockingConnectionPool)"
-            )
-        return self._connection_kwargs
-
-    @connection_kwargs.setter
-    def connection_kwargs(self, value: dict[str, Any]) -> None:
-        self._connection_kwargs = value
+    connection_kwargs = guarded_connection_kwargs(
+        _SYNC_CLIENT_MODULES.__contains__,
+        "an asyncio pool and cannot serve redis-py's sync clients",
+        "fairpool.ConnectionPool (or fairpool.BlockingConnectionPool)",
+    )
 
     async def _connect(self, conn: Any) -> None:
         """Connect a new or disconnected connection the way redis.asyncio does: through

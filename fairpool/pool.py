@@ -69,6 +69,44 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def guarded_connection_kwargs(wrong_client: Callable[[str], bool], what: str, instead: str) -> Any:
+    """The pools' ``connection_kwargs`` property: redis-py's (a live dict, see
+    ``docs/migrating.md``), except that a client of the other kind (sync or asyncio) reading it
+    — every client does in its constructor — gets ``TypeError`` naming the pool to use instead,
+    before it can borrow anything. ``wrong_client(module name of the reader)`` tells them apart."""
+
+    def get(pool: Any) -> dict[str, Any]:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if wrong_client(caller):
+            raise TypeError(
+                f"{type(pool).__module__}.{type(pool).__name__} is {what} ({caller}): use {instead}"
+            )
+        kwargs: dict[str, Any] = pool._connection_kwargs
+        return kwargs
+
+    def set(pool: Any, value: dict[str, Any]) -> None:
+        pool._connection_kwargs = value
+
+    return property(get, set, doc="The keyword arguments new connections are built with (live).")
+
+
+def reject_unknown_kwargs(pool: Any, siblings: tuple[type, ...]) -> None:
+    """Check the keyword arguments that will reach ``pool``'s connection class (see
+    :func:`fairpool.config.check_connection_kwargs`); on a bad one stop the pool's background
+    maintenance, already started, and raise."""
+    try:
+        check_connection_kwargs(
+            type(pool).__name__,
+            pool.connection_class,
+            pool.connection_kwargs,
+            _POOL_KEYWORDS,
+            siblings,
+        )
+    except TypeError:
+        pool._stop_maintainer()
+        raise
+
+
 class _ThreadWaiter(Waiter):
     """A waiting thread: it blocks on a lock that :meth:`wake` releases."""
 
@@ -230,17 +268,7 @@ class ConnectionPool(RedisConnectionPool):
             maint_notifications_config=maint_notifications_config,
             **connection_kwargs,
         )
-        try:
-            check_connection_kwargs(
-                type(self).__name__,
-                self.connection_class,
-                self.connection_kwargs,
-                _POOL_KEYWORDS,
-                (_connection.Connection, _connection.SSLConnection),
-            )
-        except TypeError:
-            self._stop_maintainer()
-            raise
+        reject_unknown_kwargs(self, (_connection.Connection, _connection.SSLConnection))
         _collector()  # if observability is on, the hot paths record from the first borrow
 
     @classmethod
@@ -295,23 +323,11 @@ class ConnectionPool(RedisConnectionPool):
         """How long a blocked borrow waits (``None`` = forever)."""
         return self.config.timeout
 
-    @property
-    def connection_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments new connections are built with (live: redis-py's retry and
-        maintenance handlers change it). Read by ``redis.asyncio.Redis()`` too, which is how a
-        sync pool given to the asyncio client is caught before it hands out a connection."""
-        caller = sys._getframe(1).f_globals.get("__name__", "")
-        if caller.startswith("redis.asyncio"):
-            raise TypeError(
-                f"fairpool.{type(self).__name__} is a sync pool and cannot serve redis.asyncio "
-                f"clients ({caller}): use fairpool.asyncio.ConnectionPool (or "
-                "fairpool.asyncio.BlockingConnectionPool)"
-            )
-        return self._connection_kwargs
-
-    @connection_kwargs.setter
-    def connection_kwargs(self, value: dict[str, Any]) -> None:
-        self._connection_kwargs = value
+    connection_kwargs = guarded_connection_kwargs(
+        lambda caller: caller.startswith("redis.asyncio"),
+        "a sync pool and cannot serve redis.asyncio clients",
+        "fairpool.asyncio.ConnectionPool (or fairpool.asyncio.BlockingConnectionPool)",
+    )
 
     def _checkpid(self) -> None:
         """redis-py's fork check (a forked child resets the pool); also restarts background

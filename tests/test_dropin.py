@@ -151,9 +151,18 @@ def test_async_arq_like_close_then_reuse(redis_url: str) -> None:
     assert _side_by_side(ASYNC_POOLS, lambda cls: arun(run(cls))) == (b"1", True)
 
 
-def test_async_with_pool_disconnects_borrowed(redis_url: str) -> None:
+class PlainAsyncConnection(AsyncConnection):
+    """``disconnect()`` without ``nowait``, as connection classes written for redis.asyncio may
+    define it (redis-py's own test double does)."""
+
+    async def disconnect(self) -> None:  # type: ignore[override]
+        await super().disconnect()
+
+
+@pytest.mark.parametrize("connection_class", [AsyncConnection, PlainAsyncConnection])
+def test_async_with_pool_disconnects_borrowed(redis_url: str, connection_class: Any) -> None:
     async def run(cls: Any) -> Any:
-        pool = cls.from_url(redis_url)
+        pool = cls.from_url(redis_url, connection_class=connection_class)
         async with pool:
             c = await pool.get_connection()
             await c.connect()
@@ -177,26 +186,6 @@ def test_async_client_aclose_disconnects_two_borrowed(redis_url: str) -> None:
         return state, await r.ping()
 
     assert _side_by_side(ASYNC_POOLS, lambda cls: arun(run(cls))) == ((True, True), True)
-
-
-def test_async_aclose_with_a_connection_class_without_nowait(redis_url: str) -> None:
-    """Connection classes written for redis.asyncio may define ``disconnect()`` without
-    ``nowait`` (redis-py's own test double does): closing the pool still disconnects them."""
-
-    class Plain(AsyncConnection):
-        async def disconnect(self) -> None:  # type: ignore[override]
-            await super().disconnect()
-
-    async def run(cls: Any) -> Any:
-        pool = cls.from_url(redis_url, connection_class=Plain)
-        c = await pool.get_connection()
-        async with pool:
-            pass
-        state = c._writer is None
-        await pool.release(c)
-        return state, await aredis.Redis(connection_pool=pool).ping()
-
-    assert _side_by_side(ASYNC_POOLS, lambda cls: arun(run(cls))) == (True, True)
 
 
 def test_async_aclose_does_not_fail_waiters(redis_url: str) -> None:
@@ -393,35 +382,14 @@ def test_async_get_connection_count_matches_redis_py(redis_url: str) -> None:
 # ---------------------------------------------------------------------------- careless input
 
 
-@pytest.mark.parametrize("cls", [fairpool.ConnectionPool, fairpool.BlockingConnectionPool])
-def test_sync_pool_given_to_asyncio_client(redis_url: str, cls: Any) -> None:
-    pool = cls.from_url(redis_url, max_connections=2, timeout=1)
-    for _ in range(4):
-        with pytest.raises(TypeError, match=r"use fairpool\.asyncio\.ConnectionPool"):
-            aredis.Redis(connection_pool=pool)
-        with pytest.raises(TypeError, match=r"use fairpool\.asyncio\.ConnectionPool"):
-            aredis.Redis.from_pool(pool)
-    stats = pool.stats()
-    assert (stats.open, stats.in_use, stats.borrows) == (0, 0, 0)
+def _use_sync(pool: Any) -> None:
     a, b = pool.get_connection(), pool.get_connection()  # the whole cap is still there
     pool.release(a)
     pool.release(b)
     assert redis.Redis(connection_pool=pool).ping()
 
 
-@pytest.mark.parametrize(
-    "cls", [fairpool.asyncio.ConnectionPool, fairpool.asyncio.BlockingConnectionPool]
-)
-def test_asyncio_pool_given_to_sync_client(redis_url: str, cls: Any) -> None:
-    pool = cls.from_url(redis_url, max_connections=2, timeout=1)
-    for _ in range(4):
-        with pytest.raises(TypeError, match=r"use fairpool\.ConnectionPool"):
-            redis.Redis(connection_pool=pool)
-        with pytest.raises(TypeError, match=r"use fairpool\.ConnectionPool"):
-            redis.Redis.from_pool(pool)
-    stats = pool.stats()
-    assert (stats.open, stats.in_use, stats.borrows) == (0, 0, 0)
-
+def _use_async(pool: Any) -> None:
     async def use() -> None:
         a, b = await pool.get_connection(), await pool.get_connection()
         await pool.release(a)
@@ -429,6 +397,36 @@ def test_asyncio_pool_given_to_sync_client(redis_url: str, cls: Any) -> None:
         assert await aredis.Redis(connection_pool=pool).ping()
 
     arun(use())
+
+
+@pytest.mark.parametrize(
+    ("cls", "wrong_client", "advice", "use"),
+    [
+        (fairpool.ConnectionPool, aredis.Redis, r"fairpool\.asyncio\.ConnectionPool", _use_sync),
+        (fairpool.BlockingConnectionPool, aredis.Redis, r"fairpool\.asyncio\.", _use_sync),
+        (fairpool.asyncio.ConnectionPool, redis.Redis, r"fairpool\.ConnectionPool", _use_async),
+        (
+            fairpool.asyncio.BlockingConnectionPool,
+            redis.Redis,
+            r"fairpool\.ConnectionPool",
+            _use_async,
+        ),
+    ],
+)
+def test_pool_given_to_the_other_kind_of_client(
+    redis_url: str, cls: Any, wrong_client: Any, advice: str, use: Any
+) -> None:
+    """A sync pool given to redis.asyncio's client, or the reverse: a clear error naming the
+    pool to use, raised when the client is built — repeated tries leak nothing."""
+    pool = cls.from_url(redis_url, max_connections=2, timeout=1)
+    for _ in range(4):
+        with pytest.raises(TypeError, match=f"use {advice}"):
+            wrong_client(connection_pool=pool)
+        with pytest.raises(TypeError, match=f"use {advice}"):
+            wrong_client.from_pool(pool)
+    stats = pool.stats()
+    assert (stats.open, stats.in_use, stats.borrows) == (0, 0, 0)
+    use(pool)
 
 
 @pytest.mark.parametrize(
