@@ -71,7 +71,10 @@ def unpack_tests(archive: Path, into: Path) -> Path:
             for m in tar.getmembers()
             if m.name.startswith((f"{root}/tests/", f"{root}/pyproject.toml"))
         ]
-        tar.extractall(into, members=members, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python ≥ 3.10.12 / 3.11.4
+            tar.extractall(into, members=members, filter="data")
+        else:
+            tar.extractall(into, members=members)  # redis-py's own sdist
     return into / root
 
 
