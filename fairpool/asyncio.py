@@ -779,7 +779,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         """Close the pool for good: idle connections now, borrowed ones when they come back;
         waiting tasks and later borrows get :class:`~fairpool.errors.PoolClosedError`; the
         maintenance task stops. Shutting down twice is harmless. (fairpool's ``aclose()`` did
-        this before 0.2; redis.asyncio's pools have no equivalent.)"""
+        this in earlier versions; redis.asyncio's pools have no equivalent.)"""
         await self._on_close()
         core = self._core
         core.close()

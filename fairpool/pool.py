@@ -768,8 +768,8 @@ class ConnectionPool(RedisConnectionPool):
     def shutdown(self) -> None:
         """Close the pool for good: idle connections now, borrowed ones when they come back;
         waiting callers and later borrows get :class:`~fairpool.errors.PoolClosedError`.
-        Shutting down twice is harmless. (fairpool's ``close()`` did this before 0.2; redis-py's
-        pools have no equivalent.)"""
+        Shutting down twice is harmless. (fairpool's ``close()`` did this in earlier versions;
+        redis-py's pools have no equivalent.)"""
         self._checkpid()
         with self._lock:
             self._core.close()
