@@ -541,6 +541,7 @@ def _every_keyword_with_its_default(connection_class: Any) -> dict[str, Any]:
         (fairpool.asyncio.ConnectionPool, AsyncConnection),
     ],
 )
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # lib_name, lib_version
 def test_every_connection_keyword_passes(pool_cls: Any, conn_cls: Any) -> None:
     kwargs = _every_keyword_with_its_default(conn_cls)
     assert len(kwargs) > 20 and set(kwargs) <= (connection_keywords(conn_cls) or set())
