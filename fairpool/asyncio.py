@@ -736,7 +736,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         before the cancellation propagates, so none is left open."""
         for i, (conn, _reason) in enumerate(trash):
             try:
-                await conn.disconnect(nowait=not wait)
+                await (conn.disconnect() if wait else conn.disconnect(nowait=True))
             except Exception as exc:
                 logger.debug("fairpool: ignoring error while closing a connection: %r", exc)
             except BaseException:

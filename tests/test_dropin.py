@@ -172,6 +172,17 @@ def test_async_with_pool_disconnects_borrowed(redis_url: str, connection_class: 
 
     assert _side_by_side(ASYNC_POOLS, lambda cls: arun(run(cls))) == (True, True)
 
+    async def shut_down() -> None:
+        pool = fairpool.asyncio.ConnectionPool.from_url(
+            redis_url, connection_class=connection_class
+        )
+        c = await pool.get_connection()
+        await pool.release(c)
+        await pool.ashutdown()
+        assert c._writer is None and pool.stats().closed["closed"] == 1
+
+    arun(shut_down())
+
 
 def test_async_client_aclose_disconnects_two_borrowed(redis_url: str) -> None:
     async def run(cls: Any) -> Any:
