@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from time import monotonic
 from typing import Any, TypeVar
 
+from redis.asyncio import connection as _aconnection
 from redis.asyncio.connection import AbstractConnection, Connection, parse_url
 from redis.asyncio.connection import ConnectionPool as RedisAsyncConnectionPool
 from redis.asyncio.observability import recorder as _arecorder
@@ -42,7 +43,12 @@ from redis.event import AsyncAfterConnectionReleasedEvent, AsyncReAuthConnection
 from .config import HealthCheck, Policy, PoolConfig, make_config, url_kwargs
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
 from .errors import PoolExhaustedError
-from .pool import _policy_from_queue_class, record_counts
+from .pool import (
+    _policy_from_queue_class,
+    guarded_connection_kwargs,
+    record_counts,
+    reject_unknown_kwargs,
+)
 from .stats import PoolStats
 
 __all__ = ["BlockingConnectionPool", "ConnectionPool"]
@@ -51,6 +57,12 @@ logger = logging.getLogger("fairpool")
 
 _P = TypeVar("_P", bound="ConnectionPool")
 _Trash = list[tuple[Any, str]]
+
+_SYNC_CLIENT_MODULES = frozenset({"redis.client", "redis.cluster", "redis.sentinel"})
+"""redis-py's sync client modules: they never read an asyncio pool's ``connection_kwargs``."""
+
+_ENSURE = getattr(RedisAsyncConnectionPool, "ensure_connection", None)
+"""redis.asyncio's connect-and-verify hook (redis-py ≥ 7; older versions connect inline)."""
 
 
 class _TaskWaiter(Waiter):
@@ -123,7 +135,9 @@ def _abort(conn: Any) -> None:
 
 async def _disconnect_quietly(conn: Any, wait: bool = False) -> None:
     try:
-        await conn.disconnect(nowait=not wait)
+        # called as redis.asyncio's pool calls it when waiting (connection classes written for
+        # redis.asyncio need not take ``nowait``)
+        await (conn.disconnect() if wait else conn.disconnect(nowait=True))
     except Exception as exc:  # closing a dead socket may fail; nothing to do about it
         logger.debug("fairpool: ignoring error while closing a connection: %r", exc)
 
@@ -151,8 +165,8 @@ class ConnectionPool(RedisAsyncConnectionPool):
     * ``on_connect`` — a callback (sync or async) run on every newly (re)connected connection,
       e.g. ``fairpool.ScriptRegistry.async_on_connect`` to preload Lua scripts.
 
-    Close it with :meth:`aclose` (or ``async with pool:``); :meth:`disconnect` only closes
-    sockets, as in redis.asyncio.
+    :meth:`aclose` (and leaving ``async with pool:``) disconnects every connection and leaves the
+    pool usable, as in redis.asyncio; :meth:`ashutdown` closes it for good.
     """
 
     def __init__(
@@ -213,6 +227,12 @@ class ConnectionPool(RedisAsyncConnectionPool):
             maint_notifications_config=maint_notifications_config,
             **connection_kwargs,
         )
+        reject_unknown_kwargs(self, (_aconnection.Connection, _aconnection.SSLConnection))
+        # redis.asyncio connects through ensure_connection(); a subclass overriding it gets it
+        # called on every borrow, as redis.asyncio does (and gives up the quick path for it).
+        self._ensure_hook = _ENSURE is not None and type(self).ensure_connection is not _ENSURE
+        if self._ensure_hook:
+            self._check_after = -1.0
         # Create redis-py's metrics collector now if observability is on, so that the first
         # borrow is counted like the rest (the collector is otherwise created lazily).
         _arecorder._get_or_create_collector()
@@ -264,12 +284,27 @@ class ConnectionPool(RedisAsyncConnectionPool):
         """How long a blocked borrow waits (``None`` = forever)."""
         return self.config.timeout
 
+    connection_kwargs = guarded_connection_kwargs(
+        _SYNC_CLIENT_MODULES.__contains__,
+        "an asyncio pool and cannot serve redis-py's sync clients",
+        "fairpool.ConnectionPool (or fairpool.BlockingConnectionPool)",
+    )
+
+    async def _connect(self, conn: Any) -> None:
+        """Connect a new or disconnected connection the way redis.asyncio does: through
+        ``ensure_connection`` (so overrides of it are honoured), or ``connect()`` where redis-py
+        has no such hook."""
+        if _ENSURE is None:
+            await conn.connect()
+        else:
+            await self.ensure_connection(conn)
+
     # --------------------------------------------------------------- borrow
     async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
         """Borrow a connection, connected and ready to send a command.
 
         Raises ``MaxConnectionsError`` at the cap when ``block`` is off, ``ConnectionError`` after
-        waiting ``timeout`` seconds when it is on, and ``PoolClosedError`` after :meth:`aclose`.
+        waiting ``timeout`` seconds when it is on, and ``PoolClosedError`` after :meth:`ashutdown`.
         """
         if command_name is not None or keys or options:
             warnings.warn(
@@ -353,8 +388,12 @@ class ConnectionPool(RedisAsyncConnectionPool):
                 waiter = None
                 now = monotonic()
             if got is DIAL:
+                started = monotonic()
                 conn = await self._dial()
                 _record(self, 0, 1)
+                record = getattr(_aconnection, "record_connection_create_time", None)
+                if record is not None:  # looked up per call, as redis.asyncio's pool does
+                    await record(connection_pool=self, duration_seconds=monotonic() - started)
                 return conn
             conn = await self._prepare(got, now)
             if conn is not None:
@@ -434,7 +473,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         conn = None
         try:
             conn = self.make_connection()
-            await conn.connect()
+            await self._connect(conn)
         except BaseException:
             core.dial_failed()  # first: nothing may suspend before the reservation is freed
             trash = core.take_trash()
@@ -454,9 +493,9 @@ class ConnectionPool(RedisAsyncConnectionPool):
         the connection and raises."""
         conn = slot.conn
         raw: Any = slot.aux
-        if raw._writer is None:
+        if raw._writer is None or self._ensure_hook:
             try:
-                await conn.connect()
+                await self._connect(conn)
             except BaseException:
                 await self._discard(conn, "error")
                 raise
@@ -555,10 +594,14 @@ class ConnectionPool(RedisAsyncConnectionPool):
         """
         core = self._core
         slot = core.slot_of(connection)
-        if slot is None or not slot.in_use:
+        if slot is None or not slot.in_use or (self._releasing and connection in self._releasing):
+            # foreign, or a second release (perhaps while the first does its I/O)
+            logger.debug(
+                "fairpool: ignoring release of %r: %s",
+                connection,
+                "not a connection of this pool" if slot is None else "it is not borrowed",
+            )
             return
-        if self._releasing and connection in self._releasing:
-            return  # a second release while the first does its I/O
         if not self.owns_connection(connection):
             # e.g. Sentinel's pool after a failover: the connection points at a stale address.
             reusable = False
@@ -611,6 +654,8 @@ class ConnectionPool(RedisAsyncConnectionPool):
             _record(self, 1, -1)
         if trash:
             await self._close(trash)
+        if self._maint_task is None and self.config.maintenance_interval is not None:
+            self._ensure_maintainer()  # stopped by aclose(): restart on next use
         if now >= core.next_maintenance:
             await self.maintain()
 
@@ -649,7 +694,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
                 conn = None
                 try:
                     conn = self.make_connection()
-                    await conn.connect()
+                    await self._connect(conn)
                 except Exception as exc:
                     logger.warning("fairpool: min_idle refill failed: %r", exc)
                     if conn is not None:
@@ -691,7 +736,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         before the cancellation propagates, so none is left open."""
         for i, (conn, _reason) in enumerate(trash):
             try:
-                await conn.disconnect(nowait=not wait)
+                await (conn.disconnect() if wait else conn.disconnect(nowait=True))
             except Exception as exc:
                 logger.debug("fairpool: ignoring error while closing a connection: %r", exc)
             except BaseException:
@@ -705,7 +750,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
     async def disconnect(self, inuse_connections: bool = True) -> None:
         """Close the sockets of idle connections (and, by default, of borrowed ones), as
         redis.asyncio does: the connections stay in the pool and reconnect when next used. For
-        shutting the pool down for good use :meth:`aclose`."""
+        shutting the pool down for good use :meth:`ashutdown`."""
         core = self._core
         in_use = [s.conn for s in core.slots() if s.in_use] if inuse_connections else []
         idle = core.take_idle()  # taken out of the pool while their sockets are closed
@@ -720,25 +765,41 @@ class ConnectionPool(RedisAsyncConnectionPool):
                 await self._close(trash)
 
     async def aclose(self) -> None:
+        """Run redis.asyncio's close hooks and disconnect every connection, idle and borrowed,
+        as redis.asyncio's ``aclose()`` does: the pool stays usable and connections reconnect
+        when next used; waiting tasks keep waiting. The maintenance task stops and starts again
+        on next use. ``await redis.asyncio.Redis.aclose()`` calls this when the client owns its
+        pool, and so does leaving ``async with pool:``. To close the pool for good use
+        :meth:`ashutdown`."""
+        await self._on_close()
+        self._stop_maintainer()
+        await self.disconnect()
+
+    async def ashutdown(self) -> None:
         """Close the pool for good: idle connections now, borrowed ones when they come back;
         waiting tasks and later borrows get :class:`~fairpool.errors.PoolClosedError`; the
-        maintenance task stops. Closing twice is harmless."""
+        maintenance task stops. Shutting down twice is harmless. (fairpool's ``aclose()`` did
+        this in earlier versions; redis.asyncio's pools have no equivalent.)"""
         await self._on_close()
         core = self._core
         core.close()
         trash = core.take_trash()
-        task, self._maint_task = self._maint_task, None
-        if task is not None and not task.done():
-            task.cancel()
+        self._stop_maintainer()
         timer, self._deadline_timer = self._deadline_timer, None
         if timer is not None:
             timer.cancel()
         self._deadlines.clear()
         await self._close(trash, wait=True)
 
+    def _stop_maintainer(self) -> None:
+        task, self._maint_task = self.__dict__.get("_maint_task"), None
+        if task is not None and not task.done():
+            with contextlib.suppress(RuntimeError):  # its loop is closed
+                task.cancel()
+
     @property
     def closed(self) -> bool:
-        """Whether :meth:`aclose` was called."""
+        """Whether :meth:`ashutdown` was called (:meth:`aclose` leaves the pool usable)."""
         return self._core.closed
 
     @property
@@ -839,18 +900,20 @@ class BlockingConnectionPool(ConnectionPool):
         )
 
 
-def _policy_from_async_queue_class(queue_class: type | None) -> Policy:
+def _policy_from_async_queue_class(queue_class: object) -> Policy:
     if queue_class is not None and isinstance(queue_class, type):
         if issubclass(queue_class, asyncio.LifoQueue):
             return Policy.LIFO
         if issubclass(queue_class, asyncio.Queue):
             return Policy.FIFO
-    return _policy_from_queue_class(queue_class)
+    return _policy_from_queue_class(
+        queue_class, "asyncio.LifoQueue, asyncio.Queue, queue.LifoQueue or queue.Queue"
+    )
 
 
 async def _maintenance_loop(pool_ref: weakref.ref[ConnectionPool], interval: float) -> None:
     """The optional maintenance task: one per pool, holding only a weak reference to it; it ends
-    when the pool is closed or collected (and ``aclose()`` cancels it)."""
+    when the pool is shut down or collected (and ``aclose()`` / ``ashutdown()`` cancel it)."""
     while True:
         await asyncio.sleep(interval)
         pool = pool_ref()

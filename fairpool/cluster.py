@@ -21,16 +21,18 @@ not own their pools, so they would otherwise stay open until garbage-collected).
 
 from __future__ import annotations
 
+import inspect
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
+import redis.cluster
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as _RedisCluster
 
-from .config import SETTING_NAMES, Policy, convert_query_value, make_config
+from .config import SETTING_NAMES, Policy, make_config, split_pool_settings, unknown_keyword
 from .pool import BlockingConnectionPool, ConnectionPool
 from .stats import PoolStats
 
@@ -73,7 +75,8 @@ class NodePoolFactory:
             return list(self._pools)
 
     def close(self) -> None:
-        """Close every pool built so far (see :meth:`fairpool.ConnectionPool.close`)."""
+        """Close every pool built so far: disconnect their connections, as redis-py's
+        ``ConnectionPool.close()`` does (see :meth:`fairpool.ConnectionPool.close`)."""
         for pool in self.pools():
             pool.close()
 
@@ -119,6 +122,7 @@ class RedisCluster(_RedisCluster):
                 f"subclass; got {connection_pool_class!r}"
             )
         settings = {k: kwargs.pop(k) for k in list(kwargs) if k in POOL_KEYS}
+        _reject_unknown(kwargs)
         if "policy" in settings and settings["policy"] is None:
             del settings["policy"]  # the pool class's default
         if "queue_class" in kwargs:
@@ -161,8 +165,8 @@ class RedisCluster(_RedisCluster):
         return pools
 
     def close(self) -> None:
-        """Close the client and every node pool it created (for good: see
-        :meth:`fairpool.ConnectionPool.close`)."""
+        """Close the client and every node pool it created (their connections are
+        disconnected, as by :meth:`fairpool.ConnectionPool.close`)."""
         try:
             super().close()
         finally:
@@ -255,19 +259,24 @@ def _with_scheme(url: str, scheme: str) -> str:
 def _split_pool_settings(url: str) -> tuple[str, dict[str, Any]]:
     """Take fairpool's settings out of a URL's query string (redis-py would drop them, or pass
     them on unconverted) and return the URL without them plus the converted settings."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return url, {}
-    keep: list[tuple[str, str]] = []
-    settings: dict[str, Any] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in POOL_KEYS:
-            settings[name] = convert_query_value(name, value)
-        else:
-            keep.append((name, value))
-    if not settings:
-        return url, {}
-    return urlunsplit(parts._replace(query=urlencode(keep))), settings
+    return split_pool_settings(url, POOL_KEYS)
+
+
+def _reject_unknown(kwargs: Mapping[str, Any]) -> None:
+    """Reject a keyword argument redis-py's ``RedisCluster`` would drop without a word: neither
+    one of its own parameters nor in its allow-list of per-node keyword arguments (both read
+    from redis-py, so that later versions' additions pass)."""
+    allowed = getattr(redis.cluster, "REDIS_ALLOWED_KEYS", None)
+    if allowed is None:
+        return
+    params = inspect.signature(_RedisCluster.__init__).parameters
+    known = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    known.update(allowed, POOL_KEYS, ("queue_class", "ssl"))
+    for name in kwargs:
+        if name not in known:
+            raise unknown_keyword(
+                "fairpool.cluster", name, known, "redis.cluster.RedisCluster would ignore it"
+            )
 
 
 def _validate(settings: Mapping[str, Any]) -> None:

@@ -9,11 +9,15 @@ against it).
 
 from __future__ import annotations
 
+import difflib
 import enum
+import inspect
 import math
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -28,6 +32,10 @@ __all__ = [
 
 DEFAULT_MAX_CONNECTIONS = 100
 """Same default as redis-py's ``ConnectionPool`` (``None`` also means this)."""
+
+MAX_SECONDS = 31_536_000
+"""Upper bound of every duration setting: one year. Longer waits overflow the platform's timer
+(``OverflowError: timestamp out of range for platform time_t``); ``None`` means "no limit"."""
 
 
 class Policy(str, enum.Enum):
@@ -135,7 +143,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "timeout",
         "`None` = wait forever (20 in `BlockingConnectionPool`)",
-        "`None` or number ≥ 0 (seconds)",
+        "`None` or number 0 … 31536000 (seconds; at most one year)",
         "context deadline",
         "`PoolTimeout`",
         "`maxWait`",
@@ -155,7 +163,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "idle_timeout",
         "`None` (off)",
-        "`None` or number > 0 (seconds)",
+        "`None` or number > 0, ≤ 31536000 (seconds)",
         "`IdleTimeout`",
         "`ConnMaxIdleTime`",
         "`minEvictableIdleDuration`",
@@ -165,7 +173,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_lifetime",
         "`None` (off)",
-        "`None` or number > 0 (seconds)",
+        "`None` or number > 0, ≤ 31536000 (seconds)",
         "`MaxConnLifetime`",
         "`ConnMaxLifetime`",
         "`maxConnLifetime` (DBCP)",
@@ -192,7 +200,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "health_check_after",
         "0.25",
-        "number ≥ 0 (seconds)",
+        "number 0 … 31536000 (seconds)",
         "`lastUsed` argument",
         "—",
         "—",
@@ -201,7 +209,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "maintenance_interval",
         "`None` (lazy, on borrow/release)",
-        "`None` or number > 0 (seconds)",
+        "`None` or number > 0, ≤ 31536000 (seconds)",
         "—",
         "(reaper removed)",
         "`timeBetweenEvictionRuns`",
@@ -236,6 +244,11 @@ _BOUNDS = {s.name: s.bound for s in SETTINGS}
 _HEALTH_CHECK_NAMES = ("peek", "ping", "none")
 
 
+class _MaxConnectionsValueError(TypeError, ValueError):
+    """A bad ``max_connections``: a ``ValueError`` as redis-py raises, and a ``TypeError`` as
+    fairpool raises for a value of the wrong type."""
+
+
 def _fail(name: str, value: object, exc: type[Exception] = ValueError) -> Exception:
     return exc(f"fairpool setting {name!r} must be {_BOUNDS[name]}; got {value!r}")
 
@@ -256,7 +269,7 @@ def _seconds(name: str, value: object, *, positive: bool, allow_none: bool = Tru
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(name, value, TypeError)
     f = float(value)
-    if math.isnan(f) or f < 0 or (positive and f == 0) or math.isinf(f):
+    if math.isnan(f) or f < 0 or (positive and f == 0) or f > MAX_SECONDS:
         raise _fail(name, value)
     return f
 
@@ -296,7 +309,12 @@ def make_config(
     message names the setting and its allowed range.
     """
     mc = DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections
-    mc_ = _int("max_connections", mc, lo=1)
+    try:
+        mc_ = _int("max_connections", mc, lo=1)
+    except (TypeError, ValueError) as exc:
+        # Also redis-py's words (and a ValueError, as redis-py raises), for code matching them.
+        redis_py_words = '"max_connections" must be a positive integer'
+        raise _MaxConnectionsValueError(f"{exc} ({redis_py_words})") from None
     assert mc_ is not None
     mi = _int("min_idle", min_idle, lo=0)
     assert mi is not None
@@ -441,13 +459,34 @@ def url_kwargs(
 ) -> dict[str, Any]:
     """The keyword arguments of ``Pool.from_url(url, **kwargs)``: redis-py's ``parse_url`` (the
     sync or asyncio one) with fairpool's query parameters converted to their types; query values
-    win over ``kwargs``, as in redis-py."""
+    win over ``kwargs``, as in redis-py.
+
+    fairpool's settings are taken out of the query before redis-py parses it: redis-py converts
+    ``timeout`` and ``max_connections`` itself and would reject ``none``."""
+    url, settings = split_pool_settings(url, SETTING_NAMES)
     url_options = dict(parse_url(url))
-    for name in SETTING_NAMES.intersection(url_options):
-        url_options[name] = convert_query_value(name, url_options[name])
+    url_options.update(settings)
     if "connection_class" in kwargs:
         url_options["connection_class"] = kwargs["connection_class"]
     return {**kwargs, **url_options}
+
+
+def split_pool_settings(url: str, names: Collection[str]) -> tuple[str, dict[str, Any]]:
+    """Take the query parameters in ``names`` (fairpool settings) out of ``url``: the URL without
+    them, and their values converted to their types (:func:`convert_query_value`)."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url, {}
+    keep: list[tuple[str, str]] = []
+    settings: dict[str, Any] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in names:
+            settings[name] = convert_query_value(name, value)
+        else:
+            keep.append((name, value))
+    if not settings:
+        return url, {}
+    return urlunsplit(parts._replace(query=urlencode(keep))), settings
 
 
 def convert_query_value(name: str, raw: object) -> Any:
@@ -459,6 +498,82 @@ def convert_query_value(name: str, raw: object) -> Any:
     if not isinstance(raw, str):
         return raw
     return _QUERY_CONVERTERS[name](name, raw)
+
+
+def connection_keywords(connection_class: object) -> frozenset[str] | None:
+    """The keyword arguments ``connection_class(...)`` accepts, read from the ``__init__``
+    signatures along its MRO (a class taking ``**kwargs`` passes them on to the next one), so
+    that keywords added by later redis-py versions are known without a list here. ``None`` when
+    the signatures do not tell (every ``__init__`` takes ``**kwargs``)."""
+    names: set[str] = set()
+    for klass in getattr(connection_class, "__mro__", ()):
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        try:
+            params = list(inspect.signature(init).parameters.values())[1:]
+        except (TypeError, ValueError):
+            return None
+        names.update(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return frozenset(names)  # this one passes on only what it names itself
+    return None
+
+
+_UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
+def check_connection_kwargs(
+    pool_name: str,
+    connection_class: Any,
+    kwargs: Mapping[str, Any],
+    known: Collection[str],
+    siblings: Collection[Any] = (),
+) -> None:
+    """Reject a keyword argument that would reach ``connection_class`` and that it does not
+    accept (a misspelt setting, typically), with a suggestion; raises ``TypeError``.
+
+    Keywords of redis-py's other connection classes (``siblings``: e.g. ``ssl_password`` given
+    with a plain ``Connection``) pass, as redis-py's pool lets them. A keyword the signatures do
+    not name is tried once on a throw-away connection (built, never connected): classes taking
+    ``**kwargs`` (redis-py's Sentinel connection, user subclasses) may still accept it, and then
+    it passes.
+    """
+    accepted = connection_keywords(connection_class)
+    if accepted is None:
+        return
+    for sibling in siblings:
+        accepted |= connection_keywords(sibling) or frozenset()
+    if accepted.issuperset(kwargs):
+        return
+    try:
+        connection_class(**{k: v for k, v in kwargs.items() if k not in accepted})
+    except TypeError as exc:
+        match = _UNEXPECTED.search(str(exc))
+        if match is None or match.group(1) not in kwargs:
+            return  # some other problem: redis-py reports it when the connection is used
+        name = match.group(1)
+    except Exception:
+        return
+    else:
+        return
+    raise unknown_keyword(
+        pool_name,
+        name,
+        accepted | set(known),
+        f"{getattr(connection_class, '__name__', connection_class)} does not accept it",
+    )
+
+
+def unknown_keyword(owner: str, name: str, known: Collection[str], why: str) -> TypeError:
+    """The ``TypeError`` for a keyword argument nobody accepts, suggesting the closest known
+    keyword or fairpool setting ("did you mean 'max_connections'?")."""
+    candidates = sorted(SETTING_NAMES | set(known))
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return TypeError(
+        f"{owner}: unknown keyword argument {name!r} (not a fairpool setting, and {why}){hint}"
+    )
 
 
 def render_settings_table() -> str:

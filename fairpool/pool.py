@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from time import monotonic
 from typing import Any, ClassVar, TypeVar
 
+from redis import connection as _connection
 from redis.connection import (
     CacheProxyConnection,
     Connection,
@@ -30,7 +32,14 @@ from redis.event import AfterConnectionReleasedEvent, ReAuthConnectionListener
 from redis.observability import recorder as _recorder
 from redis.observability.attributes import ConnectionState, get_pool_name
 
-from .config import HealthCheck, Policy, PoolConfig, make_config, url_kwargs
+from .config import (
+    HealthCheck,
+    Policy,
+    PoolConfig,
+    check_connection_kwargs,
+    make_config,
+    url_kwargs,
+)
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
 from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
 from .stats import PoolStats
@@ -40,6 +49,13 @@ __all__ = ["BlockingConnectionPool", "ConnectionPool"]
 logger = logging.getLogger("fairpool")
 
 _P = TypeVar("_P", bound="ConnectionPool")
+
+_POOL_KEYWORDS = ("connection_class", "max_connections", "cache_factory", "queue_class")
+"""Pool arguments that are not settings, offered as suggestions for a misspelt keyword."""
+
+_CLOSED = -1
+"""``ConnectionPool._fork_gen`` after :meth:`ConnectionPool.close`: the next borrow or release
+goes through ``_checkpid()``, which restarts background maintenance."""
 
 # Fork detection without a getpid() system call per borrow: the child bumps a generation number.
 _fork_generation = 0
@@ -51,6 +67,44 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def guarded_connection_kwargs(wrong_client: Callable[[str], bool], what: str, instead: str) -> Any:
+    """The pools' ``connection_kwargs`` property: redis-py's (a live dict, see
+    ``docs/migrating.md``), except that a client of the other kind (sync or asyncio) reading it
+    — every client does in its constructor — gets ``TypeError`` naming the pool to use instead,
+    before it can borrow anything. ``wrong_client(module name of the reader)`` tells them apart."""
+
+    def get(pool: Any) -> dict[str, Any]:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if wrong_client(caller):
+            raise TypeError(
+                f"{type(pool).__module__}.{type(pool).__name__} is {what} ({caller}): use {instead}"
+            )
+        kwargs: dict[str, Any] = pool._connection_kwargs
+        return kwargs
+
+    def set(pool: Any, value: dict[str, Any]) -> None:
+        pool._connection_kwargs = value
+
+    return property(get, set, doc="The keyword arguments new connections are built with (live).")
+
+
+def reject_unknown_kwargs(pool: Any, siblings: tuple[type, ...]) -> None:
+    """Check the keyword arguments that will reach ``pool``'s connection class (see
+    :func:`fairpool.config.check_connection_kwargs`); on a bad one stop the pool's background
+    maintenance, already started, and raise."""
+    try:
+        check_connection_kwargs(
+            type(pool).__name__,
+            pool.connection_class,
+            pool.connection_kwargs,
+            _POOL_KEYWORDS,
+            siblings,
+        )
+    except TypeError:
+        pool._stop_maintainer()
+        raise
 
 
 class _ThreadWaiter(Waiter):
@@ -214,6 +268,7 @@ class ConnectionPool(RedisConnectionPool):
             maint_notifications_config=maint_notifications_config,
             **connection_kwargs,
         )
+        reject_unknown_kwargs(self, (_connection.Connection, _connection.SSLConnection))
         _collector()  # if observability is on, the hot paths record from the first borrow
 
     @classmethod
@@ -268,6 +323,24 @@ class ConnectionPool(RedisConnectionPool):
         """How long a blocked borrow waits (``None`` = forever)."""
         return self.config.timeout
 
+    connection_kwargs = guarded_connection_kwargs(
+        lambda caller: caller.startswith("redis.asyncio"),
+        "a sync pool and cannot serve redis.asyncio clients",
+        "fairpool.asyncio.ConnectionPool (or fairpool.asyncio.BlockingConnectionPool)",
+    )
+
+    def _checkpid(self) -> None:
+        """redis-py's fork check (a forked child resets the pool); also restarts background
+        maintenance on the first use after :meth:`close`."""
+        super()._checkpid()
+        if self._fork_gen != _fork_generation:
+            with self._lock:
+                if self._fork_gen != _fork_generation:
+                    self._fork_gen = _fork_generation
+                    interval = self.config.maintenance_interval
+                    if interval is not None and self._maintainer is None and not self.closed:
+                        self._maintainer = _Maintainer(self, interval)
+
     # --------------------------------------------------------------- borrow
     def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
         """Borrow a connection, connected and ready to send a command."""
@@ -311,8 +384,12 @@ class ConnectionPool(RedisConnectionPool):
                 got = self._wait(waiter)
                 waiter = None
             if got is DIAL:
+                started = monotonic()
                 conn = self._dial()
                 _record(self, 0, 1)
+                record = getattr(_connection, "record_connection_create_time", None)
+                if record is not None:  # looked up per call, as redis-py's pool does
+                    record(connection_pool=self, duration_seconds=monotonic() - started)
                 return conn
             conn = self._prepare(got, now)
             if conn is not None:
@@ -505,6 +582,11 @@ class ConnectionPool(RedisConnectionPool):
         core = self._core
         slot = core._slots.get(connection)  # core.slot_of(), without the call
         if slot is None or not slot.in_use or slot is core.held:
+            logger.debug(
+                "fairpool: ignoring release of %r: %s",
+                connection,
+                "not a connection of this pool" if slot is None else "it is not borrowed",
+            )
             return
         reusable = False
         try:
@@ -654,7 +736,7 @@ class ConnectionPool(RedisConnectionPool):
     def disconnect(self, inuse_connections: bool = True) -> None:
         """Close the sockets of idle connections (and, by default, of borrowed ones), as
         redis-py does: the connections stay in the pool and reconnect when next used. For
-        shutting the pool down for good use :meth:`close`."""
+        shutting the pool down for good use :meth:`shutdown`."""
         self._checkpid()
         with self._lock:
             in_use = self._get_in_use_connections() if inuse_connections else set()
@@ -671,21 +753,38 @@ class ConnectionPool(RedisConnectionPool):
             self._close(trash)
 
     def close(self) -> None:
+        """Disconnect every connection, idle and borrowed, as redis-py's ``close()`` does: the
+        pool stays usable and connections reconnect when next used; waiting callers keep
+        waiting. The maintenance thread stops and starts again on the next borrow or release.
+        ``redis.Redis.close()`` calls this when the client owns its pool, and so does leaving
+        ``with pool:``. To close the pool for good use :meth:`shutdown`."""
+        self.disconnect()
+        with self._lock:
+            self._fork_gen = _CLOSED
+            maintainer, self._maintainer = self._maintainer, None
+        if maintainer is not None:
+            maintainer.stop()
+
+    def shutdown(self) -> None:
         """Close the pool for good: idle connections now, borrowed ones when they come back;
         waiting callers and later borrows get :class:`~fairpool.errors.PoolClosedError`.
-        Closing twice is harmless."""
+        Shutting down twice is harmless. (fairpool's ``close()`` did this in earlier versions;
+        redis-py's pools have no equivalent.)"""
         self._checkpid()
         with self._lock:
             self._core.close()
             trash = self._core.take_trash()
-        maintainer = self._maintainer
+        self._stop_maintainer()
+        self._close(trash)
+
+    def _stop_maintainer(self) -> None:
+        maintainer, self._maintainer = self.__dict__.get("_maintainer"), None
         if maintainer is not None:
             maintainer.stop()
-        self._close(trash)
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
+        """Whether :meth:`shutdown` was called (:meth:`close` leaves the pool usable)."""
         return self._core.closed
 
     def set_retry(self, retry: Any) -> None:
@@ -791,18 +890,21 @@ class BlockingConnectionPool(ConnectionPool):
         )
 
 
-def _policy_from_queue_class(queue_class: type | None) -> Policy:
+def _policy_from_queue_class(
+    queue_class: object, accepted: str = "queue.LifoQueue or queue.Queue"
+) -> Policy:
     import queue
 
     if queue_class is None:
         return Policy.FIFO
-    if issubclass(queue_class, queue.LifoQueue):
-        return Policy.LIFO
-    if issubclass(queue_class, queue.Queue):
-        return Policy.FIFO
-    raise ValueError(
-        "fairpool setting 'queue_class' must be queue.LifoQueue or queue.Queue (or pass policy=); "
-        f"got {queue_class!r}"
+    if isinstance(queue_class, type):
+        if issubclass(queue_class, queue.LifoQueue):
+            return Policy.LIFO
+        if issubclass(queue_class, queue.Queue):
+            return Policy.FIFO
+    raise (ValueError if isinstance(queue_class, type) else TypeError)(
+        f"fairpool setting 'queue_class' must be {accepted} (a class, or None); or pass "
+        f'policy="lifo", "fifo" or "round_robin" instead; got {queue_class!r}'
     )
 
 

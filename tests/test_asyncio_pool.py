@@ -173,7 +173,10 @@ def test_client_from_pool_closes_it(redis_url: str) -> None:
         pool = ConnectionPool.from_url(redis_url)
         r = aredis.Redis.from_pool(pool)
         assert await r.ping()
-        await r.aclose()
+        await r.aclose()  # as with redis.asyncio's pool: disconnects, the pool stays usable
+        assert not pool.closed
+        assert await r.ping()
+        await pool.ashutdown()  # the terminal close
         assert pool.closed
         with pytest.raises(PoolClosedError):
             await pool.get_connection()
@@ -569,18 +572,24 @@ def test_background_maintenance_task_refills_min_idle_and_stops_on_aclose(redis_
         held = await waiting.get_connection()
         blocked = asyncio.create_task(waiting.get_connection())
         assert await wait_until(lambda: waiting.stats().waiting == 1)
-        await waiting.aclose()
+        await waiting.ashutdown()
         with pytest.raises(PoolClosedError):
             await blocked
         await waiting.release(held)
         assert waiting.stats().open == 0
 
-        await pool.aclose()
+        await pool.aclose()  # stops the task; the next use starts it again
         await asyncio.sleep(0)
         assert task.done() and pool.maintenance_task is None
+        await pool.release(await pool.get_connection())
+        restarted = pool.maintenance_task
+        assert restarted is not None and not restarted.done()
+        await pool.ashutdown()
+        await asyncio.sleep(0)
+        assert restarted.done() and pool.maintenance_task is None
         with pytest.raises(PoolClosedError):
             await pool.get_connection()
-        await pool.aclose()  # twice is harmless
+        await pool.ashutdown()  # twice is harmless
 
     arun(main())
 

@@ -192,8 +192,8 @@ def test_factory_binds_settings_and_tracks_pools() -> None:
     assert pool.policy is Policy.LIFO and pool.max_connections == 3
     assert factory.pools() == [pool]
     assert "lifo" in repr(factory)
-    factory.close()
-    assert pool.closed
+    factory.close()  # as redis-py's pool close(): disconnects; the pool stays usable
+    assert not pool.closed and _all_disconnected(pool)
 
 
 # ------------------------------------------------------------------------------ workloads
@@ -318,7 +318,7 @@ def test_ten_thousand_mixed_commands(redis_cluster: Cluster, policy: Policy, how
             assert len(set(ids)) == idle and ids[:idle] == ids[idle:]
     finally:
         rc.close()
-    assert all(p.closed for p in rc.pool_factory.pools())
+    assert all(_all_disconnected(p) and not p.closed for p in rc.pool_factory.pools())
 
 
 def test_every_node_learnt_later_gets_a_fairpool_pool_and_close_closes_all(
@@ -340,7 +340,7 @@ def test_every_node_learnt_later_gets_a_fairpool_pool_and_close_closes_all(
         assert len(rc.pool_factory.pools()) >= 3
     finally:
         rc.close()
-    assert all(p.closed for p in rc.pool_factory.pools())
+    assert all(_all_disconnected(p) and not p.closed for p in rc.pool_factory.pools())
 
 
 def test_single_node_forms_and_the_blocking_pool_class(redis_cluster: Cluster) -> None:
@@ -577,3 +577,9 @@ def test_scripts_on_a_real_cluster(redis_cluster: Cluster) -> None:
             await arc.aclose()
 
     asyncio.run(on_asyncio_cluster())
+
+
+def _all_disconnected(pool: ConnectionPool) -> bool:
+    """Whether every connection of ``pool`` (idle or borrowed) has its socket closed."""
+    conns = [*pool._get_free_connections(), *pool._get_in_use_connections()]
+    return all(c._sock is None for c in conns)

@@ -129,9 +129,9 @@ SCRIPT = textwrap.dedent(
     if kind == "redis-py":
         pool.reset()  # what redis-py records when it drops its connections
     elif kind == "fairpool":
-        pool.close()
+        pool.shutdown()  # drops its connections (close() keeps them, as redis-py's does)
     elif kind == "fairpool-asyncio":
-        asyncio.run(pool.aclose())
+        asyncio.run(pool.ashutdown())
     print(json.dumps({"counts": counts, "open": opened, "after_close": read(), "stats": stats}))
     """
 )
@@ -267,7 +267,7 @@ def test_asyncio_gauges_when_the_release_io_fails(
         assert fake.counts == {"idle": 0, "used": 0}
         client = redis.asyncio.Redis(connection_pool=pool)
         assert await client.ping()  # the pool goes on
-        await pool.aclose()
+        await pool.ashutdown()
         assert fake.counts == {"idle": 0, "used": 0}
 
     asyncio.run(main())

@@ -131,15 +131,16 @@ def test_monitor(redis_url: str) -> None:
 
 
 def test_client_owns_pool_from_pool(redis_url: str) -> None:
-    """A client that owns its pool closes it on close(). Unlike redis-py's pool (which reconnects
-    if used again) a closed fairpool pool refuses clearly, as go-redis and psycopg_pool do;
-    disconnect() keeps redis-py's reconnect-later behaviour."""
+    """A client that owns its pool closes it on close(): as with redis-py's pool, that only
+    disconnects, and the client keeps working. shutdown() is the terminal close: later use
+    refuses clearly, as go-redis and psycopg_pool do."""
     pool = ConnectionPool.from_url(redis_url)
     r = redis.Redis.from_pool(pool)
     assert r.ping()
-    pool.disconnect()
-    assert r.ping()  # disconnect(): sockets closed, connections reconnect on use
     r.close()
+    assert not pool.closed
+    assert r.ping()  # reconnects, as with redis-py's pool
+    pool.shutdown()
     assert pool.closed
     with pytest.raises(fairpool.PoolClosedError):
         r.ping()
@@ -511,13 +512,13 @@ def test_double_release_of_a_held_connection_is_ignored(redis_url: str) -> None:
     assert stats.in_use == 0 and stats.idle == 1 and stats.open == 1
 
 
-def test_close_while_a_connection_is_held(redis_url: str) -> None:
+def test_shutdown_while_a_connection_is_held(redis_url: str) -> None:
     pool = BlockingConnectionPool.from_url(redis_url, max_connections=1)
     conn = pool.get_connection()
     log: list[tuple[str, Any]] = []
     (w,) = _queue_waiters(pool, log, "w")
     pool.release(conn)
-    pool.close()
+    pool.shutdown()
     w.join(5)
     assert len(log) == 1 and isinstance(log[0][1], fairpool.PoolClosedError)
     assert conn._sock is None
@@ -565,13 +566,13 @@ def test_foreign_and_double_release_leave_pool_consistent(redis_url: str) -> Non
     assert foreign._sock is not None  # the foreign release did not close the other pool's socket
 
 
-def test_use_after_close(redis_url: str) -> None:
+def test_use_after_shutdown(redis_url: str) -> None:
     pool = ConnectionPool.from_url(redis_url)
     r = redis.Redis(connection_pool=pool, retry=NO_RETRY)
     held = pool.get_connection()
     assert r.ping()
-    pool.close()
-    pool.close()  # harmless
+    pool.shutdown()
+    pool.shutdown()  # harmless
     with pytest.raises(fairpool.PoolClosedError, match="closed"):
         pool.get_connection()
     assert pool.stats().idle == 0

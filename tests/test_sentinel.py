@@ -142,7 +142,9 @@ def test_master_for_uses_fairpool(topology: Topology) -> None:
     finally:
         master.close()
         manager.close()
-    assert pool.closed
+    # The client owns its pool: close() disconnects it (redis-py's close), leaving it usable.
+    conns = [*pool._get_free_connections(), *pool._get_in_use_connections()]
+    assert conns and all(c._sock is None for c in conns) and not pool.closed
 
 
 def test_replica_for_reads_from_the_replica(topology: Topology) -> None:
