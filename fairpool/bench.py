@@ -546,8 +546,9 @@ def _measure_one(
         stats = pool.stats().as_dict() if isinstance(pool, FairConnectionPool) else None
     finally:
         if isinstance(pool, FairConnectionPool):
-            pool.close()
-        pool.disconnect()
+            pool.shutdown()
+        else:
+            pool.disconnect()
     lat.sort()
     row = BenchRow(
         pool=kind,

@@ -419,8 +419,9 @@ def make_pool(
 
 def _close_pool(pool: RedisConnectionPool) -> None:
     if isinstance(pool, FairConnectionPool):
-        pool.close()
-    pool.disconnect()
+        pool.shutdown()
+    else:
+        pool.disconnect()
 
 
 def _load_commands(stats: dict[str, Any]) -> int:
