@@ -8,9 +8,9 @@ story at scale. Run with ``pytest benchmarks/test_bench_scripts.py --benchmark-o
    round trip to every ``execute()``, fairpool none once the script is known to be loaded.
 4. ``test_permits_crowd`` — threads taking permits from
    :class:`fairpool.scripting.ratelimit.SmoothBursty` (rate high enough never to bind) through a
-   blocking fairpool pool of 16 connections: 1000 threads against 10; for context, 1000 threads on redis-py's BlockingConnectionPool(16) and on
-   an unbounded redis-py pool, which opens a connection per thread (the origin story's redigo
-   pool without MaxActive).
+   blocking fairpool pool of 16 connections: 1000 threads against 10; for context, 1000 threads on
+   redis-py's BlockingConnectionPool(16) and on an unbounded redis-py pool, which opens a connection
+   per thread (the origin story's redigo pool without MaxActive).
 
 Derived figures go to ``benchmark.extra_info`` and ``figures["scripts_*"]`` (in
 ``--benchmark-json`` output) and are printed at the end of each test. docs/scripting.md records
