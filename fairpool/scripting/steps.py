@@ -77,6 +77,18 @@ def _eval(command: str, sha: str, keys: tuple[Any, ...], args: tuple[Any, ...]) 
     return (command, sha, len(keys), *keys, *args)
 
 
+def _ran(script: Script, server: ServerInfo, command: str, source: str, reply: Any) -> bool:
+    """True: ``reply`` is the script's result. False: run it again (``NOSCRIPT``, or the server
+    turned out to be older than Redis 7). Raises the script's error for any other failure."""
+    if isinstance(reply, RedisNoScriptError):
+        return False
+    if isinstance(reply, ResponseError):
+        script._retry_or_raise(server, command, source, reply)
+        return False
+    script._learned(server, command, source)
+    return True
+
+
 def direct(
     script: Script,
     server: ServerInfo,
@@ -93,13 +105,10 @@ def direct(
     reply = first
     if reply is _NO_REPLY:
         reply = yield Call(_eval(command, sha, keys, args), {})
-    if not isinstance(reply, ResponseError):
-        script._learned(server, command, source)
+    if _ran(script, server, command, source, reply):
         return reply
     if isinstance(reply, RedisNoScriptError):
         server.loaded.discard(sha)
-    else:
-        script._retry_or_raise(server, command, source, reply)
     return (yield from recover(script, server, keys, args))
 
 
@@ -120,14 +129,10 @@ def recover(
             script._retry_or_raise(server, command, source, loaded)
             continue
         server.loaded.add(sha)
+        if _ran(script, server, command, source, reply):
+            return reply
         if isinstance(reply, RedisNoScriptError):
             server.loaded.discard(sha)
-            continue
-        if isinstance(reply, ResponseError):
-            script._retry_or_raise(server, command, source, reply)
-            continue
-        script._learned(server, command, source)
-        return reply
     raise script._gave_up(last)
 
 
@@ -159,14 +164,10 @@ def on_cluster(
                 script._retry_or_raise(server, command, source, loaded)
                 continue
         reply = yield Call(_eval(command, sha, keys, args), _eval_route(cluster, command, keys))
+        if _ran(script, server, command, source, reply):
+            return reply
         if isinstance(reply, RedisNoScriptError):
             last = reply
-            continue
-        if isinstance(reply, ResponseError):
-            script._retry_or_raise(server, command, source, reply)
-            continue
-        script._learned(server, command, source)
-        return reply
     raise script._gave_up(last)
 
 
