@@ -33,6 +33,7 @@ from fairpool.scripting import (
     forget_servers,
     lint,
 )
+from fairpool.scripting.errors import script_error
 from fairpool.servers import RedisServer
 
 from .helpers import binaries_by_version
@@ -485,11 +486,15 @@ def test_compile_error(r: redis.Redis) -> None:
 
 def test_error_classes_are_distinguishable() -> None:
     s = Script(INCR, name="n")
-    e1 = s._error(RedisNoScriptError("No matching script. Please use EVAL."))
+
+    def typed(error: ResponseError) -> ScriptError:
+        return script_error(error, name=s.name, sha=s.sha, lines=s.source.splitlines())
+
+    e1 = typed(RedisNoScriptError("No matching script. Please use EVAL."))
     assert isinstance(e1, NoScriptError) and isinstance(e1, RedisNoScriptError)
-    e2 = s._error(ResponseError("BUSY Redis is busy running a script."))
+    e2 = typed(ResponseError("BUSY Redis is busy running a script."))
     assert isinstance(e2, ScriptBusyError) and not isinstance(e2, NoScriptError)
-    e3 = s._error(ClusterCrossSlotError("Keys in request don't hash to the same slot"))
+    e3 = typed(ClusterCrossSlotError("Keys in request don't hash to the same slot"))
     assert isinstance(e3, CrossSlotError) and isinstance(e3, ClusterCrossSlotError)
     for e in (e1, e2, e3):
         assert isinstance(e, ScriptError) and e.script_name == "n"
