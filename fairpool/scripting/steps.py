@@ -98,8 +98,8 @@ def direct(
 ) -> Steps:
     """Run ``script`` once on one server, recovering ``NOSCRIPT``.
 
-    ``first``: the outcome of an ``EVALSHA`` of :attr:`Script.sha` the driver already sent (its
-    fast path for plain scripts); without it the first command is sent from here.
+    ``first``: the outcome of the first command (as :meth:`Script._choose` picks it), when the
+    runner already sent it (its fast path); without it the first command is sent from here.
     """
     command, sha, source = script._choose(server)
     reply = first
