@@ -8,6 +8,7 @@ place where the sync and asyncio sides differ; each operation is a few lines of 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio.client import Pipeline as AsyncPipeline
@@ -19,7 +20,7 @@ from .steps import Batch, Call, Op, Steps
 __all__ = ["AsyncConnectionIO", "AsyncIO", "ConnectionIO", "SyncIO", "arun", "run"]
 
 
-def run(steps: Steps, perform: Any) -> Any:
+def run(steps: Steps, perform: Callable[[Any], Any]) -> Any:
     """Drive ``steps`` with the sync ``perform(op)``; return what they return."""
     try:
         op = next(steps)
@@ -29,7 +30,7 @@ def run(steps: Steps, perform: Any) -> Any:
         return done.value
 
 
-async def arun(steps: Steps, perform: Any) -> Any:
+async def arun(steps: Steps, perform: Callable[[Any], Awaitable[Any]]) -> Any:
     """Drive ``steps`` with the asyncio ``await perform(op)``; return what they return."""
     outcome = None
     while True:
