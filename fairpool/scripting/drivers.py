@@ -2,8 +2,9 @@
 
 :func:`run` and :func:`arun` step a loop to its end; :class:`SyncIO` / :class:`AsyncIO` perform its
 operations on a redis-py client, pipeline or cluster, and :class:`ConnectionIO` /
-:class:`AsyncConnectionIO` on a bare ``Connection`` (a pool's on-connect hook). This is the only
-place where the sync and asyncio sides differ; each operation is a few lines of redis-py calls.
+:class:`AsyncConnectionIO` on a bare ``Connection`` (a pool's on-connect hook). Besides the
+direct runners' first command (:mod:`fairpool.scripting.runner`), this is the only place where
+the sync and asyncio sides differ; each operation is a few lines of redis-py calls.
 """
 
 from __future__ import annotations
