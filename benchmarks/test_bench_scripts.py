@@ -6,11 +6,11 @@ story at scale. Run with ``pytest benchmarks/test_bench_scripts.py --benchmark-o
 2. ``test_call`` — one script call on a real server (EVALSHA round trip included).
 3. ``test_pipeline`` — 1 and 100 script calls in one pipeline: redis-py adds a ``SCRIPT EXISTS``
    round trip to every ``execute()``, fairpool none once the script is known to be loaded.
-4. ``test_permits_crowd`` — threads taking permits from :class:`fairpool.ratelimit.SmoothBursty`
-   (rate high enough never to bind) through a blocking fairpool pool of 16 connections: 1000
-   threads against 10; for context, 1000 threads on redis-py's BlockingConnectionPool(16) and on
-   an unbounded redis-py pool, which opens a connection per thread (the origin story's redigo
-   pool without MaxActive).
+4. ``test_permits_crowd`` — threads taking permits from
+   :class:`fairpool.scripting.ratelimit.SmoothBursty` (rate high enough never to bind) through a
+   blocking fairpool pool of 16 connections: 1000 threads against 10; for context, 1000 threads on
+   redis-py's BlockingConnectionPool(16) and on an unbounded redis-py pool, which opens a connection
+   per thread (the origin story's redigo pool without MaxActive).
 
 Derived figures go to ``benchmark.extra_info`` and ``figures["scripts_*"]`` (in
 ``--benchmark-json`` output) and are printed at the end of each test. docs/scripting.md records
@@ -28,8 +28,8 @@ import pytest
 import redis
 
 import fairpool
-from fairpool.ratelimit import SmoothBursty
-from fairpool.scripts import Script
+from fairpool.scripting import Script
+from fairpool.scripting.ratelimit import SmoothBursty
 from fairpool.servers import RedisServer
 
 Figures = dict[str, dict[str, dict[str, Any]]]  # the ``figures`` fixture (see conftest.py)

@@ -11,7 +11,7 @@ from .cluster import cluster, cluster_stats
 from .config import SETTINGS, Policy, PoolConfig, make_config
 from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
 from .pool import BlockingConnectionPool, ConnectionPool
-from .scripts import (
+from .scripting import (
     CrossSlotError,
     NoScriptError,
     Script,

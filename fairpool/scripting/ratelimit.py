@@ -24,7 +24,8 @@ import time
 from importlib import resources
 from typing import Any, NamedTuple
 
-from .scripts import Script, ScriptRegistry
+from .registry import ScriptRegistry
+from .script import Script
 
 __all__ = [
     "GCRA",
@@ -37,14 +38,14 @@ __all__ = [
 
 
 def _load(name: str) -> Script:
-    source = (resources.files("fairpool") / "lua" / f"{name}.lua").read_text("utf-8")
+    source = (resources.files("fairpool.scripting") / "lua" / f"{name}.lua").read_text("utf-8")
     return Script(source, name=f"fairpool.{name}")
 
 
 SMOOTH_BURSTY_SCRIPT = _load("smooth_bursty")
-"""The SmoothBursty script (``fairpool/lua/smooth_bursty.lua``)."""
+"""The SmoothBursty script (``fairpool/scripting/lua/smooth_bursty.lua``)."""
 GCRA_SCRIPT = _load("gcra")
-"""The GCRA script (``fairpool/lua/gcra.lua``)."""
+"""The GCRA script (``fairpool/scripting/lua/gcra.lua``)."""
 SCRIPTS = ScriptRegistry([SMOOTH_BURSTY_SCRIPT, GCRA_SCRIPT])
 """Both rate-limit scripts, e.g. for ``SCRIPTS.preload(client)`` or a pool's ``on_connect``."""
 
