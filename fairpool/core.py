@@ -405,18 +405,33 @@ class PoolCore(Generic[C]):
     def discard(self, conn: C, reason: str) -> None:
         """A borrowed connection is unusable (failed its check, failed to connect): close it.
 
-        When ``reason`` is ``"health_check"``, idle connections created before it become suspect
-        and are verified before their next use.
+        When ``reason`` is ``"health_check"``, idle connections to the same endpoint created
+        before it become suspect (see :meth:`broken`).
         """
         slot = self._slots.get(conn)
         if slot is None or not slot.in_use or slot is self.held or slot.taken:
             return
         slot.in_use = False
         if reason == "health_check":
-            for other in self._idle:
-                if other.seq < slot.seq:
-                    other.suspect = True
+            self.broken(slot)
         self._drop(slot, reason)
+
+    def broken(self, slot: Slot[C]) -> None:
+        """``slot``'s connection was found dead (it failed its borrow check, or a command on it
+        failed): the idle connections to the same endpoint created before it become suspect and
+        are verified before their next use (the server or the path to it may have dropped them
+        all at once)."""
+        seq, endpoint = slot.seq, slot.endpoint
+        for other in self._idle:
+            if other.seq < seq and other.endpoint == endpoint:
+                other.suspect = True
+
+    def needs_check(self, slot: Slot[C], now: float) -> bool:
+        """Whether a borrowed idle connection gets the full borrow check (``health_check``): it
+        is suspect, or it has been idle for ``health_check_after`` seconds. (Every borrow also
+        gets the shell's cheap readiness poll; this decides only the configured check. The
+        shells inline the same test on their fast paths.)"""
+        return slot.suspect or now - slot.released >= self.config.health_check_after
 
     def _drop(self, slot: Slot[C], reason: str) -> None:
         """Forget a connection that is not idle and queue it for closing."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 import time
 import warnings
@@ -77,6 +78,54 @@ class _NoSocket:
 
 
 _NO_SOCKET = _NoSocket()
+
+_UNARMED = object()
+"""Stands in for a socket :class:`_Probe` has not registered: never ``is`` a real one."""
+
+
+def _no_events(timeout: float) -> list[tuple[int, int]]:
+    return []
+
+
+class _Probe:
+    """The sync shell's per-connection data (``Slot.aux``): the object that owns the socket, and
+    a ``select.poll`` registered on that socket for the readiness poll made on every borrow.
+
+    One ``poll(0)`` system call (~0.6 µs) answers "did anything arrive while it was idle?": EOF
+    (the server closed it), a reset, or bytes nobody asked for all show as an event, and only then
+    does the borrow take the slow path and run the full check. redis-py pays a similar poll
+    (``can_read()``) on every borrow. ``health_check="none"`` polls nothing."""
+
+    __slots__ = ("poll", "raw", "sock", "watch")
+
+    def __init__(self, raw: Any, watch: bool) -> None:
+        self.raw = raw
+        self.watch = watch
+        self.sock: Any = _UNARMED
+        self.poll: Callable[[float], list[tuple[int, int]]] = _no_events
+        self.arm()
+
+    def arm(self) -> None:
+        """Register the connection's current socket (after a dial or a reconnect)."""
+        sock = self.raw._sock
+        self.sock = _UNARMED
+        self.poll = _no_events
+        if sock is None:
+            return
+        if self.watch:
+            try:
+                poller = select.poll()
+                poller.register(sock.fileno(), select.POLLIN)
+            except (OSError, ValueError):
+                return  # a closed socket: stays unarmed, so every borrow takes the slow path
+            self.poll = poller.poll
+        self.sock = sock
+
+    @property
+    def had_socket(self) -> bool:
+        """Whether a socket was registered and the connection has since lost it (redis-py
+        disconnects a connection whose command failed before the client releases it)."""
+        return self.sock is not _UNARMED and self.raw._sock is None
 
 
 def raw_connection(conn: Any) -> Any:
@@ -294,10 +343,12 @@ class ConnectionPool(RedisConnectionPool):
             self._close(trash)
         if got.__class__ is Slot:
             slot: Slot[Any] = got
+            probe: _Probe = slot.aux
             if (
                 now - slot.released < self._check_after
                 and not slot.suspect
-                and slot.aux._sock is not None
+                and probe.raw._sock is probe.sock
+                and not probe.poll(0)
             ):
                 if _recorder._metrics_collector is not None:
                     _record(self, -1, 1)
@@ -369,11 +420,16 @@ class ConnectionPool(RedisConnectionPool):
             self._close(trash)
             raise
         raw = raw_connection(conn)
+        probe = self._probe(raw)
         with self._lock:
             slot = core.dialled(conn, monotonic())
-            slot.aux = raw
+            slot.aux = probe
             slot.endpoint = peer_endpoint(raw)
         return conn
+
+    def _probe(self, raw: Any) -> _Probe:
+        """The readiness poll for a newly connected connection (see :class:`_Probe`)."""
+        return _Probe(raw, self.config.health_check != "none")
 
     def _dial_endpoints(self, for_caller: bool = True) -> Any:
         """Dial the endpoint holding the fewest connections; on failure back it off and try the
@@ -401,11 +457,12 @@ class ConnectionPool(RedisConnectionPool):
                 error = exc
                 continue
             raw = raw_connection(conn)
+            probe = self._probe(raw)
             with self._lock:
                 now = monotonic()
                 endpoints.dialled(endpoint, True, now)
                 slot = core.dialled(conn, now) if for_caller else core.dialled_idle(conn, now)
-                slot.aux = raw
+                slot.aux = probe
                 slot.endpoint = peer_endpoint(raw)
                 slot.target = endpoint
                 trash = core.take_trash()
@@ -421,11 +478,13 @@ class ConnectionPool(RedisConnectionPool):
         raise error
 
     def _prepare(self, slot: Slot[Any], now: float) -> Any:
-        """Make a borrowed idle connection ready: reconnect it if its socket is gone, verify it if
-        it has been idle a while (or is suspect). Returns ``None`` if it failed its check (it is
-        closed; the caller tries the next one). A failed reconnect raises."""
+        """Make a borrowed idle connection ready: reconnect it if its socket is gone, poll it, and
+        verify it if the poll saw anything or it has been idle a while (or is suspect). Returns
+        ``None`` if it failed its check (it is closed; the caller tries the next one). A failed
+        reconnect raises."""
         conn = slot.conn
-        raw = slot.aux
+        probe: _Probe = slot.aux
+        raw = probe.raw
         if raw._sock is None:
             try:
                 conn.connect()
@@ -438,12 +497,20 @@ class ConnectionPool(RedisConnectionPool):
                         self._endpoints.report(slot.target, False, monotonic())
                     return None
                 raise
+            probe.arm()
             slot.endpoint = peer_endpoint(raw)
             slot.suspect = False
             return conn
-        if slot.suspect or now - slot.released >= self._check_after:
+        if raw._sock is not probe.sock:
+            probe.arm()  # reconnected since it was registered (e.g. by the client's retry)
+        try:
+            polled = bool(probe.poll(0))
+        except (OSError, ValueError):
+            polled = True
+        due = self._core.needs_check(slot, now)
+        if polled or due:
             try:
-                healthy = self._verify(conn)
+                healthy = self._verify(conn, polled, due)
             except BaseException:  # interrupted mid-check: the connection's state is unknown
                 self._discard(conn, "error")
                 raise
@@ -453,22 +520,24 @@ class ConnectionPool(RedisConnectionPool):
             slot.suspect = False
         return conn
 
-    def _verify(self, conn: Any) -> bool:
-        """The borrow check (``health_check``): ``False`` if the connection is unusable."""
+    def _verify(self, conn: Any, polled: bool = False, due: bool = True) -> bool:
+        """The borrow check: ``False`` if the connection is unusable. ``polled``: the readiness
+        poll saw an event (EOF or data), which a peek tells apart whatever ``health_check`` is;
+        ``due``: the configured ``health_check`` runs too (idle long enough, or suspect)."""
         check = self.config.health_check
         try:
-            if check == "peek":
+            if polled or check == "peek":
                 if conn.can_read():
                     # Pending data: under RESP3 it may be a legitimate push message (client-side
                     # caching invalidations, maintenance notifications); otherwise it is a stale
                     # reply and the connection is out of sync.
-                    return self.cache is not None or bool(self.maint_notifications_enabled())  # type: ignore[no-untyped-call]
+                    if not (self.cache is not None or self.maint_notifications_enabled()):  # type: ignore[no-untyped-call]
+                        return False
+            if not due or check in ("peek", "none"):
                 return True
             if check == "ping":
                 conn.send_command("PING", check_health=False)
                 return conn.read_response() in (b"PONG", "PONG", True)
-            if check == "none":
-                return True
             assert callable(check)
             return bool(check(conn))
         except Exception as exc:
@@ -524,6 +593,8 @@ class ConnectionPool(RedisConnectionPool):
             with self._lock:
                 # a turn is possible only while callers wait (see turn_borrows)
                 owner = threading.current_thread() if core._waiters else None
+                if slot.aux.had_socket:
+                    core.broken(slot)  # a command on it failed: its older siblings are suspect
                 taken = core.release(connection, now, reusable, owner)
                 if core.held is not None and self._keeper is None:
                     keeper = self._keeper = _TurnKeeper(self)
@@ -609,9 +680,10 @@ class ConnectionPool(RedisConnectionPool):
                 self._close(trash)
                 return
             raw = raw_connection(conn)
+            probe = self._probe(raw)
             with self._lock:
                 slot = core.dialled_idle(conn, monotonic())
-                slot.aux = raw
+                slot.aux = probe
                 slot.endpoint = peer_endpoint(raw)
                 trash = core.take_trash()
             _record(self, 1, 0)  # a new idle connection (a waiter it went to records its use)
