@@ -85,6 +85,15 @@ def _raw(conn: Any) -> Any:
     return conn if hasattr(conn, "_writer") else _NO_WRITER
 
 
+def _quiet(raw: Any) -> bool:
+    """Whether nothing arrived on an idle connection: no EOF, no error, no unread bytes in its
+    ``StreamReader``. The event loop has already read whatever the socket had, so this costs no
+    system call (redis.asyncio's ``can_read()`` looks at the same reader state on every borrow).
+    """
+    reader = raw._reader
+    return not (reader._buffer or reader._eof or reader._exception is not None)
+
+
 def _endpoint(conn: Any) -> str | None:
     """``host:port`` (or socket path) the connection's transport is connected to, if known."""
     writer = getattr(conn, "_writer", None)
@@ -290,11 +299,13 @@ class ConnectionPool(RedisAsyncConnectionPool):
         got = core.acquire(now)
         if got.__class__ is Slot:
             slot: Slot[Any] = got
+            raw = slot.aux
             if (
                 now - slot.released < self._check_after
                 and not slot.suspect
                 and not core.trash
-                and slot.aux._writer is not None
+                and raw._writer is not None
+                and not (raw._reader._buffer or raw._reader._eof or raw._reader._exception)
             ):
                 if _arecorder._async_metrics_collector is not None:
                     _record(self, -1, 1)
@@ -313,10 +324,12 @@ class ConnectionPool(RedisAsyncConnectionPool):
                 got = core.finish_wait(waiter, monotonic())  # DIAL, or raises
                 return await self._get_slow(got, None, None, now)
             now = monotonic()
+            raw = slot.aux
             if (
                 now - slot.released < self._check_after
                 and not slot.suspect
-                and slot.aux._writer is not None
+                and raw._writer is not None
+                and _quiet(raw)
             ):
                 if _arecorder._async_metrics_collector is not None:
                     _record(self, -1, 1)
@@ -463,9 +476,11 @@ class ConnectionPool(RedisAsyncConnectionPool):
             slot.endpoint = _endpoint(conn)
             slot.suspect = False
             return conn
-        if slot.suspect or now - slot.released >= self._check_after:
+        polled = not _quiet(raw)
+        due = self._core.needs_check(slot, now)
+        if polled or due:
             try:
-                ok = await self._verify(conn)
+                ok = await self._verify(conn, polled, due)
             except BaseException:  # cancelled mid-check: the connection's state is unknown
                 await self._discard(conn, "error")
                 raise
@@ -475,25 +490,26 @@ class ConnectionPool(RedisAsyncConnectionPool):
             slot.suspect = False
         return conn
 
-    async def _verify(self, conn: Any) -> bool:
-        """The borrow check (``health_check``): ``False`` if the connection is unusable."""
+    async def _verify(self, conn: Any, polled: bool = False, due: bool = True) -> bool:
+        """The borrow check: ``False`` if the connection is unusable. ``polled``: its reader saw
+        EOF, an error or unread bytes, which a peek tells apart whatever ``health_check`` is;
+        ``due``: the configured ``health_check`` runs too (idle long enough, or suspect)."""
         check = self.config.health_check
         try:
-            if check == "peek":
+            if polled or check == "peek":
                 reader = getattr(conn, "_reader", None)
-                if reader is not None and reader.at_eof():
-                    return False  # the server closed it
-                if await conn.can_read():
+                if reader is not None and (reader.at_eof() or reader.exception() is not None):
+                    return False  # the server closed it, or the transport failed
+                if await conn.can_read() and not self.maint_notifications_enabled():  # type: ignore[no-untyped-call]
                     # Pending data: under RESP3 it may be a legitimate push message (maintenance
                     # notifications); otherwise it is a stale reply and the connection is out of
                     # sync.
-                    return bool(self.maint_notifications_enabled())  # type: ignore[no-untyped-call]
+                    return False
+            if not due or check in ("peek", "none"):
                 return True
             if check == "ping":
                 await conn.send_command("PING", check_health=False)
                 return await conn.read_response() in (b"PONG", "PONG", True)
-            if check == "none":
-                return True
             assert callable(check)
             result = check(conn)
             if inspect.isawaitable(result):
@@ -567,6 +583,9 @@ class ConnectionPool(RedisAsyncConnectionPool):
             return
         else:
             reusable = True
+            raw = slot.aux
+            if raw._writer is None and raw is not _NO_WRITER:
+                core.broken(slot)  # a command on it failed: its older siblings are suspect
         now = monotonic()
         if not core.release(connection, now, reusable):
             return
