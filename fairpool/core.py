@@ -79,6 +79,7 @@ class Slot(Generic[C]):
         "expires",
         "in_use",
         "released",
+        "retire",
         "seq",
         "suspect",
         "taken",
@@ -96,6 +97,7 @@ class Slot(Generic[C]):
         self.borrows = 0
         self.in_use = False
         self.suspect = False  # must be verified before reuse (an older sibling was found dead)
+        self.retire: str | None = None  # close it when released, for this reason (see retire())
         self.aux: Any = None  # the shell's own per-connection data
         self.target: Any = None  # the configured endpoint it was dialled to (endpoints=[...])
         self.turn = 0  # borrows in a row by its current caller (see turn_borrows)
@@ -362,7 +364,7 @@ class PoolCore(Generic[C]):
             self._drop(slot, "closed")
         elif now >= slot.expires:
             slot.in_use = False
-            self._drop(slot, "lifetime")
+            self._drop(slot, slot.retire or "lifetime")
         elif self._waiters:
             # Strict hand-off: the oldest waiter gets it; it never becomes idle.
             waiter = self._waiters.popleft()
@@ -577,6 +579,20 @@ class PoolCore(Generic[C]):
         if slot.in_use or self._slots.get(slot.conn) is not slot:
             return False
         self._drop_idle(slot, reason)
+        return True
+
+    def retire(self, slot: Slot[C], reason: str) -> bool:
+        """Close a connection for ``reason`` (e.g. ``"rebalance"``): at once if it is idle, else
+        when it is released (it is then handed to nobody; the capacity it frees goes to the
+        oldest waiter, who dials). Returns ``False`` if the pool no longer holds it or it is
+        already retiring."""
+        if self._slots.get(slot.conn) is not slot or slot.retire is not None:
+            return False
+        if not slot.in_use:
+            self._drop_idle(slot, reason)
+            return True
+        slot.retire = reason
+        slot.expires = -_INF  # the release path already retires expired connections
         return True
 
     def reserve_dial(self) -> bool:

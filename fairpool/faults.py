@@ -6,7 +6,7 @@ and returns plain counts; what is good enough is decided by the caller.
 * :func:`kill_storm` / :func:`kill_storm_async` — callers under load while another client
   ``CLIENT KILL TYPE normal``-s every connection at a fixed period: caller errors per killed
   connection (client retries off, so every dead connection handed out shows).
-* :func:`cancel_storm` — asyncio tasks borrowing under ``asyncio.wait_for`` with 1–20 ms
+* :func:`cancel_storm` — asyncio tasks borrowing under ``asyncio.wait_for`` with 1-20 ms
   deadlines on a fresh blocking pool: commands completed, connections created.
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as ARetry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -58,7 +59,10 @@ def _kill_loop(host: str, port: int, stop: threading.Event, period: float, out: 
     admin = redis.Redis(host=host, port=port)
     try:
         while not stop.wait(period):
-            out.append(int(admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")))
+            reply = admin.execute_command(  # type: ignore[no-untyped-call]
+                "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
+            )
+            out.append(int(reply))
     finally:
         admin.close()
 
@@ -73,7 +77,7 @@ def kill_storm(
     seconds: float = 2.0,
     period: float = 0.2,
 ) -> KillStorm:
-    """``threads`` threads PING through ``pool`` (sleeping a random 0–``think`` s between
+    """``threads`` threads PING through ``pool`` (sleeping a random 0-``think`` s between
     commands) while every normal client connection is killed every ``period`` s, for ``seconds``.
     """
     client = redis.Redis(connection_pool=pool, retry=no_retry())
@@ -95,7 +99,9 @@ def kill_storm(
                 time.sleep(rnd.uniform(0, think))
 
     workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
-    killer = threading.Thread(target=_kill_loop, args=(host, port, stop, period, kills), daemon=True)
+    killer = threading.Thread(
+        target=_kill_loop, args=(host, port, stop, period, kills), daemon=True
+    )
     for t in workers:
         t.start()
     time.sleep(min(0.3, seconds / 4))  # every thread in its loop, the pool warm
@@ -119,7 +125,7 @@ async def kill_storm_async(
     period: float = 0.2,
 ) -> KillStorm:
     """:func:`kill_storm` for asyncio pools: ``tasks`` tasks PING through ``pool``."""
-    client = aredis.Redis(connection_pool=pool, retry=no_retry())
+    client = aredis.Redis(connection_pool=pool, retry=ARetry(NoBackoff(), 0))
     await client.ping()
     stop = asyncio.Event()
     ok = [0] * tasks
@@ -145,7 +151,9 @@ async def kill_storm_async(
                 if done:
                     return
                 with_timeout.cancel()
-                reply = await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+                reply = await admin.execute_command(  # type: ignore[no-untyped-call]
+                    "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
+                )
                 kills.append(int(reply))
         finally:
             await admin.aclose()
@@ -200,3 +208,80 @@ async def cancel_storm(
 
     await asyncio.gather(*(work(i) for i in range(tasks)))
     return CancelStorm(commands=done[0], cancelled=done[1], errors=done[2]), pool
+
+
+@dataclass
+class Outage:
+    """The outcome of one endpoint outage (:func:`endpoint_outage`)."""
+
+    errors: int
+    """Commands that failed."""
+    commands: int
+    """Commands that succeeded."""
+    recovered_after: float | None
+    """Seconds from the server's restart until the pool held its share of connections to it
+    (within one of an even spread), or ``None`` if it did not within the time allowed."""
+    connections: list[int]
+    """Connections per endpoint at the end (the pool's own count, in endpoint order)."""
+
+
+def endpoint_outage(
+    pool: Any,
+    servers: list[Any],
+    *,
+    down: int = 0,
+    threads: int = 32,
+    think: float = 0.0,
+    warmup: float = 0.5,
+    outage: float = 3.0,
+    allow: float = 8.0,
+) -> Outage:
+    """``threads`` threads PING through ``pool`` (``endpoints=`` the ``servers``); the server
+    ``servers[down]`` is stopped for ``outage`` seconds and started again on the same port. Polls
+    the pool's per-endpoint connection counts until the restarted endpoint holds its share (up to
+    ``allow`` seconds)."""
+    client = redis.Redis(connection_pool=pool, retry=no_retry())
+    labels = [f"{s.host}:{s.port}" for s in servers]
+    stop = threading.Event()
+    ok = [0] * threads
+    bad = [0] * threads
+
+    def work(i: int) -> None:
+        rnd = random.Random(i)
+        while not stop.is_set():
+            try:
+                client.ping()
+                ok[i] += 1
+            except _ERRORS:
+                bad[i] += 1
+                time.sleep(0.001)
+            if think:
+                time.sleep(rnd.uniform(0, think))
+
+    def spread() -> list[int]:
+        per = pool.stats().endpoint_connections
+        return [per.get(label, 0) for label in labels]
+
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    for t in workers:
+        t.start()
+    recovered_after = None
+    try:
+        time.sleep(warmup)
+        servers[down].stop()
+        time.sleep(outage)
+        servers[down].start()
+        back = time.monotonic()
+        while time.monotonic() - back < allow:
+            counts = spread()
+            if max(counts) - counts[down] <= 1 and counts[down] > 0:
+                recovered_after = time.monotonic() - back
+                break
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in workers:
+            t.join(10)
+    return Outage(
+        errors=sum(bad), commands=sum(ok), recovered_after=recovered_after, connections=spread()
+    )

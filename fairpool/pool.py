@@ -283,6 +283,7 @@ class ConnectionPool(RedisConnectionPool):
         self._lock = threading.RLock()
         endpoints = self.config.endpoints
         self._endpoints = EndpointSet(endpoints) if endpoints else None
+        self._tending = False  # an endpoint maintenance thread is running
         self._core: PoolCore[Any] = PoolCore(
             self.config, period=REBALANCE_PERIOD if endpoints else None
         )
@@ -431,13 +432,17 @@ class ConnectionPool(RedisConnectionPool):
         """The readiness poll for a newly connected connection (see :class:`_Probe`)."""
         return _Probe(raw, self.config.health_check != "none")
 
-    def _dial_endpoints(self, for_caller: bool = True) -> Any:
-        """Dial the endpoint holding the fewest connections; on failure back it off and try the
-        next one. Raises the last error only when every endpoint failed."""
+    def _dial_endpoints(self, for_caller: bool = True, only: Endpoint | None = None) -> Any:
+        """Dial the endpoint holding the fewest connections (or ``only`` that one: a probe); on
+        failure back it off and try the next one. Raises the last error only when every endpoint
+        tried failed."""
         core, endpoints = self._core, self._endpoints
         assert endpoints is not None
         with self._lock:
-            order = endpoints.dial_order((s.target for s in core.slots()), monotonic())
+            if only is not None:
+                order = [only]
+            else:
+                order = endpoints.dial_order(_staying(core.slots()), monotonic())
         error: BaseException | None = None
         for endpoint in order:
             with self._lock:
@@ -486,6 +491,12 @@ class ConnectionPool(RedisConnectionPool):
         probe: _Probe = slot.aux
         raw = probe.raw
         if raw._sock is None:
+            endpoints = self._endpoints
+            if endpoints is not None and not endpoints.up(slot.target):
+                # Its endpoint is down: no reconnect in place; the caller gets a connection to
+                # another endpoint (the endpoint's probe tells when it is back).
+                self._discard(conn, "error")
+                return None
             try:
                 conn.connect()
             except BaseException as exc:
@@ -526,13 +537,15 @@ class ConnectionPool(RedisConnectionPool):
         ``due``: the configured ``health_check`` runs too (idle long enough, or suspect)."""
         check = self.config.health_check
         try:
-            if polled or check == "peek":
-                if conn.can_read():
-                    # Pending data: under RESP3 it may be a legitimate push message (client-side
-                    # caching invalidations, maintenance notifications); otherwise it is a stale
-                    # reply and the connection is out of sync.
-                    if not (self.cache is not None or self.maint_notifications_enabled()):  # type: ignore[no-untyped-call]
-                        return False
+            # Pending data: under RESP3 it may be a legitimate push message (client-side caching
+            # invalidations, maintenance notifications); otherwise it is a stale reply and the
+            # connection is out of sync. (EOF makes can_read() raise.)
+            if (
+                (polled or check == "peek")
+                and conn.can_read()
+                and not (self.cache is not None or self.maint_notifications_enabled())  # type: ignore[no-untyped-call]
+            ):
+                return False
             if not due or check in ("peek", "none"):
                 return True
             if check == "ping":
@@ -606,7 +619,7 @@ class ConnectionPool(RedisConnectionPool):
             if trash:
                 self._close(trash)
         if taken and now >= core.next_maintenance:
-            self.maintain()
+            self._maintain(background=True)
 
     def _start_keeper(self, keeper: _TurnKeeper) -> None:
         """Start the turn keeper; if no thread can be started, end the turn now instead (a held
@@ -646,7 +659,13 @@ class ConnectionPool(RedisConnectionPool):
     # ---------------------------------------------------------- maintenance
     def maintain(self) -> None:
         """Run pruning and the ``min_idle`` refill now (normally done lazily on release, or by
-        the maintenance thread): close what the core retires, dial what ``min_idle`` needs."""
+        the maintenance thread): close what the core retires, dial what ``min_idle`` needs; with
+        ``endpoints``, probe every endpoint that is down (one dial each) and rebalance."""
+        self._maintain(background=False)
+
+    def _maintain(self, background: bool) -> None:
+        """:meth:`maintain`; with ``background`` (a release found it due) the endpoint probes
+        and rebalancing dials run in a short-lived thread, so that no caller waits for them."""
         if self._fork_gen != _fork_generation:
             self._checkpid()
         core = self._core
@@ -689,27 +708,106 @@ class ConnectionPool(RedisConnectionPool):
             _record(self, 1, 0)  # a new idle connection (a waiter it went to records its use)
             self._close(trash)
         if self._endpoints is not None:
-            self._rebalance()
+            if not background:
+                self._tend_endpoints(force=True)
+                return
+            with self._lock:
+                if self._tending:
+                    return
+                self._tending = True
+            try:
+                threading.Thread(
+                    target=self._tend_endpoints_then_clear,
+                    name=f"fairpool-endpoints-{id(self):x}",
+                    daemon=True,
+                ).start()
+            except Exception as exc:  # no thread to be had: do it here rather than never
+                logger.warning("fairpool: cannot start the endpoint thread: %r", exc)
+                self._tend_endpoints_then_clear()
 
-    def _rebalance(self) -> None:
-        """Move idle connections from the most crowded endpoint to a healthy sparse one (one that
-        recovered, or was added), one at a time, until the spread is within one."""
+    def _tend_endpoints_then_clear(self) -> None:
+        try:
+            self._tend_endpoints(force=False)
+        except Exception as exc:
+            logger.warning("fairpool: endpoint maintenance failed: %r", exc)
+        finally:
+            with self._lock:
+                self._tending = False
+
+    def _tend_endpoints(self, force: bool) -> None:
+        """Probe the endpoints that are down and due (every one that is down when ``force``),
+        then rebalance."""
+        endpoints = self._endpoints
+        assert endpoints is not None
+        with self._lock:
+            due = endpoints.probes_due(monotonic(), force)
+        for endpoint in due:
+            self._probe_endpoint(endpoint)
+        self._rebalance()
+
+    def _probe_endpoint(self, endpoint: Endpoint) -> None:
+        """The half-open probe: one dial to an endpoint that is down. With spare capacity the
+        connection joins the pool; at the cap it is a throwaway connection, closed at once."""
         core, endpoints = self._core, self._endpoints
         assert endpoints is not None
-        for _ in range(self.config.max_connections):
+        with self._lock:
+            if self._core.closed:
+                return
+            reserved = core.reserve_dial()
+        if reserved:
+            try:
+                self._dial_endpoints(for_caller=False, only=endpoint)
+            except Exception as exc:  # reported: the endpoint stays down, backed off further
+                logger.info("fairpool: probe of %s failed: %r", endpoint, exc)
+            return
+        with self._lock:
+            endpoints.dialling(endpoint)
+        conn = self.make_connection(endpoint)
+        ok = False
+        try:
+            conn.connect()
+            ok = True
+        except Exception as exc:
+            logger.info("fairpool: probe of %s failed: %r", endpoint, exc)
+        finally:
+            _quietly(conn.disconnect)
             with self._lock:
-                plan = endpoints.rebalance((s.target for s in core.slots()), monotonic())
-                if plan is None:
+                endpoints.dialled(endpoint, ok, monotonic())
+
+    def _rebalance(self) -> None:
+        """Move connections from the most crowded endpoint to a sparse one that is up (one that
+        recovered, or was added) until the spread is within one: idle connections are closed at
+        once, borrowed ones when they are released (``rebalance`` in ``stats().closed``), and
+        each is replaced by a dial to the sparse endpoint. Spare capacity is used first. Gives
+        up after :data:`REBALANCE_BUDGET` seconds (the next maintenance goes on)."""
+        core, endpoints = self._core, self._endpoints
+        assert endpoints is not None
+        deadline = monotonic() + REBALANCE_BUDGET
+        retiring: list[Slot[Any]] = []  # borrowed connections retired, not yet released
+        while monotonic() < deadline:
+            with self._lock:
+                if core.closed:
                     return
-                crowded, _sparse = plan
-                victims = [s for s in core.idle_slots() if s.target == crowded]
-                if not victims or not core.retire_idle(victims[-1], "rebalance"):
+                retiring = [s for s in retiring if core.slot_of(s.conn) is s]
+                plan = endpoints.rebalance(_staying(core.slots()), monotonic())
+                if plan is None and not retiring:
                     return
-                reserved = core.reserve_dial()
+                reserved = plan is not None and core.reserve_dial()
+                if plan is not None and not reserved:
+                    crowded, _sparse = plan
+                    victims = [s for s in core.idle_slots() if s.target == crowded] or [
+                        s for s in core.slots() if s.target == crowded and s.retire is None
+                    ]
+                    if not victims or not core.retire(victims[0], "rebalance"):
+                        return
+                    if victims[0].in_use:
+                        retiring.append(victims[0])
+                    reserved = core.reserve_dial()
                 trash = core.take_trash()
             self._close(trash)
             if not reserved:
-                return
+                time.sleep(0.005)  # a retired borrowed connection frees its capacity on release
+                continue
             try:
                 self._dial_endpoints(for_caller=False)
             except Exception as exc:
@@ -893,6 +991,15 @@ def _chain_connect(
         on_connect(connection)
 
     return connect_func
+
+
+REBALANCE_BUDGET = 2.0
+"""Seconds one maintenance run may spend moving connections between endpoints."""
+
+
+def _staying(slots: list[Slot[Any]]) -> list[Any]:
+    """The endpoints (``target``) of the connections that are not being retired."""
+    return [s.target for s in slots if s.retire is None]
 
 
 def _quietly(fn: Callable[[], object]) -> None:
