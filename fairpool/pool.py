@@ -121,12 +121,6 @@ class _Probe:
             self.poll = poller.poll
         self.sock = sock
 
-    @property
-    def had_socket(self) -> bool:
-        """Whether a socket was registered and the connection has since lost it (redis-py
-        disconnects a connection whose command failed before the client releases it)."""
-        return self.sock is not _UNARMED and self.raw._sock is None
-
 
 def raw_connection(conn: Any) -> Any:
     """The object that owns the socket (unwraps client-side caching's proxy)."""
@@ -606,7 +600,8 @@ class ConnectionPool(RedisConnectionPool):
             with self._lock:
                 # a turn is possible only while callers wait (see turn_borrows)
                 owner = threading.current_thread() if core._waiters else None
-                if slot.aux.had_socket:
+                probe = slot.aux
+                if probe.raw._sock is None and probe.sock is not _UNARMED:
                     core.broken(slot)  # a command on it failed: its older siblings are suspect
                 taken = core.release(connection, now, reusable, owner)
                 if core.held is not None and self._keeper is None:
