@@ -8,12 +8,27 @@ and returns plain counts; what is good enough is decided by the caller.
   connection (client retries off, so every dead connection handed out shows).
 * :func:`cancel_storm` — asyncio tasks borrowing under ``asyncio.wait_for`` with 1-20 ms
   deadlines on a fresh blocking pool: commands completed, connections created.
+* :func:`under_load` with :func:`restart` or :func:`stall` — callers under load while the
+  server is restarted or stopped (``SIGSTOP``) for a while: caller errors, how long after the
+  server came back every caller had succeeded again.
+* :class:`FlakyProxy` — a TCP proxy on loopback that delays every chunk and resets connections;
+  :func:`under_load` through it counts replies that reached the wrong caller (there must be none).
+* :func:`endpoint_outage` — one of several ``endpoints`` stopped and started again: how long
+  until it holds its share of the pool's connections.
+
+Every caller sends ``ECHO <token>`` with a token of its own and checks the reply, so a reply
+delivered to the wrong caller is counted (:attr:`Load.misrouted`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
+import signal
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +43,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-__all__ = ["KillStorm", "cancel_storm", "kill_storm", "kill_storm_async"]
+__all__ = [
+    "CancelStorm",
+    "FlakyProxy",
+    "KillStorm",
+    "Load",
+    "Outage",
+    "cancel_storm",
+    "endpoint_outage",
+    "kill_storm",
+    "kill_storm_async",
+    "restart",
+    "stall",
+    "under_load",
+]
 
 _ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -285,3 +313,204 @@ def endpoint_outage(
     return Outage(
         errors=sum(bad), commands=sum(ok), recovered_after=recovered_after, connections=spread()
     )
+
+
+@dataclass
+class Load:
+    """The outcome of :func:`under_load`."""
+
+    commands: int
+    """Commands that succeeded (with the right reply)."""
+    errors: int
+    """Commands that failed with a connection or timeout error."""
+    misrouted: int
+    """Replies that were not the caller's own token (must be 0)."""
+    recovered_after: float | None
+    """Seconds from the end of the fault until every caller had succeeded again (``None``: not
+    within the run)."""
+
+
+def under_load(
+    pool: Any,
+    fault: Callable[[], float] | None = None,
+    *,
+    threads: int = 32,
+    think: float = 0.0,
+    warmup: float = 0.5,
+    after: float = 3.0,
+) -> Load:
+    """``threads`` threads send ``ECHO <own token>`` through ``pool`` (sleeping a random
+    0-``think`` s between commands); after ``warmup`` s, ``fault()`` runs in the calling thread
+    and returns the monotonic time at which the fault ended; the load goes on ``after`` s more.
+    Without a fault the load runs ``warmup + after`` s."""
+    client = redis.Redis(connection_pool=pool, retry=no_retry())
+    stop = threading.Event()
+    ok = [0] * threads
+    bad = [0] * threads
+    wrong = [0] * threads
+    last_ok = [0.0] * threads
+
+    def work(i: int) -> None:
+        rnd = random.Random(i)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            token = f"{i}:{n}".encode()
+            try:
+                reply = client.echo(token)
+            except _ERRORS:
+                bad[i] += 1
+                time.sleep(0.002)
+            else:
+                if reply == token:
+                    ok[i] += 1
+                    last_ok[i] = time.monotonic()
+                else:
+                    wrong[i] += 1
+            if think:
+                time.sleep(rnd.uniform(0, think))
+
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    for t in workers:
+        t.start()
+    recovered_after = None
+    try:
+        time.sleep(warmup)
+        back = fault() if fault is not None else time.monotonic()
+        deadline = back + after
+        while time.monotonic() < deadline:
+            if recovered_after is None and min(last_ok) > back:
+                recovered_after = max(last_ok) - back
+            time.sleep(0.01)
+        if recovered_after is None and min(last_ok) > back:
+            recovered_after = max(last_ok) - back
+    finally:
+        stop.set()
+        for t in workers:
+            t.join(10)
+    return Load(
+        commands=sum(ok), errors=sum(bad), misrouted=sum(wrong), recovered_after=recovered_after
+    )
+
+
+def restart(server: Any) -> Callable[[], float]:
+    """A fault for :func:`under_load`: kill the server (SIGKILL) and start it on the same port."""
+
+    def fault() -> float:
+        server.restart(kill=True)
+        return time.monotonic()
+
+    return fault
+
+
+def stall(server: Any, seconds: float) -> Callable[[], float]:
+    """A fault for :func:`under_load`: stop the server with SIGSTOP for ``seconds``, then
+    SIGCONT (the process keeps its sockets: clients see timeouts, not resets)."""
+
+    def fault() -> float:
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        return time.monotonic()
+
+    return fault
+
+
+class FlakyProxy:
+    """A TCP proxy on 127.0.0.1 in front of ``(host, port)``, run by an event loop in a thread
+    of its own: every chunk is delayed by a random ``latency`` (seconds, a range), and every
+    ``reset_every`` seconds one connection, chosen at random, is reset (RST to the client).
+    Use it as a context manager; :attr:`port` is where clients connect; :attr:`resets` counts
+    the connections reset."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        latency: tuple[float, float] = (0.0, 0.002),
+        reset_every: float = 0.05,
+        seed: int = 16,
+    ) -> None:
+        self._target = (host, port)
+        self._latency = latency
+        self._reset_every = reset_every
+        self._rng = random.Random(seed)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self._server: asyncio.AbstractServer | None = None
+        self._resetter: asyncio.Task[None] | None = None
+        self.port = 0
+        self.resets = 0
+
+    def __enter__(self) -> FlakyProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._resetter = asyncio.ensure_future(self._reset_loop())
+
+    async def _stop(self) -> None:
+        if self._resetter is not None:
+            self._resetter.cancel()
+        if self._server is not None:
+            self._server.close()
+        for client, upstream in self._pairs:
+            client.transport.abort()
+            upstream.transport.abort()
+        self._pairs.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = (writer, up_writer)
+        self._pairs.append(pair)
+        try:
+            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+        finally:
+            with contextlib.suppress(ValueError):
+                self._pairs.remove(pair)
+            writer.transport.abort()
+            up_writer.transport.abort()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await asyncio.sleep(self._rng.uniform(*self._latency))
+                if writer.transport.is_closing():
+                    break
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+
+    async def _reset_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._reset_every)
+            if not self._pairs:
+                continue
+            client, upstream = self._rng.choice(self._pairs)
+            sock = client.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.transport.abort()  # with SO_LINGER 0: an RST
+            upstream.transport.abort()
+            self.resets += 1
