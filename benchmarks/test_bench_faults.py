@@ -9,7 +9,7 @@ it, so they do not use the session's pinned ``bench_server``). The drivers are
 1. ``test_kill_storm`` — 32 callers, ``CLIENT KILL TYPE normal`` every 200 ms, retries off, at three
    loads (back to back, think time ≤ 50 ms, ≤ 400 ms), sync and asyncio: caller errors per killed
    connection (fairpool's and redis-py's ``ConnectionPool``, and redis-py's blocking pool).
-2. ``test_restart`` / ``test_stall`` — the server killed and restarted; stopped with SIGSTOP for 5 s
+2. ``test_restart_and_stall`` — the server killed and restarted; stopped with SIGSTOP for 5 s
    (``socket_timeout=1``): errors, and how long after it was back every caller had succeeded.
 3. ``test_flaky_proxy`` — through a proxy adding 0-2 ms per chunk and resetting a connection every
    50 ms: errors per reset, replies misrouted (must be 0).
@@ -131,28 +131,22 @@ def _load_row(result: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("kind", SYNC_KINDS)
-def test_restart(benchmark: Any, server: RedisServer, figures: Figures, kind: str) -> None:
+@pytest.mark.parametrize("fault", ["restart", "stall_5s"])
+def test_restart_and_stall(
+    benchmark: Any, server: RedisServer, figures: Figures, kind: str, fault: str
+) -> None:
+    """``restart``: killed and started again (``socket_timeout=2``); ``stall_5s``: SIGSTOP for
+    5 s (``socket_timeout=1``)."""
+    timeout = 2 if fault == "restart" else 1
     pool = _sync_pool(
-        kind, server.host, server.port, max_connections=16, timeout=5, socket_timeout=2
+        kind, server.host, server.port, max_connections=16, timeout=5, socket_timeout=timeout
     )
-    result = _once(benchmark, lambda: under_load(pool, restart(server), after=3.0))
+    make = restart(server) if fault == "restart" else stall(server, 5.0)
+    result = _once(benchmark, lambda: under_load(pool, make, after=3.0))
     _close(pool)
     row = _load_row(result)
     benchmark.extra_info.update(row)
-    figures.setdefault("faults", {})[f"restart {kind}"] = row
-    assert result.misrouted == 0
-
-
-@pytest.mark.parametrize("kind", SYNC_KINDS)
-def test_stall(benchmark: Any, server: RedisServer, figures: Figures, kind: str) -> None:
-    pool = _sync_pool(
-        kind, server.host, server.port, max_connections=16, timeout=5, socket_timeout=1
-    )
-    result = _once(benchmark, lambda: under_load(pool, stall(server, 5.0), after=3.0))
-    _close(pool)
-    row = _load_row(result)
-    benchmark.extra_info.update(row)
-    figures.setdefault("faults", {})[f"stall_5s {kind}"] = row
+    figures.setdefault("faults", {})[f"{fault} {kind}"] = row
     assert result.misrouted == 0
 
 

@@ -83,18 +83,6 @@ class KillStorm:
         return self.errors / max(1, self.kills)
 
 
-def _kill_loop(host: str, port: int, stop: threading.Event, period: float, out: list[int]) -> None:
-    admin = redis.Redis(host=host, port=port)
-    try:
-        while not stop.wait(period):
-            reply = admin.execute_command(  # type: ignore[no-untyped-call]
-                "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
-            )
-            out.append(int(reply))
-    finally:
-        admin.close()
-
-
 def kill_storm(
     pool: Any,
     host: str,
@@ -105,41 +93,29 @@ def kill_storm(
     seconds: float = 2.0,
     period: float = 0.2,
 ) -> KillStorm:
-    """``threads`` threads PING through ``pool`` (sleeping a random 0-``think`` s between
-    commands) while every normal client connection is killed every ``period`` s, for ``seconds``.
-    """
-    client = redis.Redis(connection_pool=pool, retry=no_retry())
-    client.ping()
-    stop = threading.Event()
-    ok = [0] * threads
-    bad = [0] * threads
+    """``threads`` threads send commands through ``pool`` (sleeping a random 0-``think`` s
+    between commands) while every normal client connection is killed every ``period`` s, for
+    ``seconds`` (see :func:`under_load`)."""
     kills: list[int] = []
 
-    def work(i: int) -> None:
-        rnd = random.Random(i)
-        while not stop.is_set():
-            try:
-                client.ping()
-                ok[i] += 1
-            except _ERRORS:
-                bad[i] += 1
-            if think:
-                time.sleep(rnd.uniform(0, think))
+    def fault() -> float:
+        admin = redis.Redis(host=host, port=port)
+        try:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                time.sleep(period)
+                reply = admin.execute_command(  # type: ignore[no-untyped-call]
+                    "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
+                )
+                kills.append(int(reply))
+        finally:
+            admin.close()
+        return time.monotonic()
 
-    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
-    killer = threading.Thread(
-        target=_kill_loop, args=(host, port, stop, period, kills), daemon=True
+    load = under_load(
+        pool, fault, threads=threads, think=think, warmup=min(0.3, seconds / 4), after=0.0
     )
-    for t in workers:
-        t.start()
-    time.sleep(min(0.3, seconds / 4))  # every thread in its loop, the pool warm
-    killer.start()
-    time.sleep(seconds)
-    stop.set()
-    killer.join(10)
-    for t in workers:
-        t.join(10)
-    return KillStorm(commands=sum(ok), errors=sum(bad), kills=sum(kills))
+    return KillStorm(commands=load.commands, errors=load.errors, kills=sum(kills))
 
 
 async def kill_storm_async(
@@ -264,38 +240,18 @@ def endpoint_outage(
     outage: float = 3.0,
     allow: float = 8.0,
 ) -> Outage:
-    """``threads`` threads PING through ``pool`` (``endpoints=`` the ``servers``); the server
-    ``servers[down]`` is stopped for ``outage`` seconds and started again on the same port. Polls
-    the pool's per-endpoint connection counts until the restarted endpoint holds its share (up to
-    ``allow`` seconds)."""
-    client = redis.Redis(connection_pool=pool, retry=no_retry())
+    """``threads`` threads send commands through ``pool`` (``endpoints=`` the ``servers``; see
+    :func:`under_load`); the server ``servers[down]`` is stopped for ``outage`` seconds and started
+    again on the same port. Polls the pool's per-endpoint connection counts until the restarted
+    endpoint holds its share (up to ``allow`` seconds)."""
     labels = [f"{s.host}:{s.port}" for s in servers]
-    stop = threading.Event()
-    ok = [0] * threads
-    bad = [0] * threads
-
-    def work(i: int) -> None:
-        rnd = random.Random(i)
-        while not stop.is_set():
-            try:
-                client.ping()
-                ok[i] += 1
-            except _ERRORS:
-                bad[i] += 1
-                time.sleep(0.001)
-            if think:
-                time.sleep(rnd.uniform(0, think))
+    recovered: list[float] = []
 
     def spread() -> list[int]:
         per = pool.stats().endpoint_connections
         return [per.get(label, 0) for label in labels]
 
-    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
-    for t in workers:
-        t.start()
-    recovered_after = None
-    try:
-        time.sleep(warmup)
+    def fault() -> float:
         servers[down].stop()
         time.sleep(outage)
         servers[down].start()
@@ -303,15 +259,17 @@ def endpoint_outage(
         while time.monotonic() - back < allow:
             counts = spread()
             if max(counts) - counts[down] <= 1 and counts[down] > 0:
-                recovered_after = time.monotonic() - back
+                recovered.append(time.monotonic() - back)
                 break
             time.sleep(0.02)
-    finally:
-        stop.set()
-        for t in workers:
-            t.join(10)
+        return back
+
+    load = under_load(pool, fault, threads=threads, think=think, warmup=warmup, after=0.0)
     return Outage(
-        errors=sum(bad), commands=sum(ok), recovered_after=recovered_after, connections=spread()
+        errors=load.errors,
+        commands=load.commands,
+        recovered_after=recovered[0] if recovered else None,
+        connections=spread(),
     )
 
 

@@ -6,6 +6,7 @@ down and back, and a cancellation storm on a fresh asyncio pool. The scenario dr
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from fairpool.config import make_config
 from fairpool.core import PoolCore, Slot
 from fairpool.faults import (
     FlakyProxy,
+    KillStorm,
     cancel_storm,
     endpoint_outage,
     kill_storm,
@@ -142,10 +144,12 @@ def test_killed_idle_connections_never_reach_callers_asyncio(redis_servers: Serv
 LOADS = {"back_to_back": 0.0, "think_50ms": 0.05, "think_400ms": 0.4}
 
 
-def not_worse(fp: float, rp: float, fp_kills: int) -> bool:
-    """fairpool's errors per kill no worse than redis-py's, up to run-to-run noise: two errors
-    in the whole run, or 20% of redis-py's rate."""
-    return fp <= rp * 1.2 + 2 / max(1, fp_kills)
+def not_worse(fp: KillStorm, rp: KillStorm) -> bool:
+    """fairpool's caller errors no more than redis-py's rate per kill predicts for fairpool's
+    kills, up to counting noise (errors are rare events: three standard deviations of a Poisson
+    count, plus two). The behaviour before issue 16, about one error per kill, fails by far."""
+    expected = rp.per_kill * fp.kills
+    return fp.errors <= expected + 3 * math.sqrt(expected) + 2
 
 
 @pytest.mark.slow
@@ -162,7 +166,7 @@ def test_kill_storm_errors_per_kill_sync(redis_servers: Servers, load: str) -> N
     pool = fairpool.ConnectionPool(host=server.host, port=server.port)
     fp = kill_storm(pool, server.host, server.port, think=LOADS[load], seconds=seconds)
     assert fp.kills > 0 and rp.kills > 0
-    assert not_worse(fp.per_kill, rp.per_kill, fp.kills), (fp, rp)
+    assert not_worse(fp, rp), (fp, rp)
     exact(pool.stats())
     pool.close()
     assert fds() <= before
@@ -191,7 +195,7 @@ def test_kill_storm_errors_per_kill_asyncio(redis_servers: Servers, load: str) -
     rp, _ = asyncio.run(run("redis-py"))
     fp, stats = asyncio.run(run("fairpool"))
     assert fp.kills > 0 and rp.kills > 0
-    assert not_worse(fp.per_kill, rp.per_kill, fp.kills), (fp, rp)
+    assert not_worse(fp, rp), (fp, rp)
     exact(stats)
     assert fds() <= before
 
@@ -227,7 +231,7 @@ def test_restart_and_stall_fairpool_against_redis_py(redis_servers: Servers) -> 
         fp, rp = results["fairpool", fault], results["redis-py-blocking", fault]
         assert fp.misrouted == 0 and rp.misrouted == 0
         assert fp.recovered_after is not None, (fault, fp)  # every thread served again
-        assert fp.errors <= rp.errors * 1.2 + 5, (fault, fp, rp)
+        assert fp.errors <= rp.errors + 3 * math.sqrt(rp.errors) + 5, (fault, fp, rp)  # noise
     assert fds() <= before
 
 
