@@ -37,11 +37,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from redis.asyncio.retry import Retry as ARetry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 __all__ = [
     "CancelStorm",
@@ -61,11 +58,6 @@ __all__ = [
 _ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def no_retry() -> Retry:
-    """Client retries off: a dead connection handed to a caller shows up as an error."""
-    return Retry(NoBackoff(), 0)
-
-
 @dataclass
 class KillStorm:
     """The outcome of one kill storm."""
@@ -76,11 +68,40 @@ class KillStorm:
     """Commands that failed (a connection error reached the caller)."""
     kills: int
     """Client connections the server killed (``CLIENT KILL``'s replies, summed)."""
+    stale: int = 0
+    """Of the errors, those on a connection the pool handed out although it could have known
+    it was dead: sync, the server had closed it before the caller's borrow began (its local port
+    was in the ``CLIENT LIST`` of a kill that had completed); asyncio, the event loop had already
+    seen the end of its stream when it was handed out. The other errors hit commands in flight
+    when the kill landed, which no pool can save."""
 
     @property
     def per_kill(self) -> float:
         """Caller errors per killed connection."""
         return self.errors / max(1, self.kills)
+
+
+class _Kills:
+    """``CLIENT KILL TYPE normal`` every ``period`` s, remembering which client ports each kill
+    closed and when it had completed (see :attr:`KillStorm.stale`)."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[float, frozenset[int]]] = []
+        self.count = 0
+
+    def record(self, listing: Any, reply: Any) -> None:
+        ports = frozenset(
+            int(str(client["addr"]).rsplit(":", 1)[1]) for client in listing if "addr" in client
+        )
+        self.done.append((time.monotonic(), ports))
+        self.count += int(reply)
+
+    def stale(self, port: int, since: float) -> bool:
+        """Whether a kill completed before ``since`` had closed the connection on ``port``."""
+        return any(done < since and port in ports for done, ports in self.done)
+
+
+_KILL = ("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
 
 
 def kill_storm(
@@ -96,7 +117,7 @@ def kill_storm(
     """``threads`` threads send commands through ``pool`` (sleeping a random 0-``think`` s
     between commands) while every normal client connection is killed every ``period`` s, for
     ``seconds`` (see :func:`under_load`)."""
-    kills: list[int] = []
+    kills = _Kills()
 
     def fault() -> float:
         admin = redis.Redis(host=host, port=port)
@@ -104,18 +125,24 @@ def kill_storm(
             end = time.monotonic() + seconds
             while time.monotonic() < end:
                 time.sleep(period)
-                reply = admin.execute_command(  # type: ignore[no-untyped-call]
-                    "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
-                )
-                kills.append(int(reply))
+                listing = admin.client_list(_type="normal")
+                kills.record(listing, admin.execute_command(*_KILL))  # type: ignore[no-untyped-call]
         finally:
             admin.close()
         return time.monotonic()
 
     load = under_load(
-        pool, fault, threads=threads, think=think, warmup=min(0.3, seconds / 4), after=0.0
+        pool,
+        fault,
+        threads=threads,
+        think=think,
+        warmup=min(0.3, seconds / 4),
+        after=0.0,
+        stale=kills.stale,
     )
-    return KillStorm(commands=load.commands, errors=load.errors, kills=sum(kills))
+    return KillStorm(
+        commands=load.commands, errors=load.errors, kills=kills.count, stale=load.stale
+    )
 
 
 async def kill_storm_async(
@@ -128,37 +155,52 @@ async def kill_storm_async(
     seconds: float = 2.0,
     period: float = 0.2,
 ) -> KillStorm:
-    """:func:`kill_storm` for asyncio pools: ``tasks`` tasks PING through ``pool``."""
-    client = aredis.Redis(connection_pool=pool, retry=ARetry(NoBackoff(), 0))
-    await client.ping()
+    """:func:`kill_storm` for asyncio pools: ``tasks`` tasks borrow, send ``ECHO <own token>``
+    and release, as :func:`under_load`'s threads do."""
     stop = asyncio.Event()
     ok = [0] * tasks
     bad = [0] * tasks
-    kills: list[int] = []
+    stale = [0] * tasks
+    kills = _Kills()
 
     async def work(i: int) -> None:
         rnd = random.Random(i)
+        n = 0
         while not stop.is_set():
+            n += 1
+            token = f"{i}:{n}".encode()
             try:
-                await client.ping()
-                ok[i] += 1
+                conn = await pool.get_connection()
             except _ERRORS:
                 bad[i] += 1
+                await asyncio.sleep(0.002)
+                continue
+            # Handed out already dead: the event loop had seen the server close it, in the same
+            # run of the loop as the pool's own borrow (nothing ran in between).
+            reader = getattr(conn, "_reader", None)
+            dead = reader is not None and (reader.at_eof() or reader.exception() is not None)
+            try:
+                await conn.send_command("ECHO", token)
+                reply = await conn.read_response()
+                ok[i] += reply == token
+            except _ERRORS:
+                bad[i] += 1
+                stale[i] += dead
+                await conn.disconnect()
+            finally:
+                await pool.release(conn)
             await asyncio.sleep(rnd.uniform(0, think) if think else 0)
 
     async def killer() -> None:
         admin = aredis.Redis(host=host, port=port)
         try:
             while True:
-                with_timeout = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait({with_timeout}, timeout=period)
-                if done:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), period)
+                if stop.is_set():
                     return
-                with_timeout.cancel()
-                reply = await admin.execute_command(  # type: ignore[no-untyped-call]
-                    "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
-                )
-                kills.append(int(reply))
+                listing = await admin.client_list(_type="normal")
+                kills.record(listing, await admin.execute_command(*_KILL))  # type: ignore[no-untyped-call]
         finally:
             await admin.aclose()
 
@@ -168,7 +210,7 @@ async def kill_storm_async(
     await asyncio.sleep(seconds)
     stop.set()
     await asyncio.gather(kill_task, *workers)
-    return KillStorm(commands=sum(ok), errors=sum(bad), kills=sum(kills))
+    return KillStorm(commands=sum(ok), errors=sum(bad), kills=kills.count, stale=sum(stale))
 
 
 @dataclass
@@ -286,6 +328,9 @@ class Load:
     recovered_after: float | None
     """Seconds from the end of the fault until every caller had succeeded again (``None``: not
     within the run)."""
+    stale: int = 0
+    """Failed commands that ``stale`` classified as sent on a connection known dead before the
+    borrow (see :func:`under_load`)."""
 
 
 def under_load(
@@ -296,16 +341,20 @@ def under_load(
     think: float = 0.0,
     warmup: float = 0.5,
     after: float = 3.0,
+    stale: Callable[[int, float], bool] | None = None,
 ) -> Load:
-    """``threads`` threads send ``ECHO <own token>`` through ``pool`` (sleeping a random
-    0-``think`` s between commands); after ``warmup`` s, ``fault()`` runs in the calling thread
-    and returns the monotonic time at which the fault ended; the load goes on ``after`` s more.
-    Without a fault the load runs ``warmup + after`` s."""
-    client = redis.Redis(connection_pool=pool, retry=no_retry())
+    """``threads`` threads each borrow a connection from ``pool``, send ``ECHO <own token>``, check
+    the reply and release it (as ``redis.Redis`` does with retries off: a failed connection is
+    disconnected before it is released), sleeping a random 0-``think`` s between commands. After
+    ``warmup`` s, ``fault()`` runs in the calling thread and returns the monotonic time at which
+    the fault ended; the load goes on ``after`` s more. Without a fault the load runs
+    ``warmup + after`` s. ``stale(local_port, borrow_start)`` classifies failed commands (see
+    :attr:`KillStorm.stale`)."""
     stop = threading.Event()
     ok = [0] * threads
     bad = [0] * threads
     wrong = [0] * threads
+    dead = [0] * threads
     last_ok = [0.0] * threads
 
     def work(i: int) -> None:
@@ -314,10 +363,22 @@ def under_load(
         while not stop.is_set():
             n += 1
             token = f"{i}:{n}".encode()
+            since = time.monotonic()
             try:
-                reply = client.echo(token)
+                conn = pool.get_connection()
             except _ERRORS:
                 bad[i] += 1
+                time.sleep(0.002)
+                continue
+            try:
+                port = _local_port(conn) if stale is not None else 0
+                conn.send_command("ECHO", token)
+                reply = conn.read_response()
+            except _ERRORS:
+                bad[i] += 1
+                if stale is not None and port and stale(port, since):
+                    dead[i] += 1
+                conn.disconnect()
                 time.sleep(0.002)
             else:
                 if reply == token:
@@ -325,6 +386,8 @@ def under_load(
                     last_ok[i] = time.monotonic()
                 else:
                     wrong[i] += 1
+            finally:
+                pool.release(conn)
             if think:
                 time.sleep(rnd.uniform(0, think))
 
@@ -347,8 +410,21 @@ def under_load(
         for t in workers:
             t.join(10)
     return Load(
-        commands=sum(ok), errors=sum(bad), misrouted=sum(wrong), recovered_after=recovered_after
+        commands=sum(ok),
+        errors=sum(bad),
+        misrouted=sum(wrong),
+        recovered_after=recovered_after,
+        stale=sum(dead),
     )
+
+
+def _local_port(conn: Any) -> int:
+    """The local port of a connection's socket (0 if it has none)."""
+    sock = getattr(getattr(conn, "_conn", conn), "_sock", None)
+    try:
+        return int(sock.getsockname()[1]) if sock is not None else 0
+    except OSError:
+        return 0
 
 
 def restart(server: Any) -> Callable[[], float]:

@@ -144,12 +144,24 @@ def test_killed_idle_connections_never_reach_callers_asyncio(redis_servers: Serv
 LOADS = {"back_to_back": 0.0, "think_50ms": 0.05, "think_400ms": 0.4}
 
 
-def not_worse(fp: KillStorm, rp: KillStorm) -> bool:
-    """fairpool's caller errors no more than redis-py's rate per kill predicts for fairpool's
-    kills, up to counting noise (errors are rare events: three standard deviations of a Poisson
-    count, plus two). The behaviour before issue 16, about one error per kill, fails by far."""
-    expected = rp.per_kill * fp.kills
-    return fp.errors <= expected + 3 * math.sqrt(expected) + 2
+def within_noise(count: int, reference: float) -> bool:
+    """``count`` is no more than ``reference`` up to counting noise: errors are rare events,
+    so three standard deviations of a Poisson count, plus two."""
+    return count <= reference + 3 * math.sqrt(reference) + 2
+
+
+def not_worse(fp: KillStorm, rp: KillStorm) -> None:
+    """fairpool against redis-py on the same storm. Two measures:
+
+    * *stale* errors — a connection handed out although the pool could have known it was dead —
+      are the pool's doing: no more than redis-py's (both are about 0; fairpool before issue 16
+      made dozens to hundreds);
+    * all caller errors per kill: most hit commands in flight when the kill lands, which depends
+      on how many callers are mid-command (and varies several-fold from run to run on a loaded
+      machine), so the bound is redis-py's rate with a 1.5 factor, up to counting noise.
+    """
+    assert within_noise(fp.stale, rp.stale), (fp, rp)
+    assert within_noise(fp.errors, 1.5 * rp.per_kill * fp.kills), (fp, rp)
 
 
 @pytest.mark.slow
@@ -166,7 +178,7 @@ def test_kill_storm_errors_per_kill_sync(redis_servers: Servers, load: str) -> N
     pool = fairpool.ConnectionPool(host=server.host, port=server.port)
     fp = kill_storm(pool, server.host, server.port, think=LOADS[load], seconds=seconds)
     assert fp.kills > 0 and rp.kills > 0
-    assert not_worse(fp, rp), (fp, rp)
+    not_worse(fp, rp)
     exact(pool.stats())
     pool.close()
     assert fds() <= before
@@ -195,7 +207,7 @@ def test_kill_storm_errors_per_kill_asyncio(redis_servers: Servers, load: str) -
     rp, _ = asyncio.run(run("redis-py"))
     fp, stats = asyncio.run(run("fairpool"))
     assert fp.kills > 0 and rp.kills > 0
-    assert not_worse(fp, rp), (fp, rp)
+    not_worse(fp, rp)
     exact(stats)
     assert fds() <= before
 
@@ -231,7 +243,7 @@ def test_restart_and_stall_fairpool_against_redis_py(redis_servers: Servers) -> 
         fp, rp = results["fairpool", fault], results["redis-py-blocking", fault]
         assert fp.misrouted == 0 and rp.misrouted == 0
         assert fp.recovered_after is not None, (fault, fp)  # every thread served again
-        assert fp.errors <= rp.errors + 3 * math.sqrt(rp.errors) + 5, (fault, fp, rp)  # noise
+        assert within_noise(fp.errors, rp.errors), (fault, fp, rp)
     assert fds() <= before
 
 
