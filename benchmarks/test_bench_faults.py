@@ -94,7 +94,12 @@ def test_kill_storm(
         lambda: kill_storm(pool, server.host, server.port, think=think, seconds=4.0),
     )
     _close(pool)
-    row = {"errors": result.errors, "kills": result.kills, "per_kill": round(result.per_kill, 3)}
+    row = {
+        "errors": result.errors,
+        "stale": result.stale,
+        "kills": result.kills,
+        "per_kill": round(result.per_kill, 3),
+    }
     benchmark.extra_info.update(row)
     figures.setdefault("faults", {})[f"kill_storm sync {load} {kind}"] = row
 
@@ -115,7 +120,12 @@ def test_kill_storm_asyncio(
             await pool.disconnect()
 
     result = _once(benchmark, lambda: asyncio.run(run()))
-    row = {"errors": result.errors, "kills": result.kills, "per_kill": round(result.per_kill, 3)}
+    row = {
+        "errors": result.errors,
+        "stale": result.stale,
+        "kills": result.kills,
+        "per_kill": round(result.per_kill, 3),
+    }
     benchmark.extra_info.update(row)
     figures.setdefault("faults", {})[f"kill_storm asyncio {load} {kind}"] = row
 

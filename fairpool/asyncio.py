@@ -451,7 +451,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
 
         The dial runs in a task of its own, awaited through ``asyncio.shield``: a caller cancelled
         meanwhile (``asyncio.wait_for`` deadlines) does not throw the dial away. It finishes in
-        the background, bounded by the connect timeout (:meth:`_orphan`), and the connection goes
+        the background, bounded by the connect timeout (:meth:`_shielded`), and the connection goes
         to the oldest waiter or joins the idle set, so that a pool under per-request deadlines
         still warms up (psycopg_pool and asyncpg grow their pools outside the caller's task too).
         """

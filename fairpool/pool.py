@@ -486,7 +486,7 @@ class ConnectionPool(RedisConnectionPool):
         raw = probe.raw
         if raw._sock is None:
             endpoints = self._endpoints
-            if endpoints is not None and not endpoints.up(slot.target):
+            if endpoints is not None and slot.target is not None and not endpoints.up(slot.target):
                 # Its endpoint is down: no reconnect in place; the caller gets a connection to
                 # another endpoint (the endpoint's probe tells when it is back).
                 self._discard(conn, "error")
