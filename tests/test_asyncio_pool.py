@@ -409,6 +409,32 @@ def test_cancelled_reconnect_finishes_in_the_background(redis_url: str) -> None:
     arun(main())
 
 
+def test_disconnect_during_abandoned_dials_keeps_counts_exact(redis_url: str) -> None:
+    """disconnect() closes the sockets the pool holds; a dial still running for a caller that
+    gave up lands afterwards as a fresh idle connection; aclose() then closes everything."""
+
+    async def main() -> None:
+        fds = len(os.listdir("/proc/self/fd"))
+        pool = ConnectionPool.from_url(redis_url, connection_class=SlowConnection)
+        conn = await pool.get_connection()
+        task = asyncio.create_task(pool.get_connection())
+        assert await wait_until(lambda: pool.stats().dialling == 1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.release(conn)
+        await pool.disconnect()
+        assert await wait_until(lambda: pool.stats().dialling == 0 and pool.stats().idle == 2)
+        stats = pool.stats()
+        assert (stats.created, stats.open, stats.closed_total) == (2, 2, 0)
+        assert await aredis.Redis(connection_pool=pool).ping()
+        await pool.aclose()
+        stats = pool.stats()
+        assert (stats.open, stats.closed["closed"]) == (0, 2)
+        assert len(os.listdir("/proc/self/fd")) == fds
+
+    arun(main())
+
+
 def test_aclose_stops_abandoned_dials(redis_url: str) -> None:
     async def main() -> None:
         fds = len(os.listdir("/proc/self/fd"))
