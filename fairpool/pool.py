@@ -656,11 +656,12 @@ class ConnectionPool(RedisConnectionPool):
         """Run pruning and the ``min_idle`` refill now (normally done lazily on release, or by
         the maintenance thread): close what the core retires, dial what ``min_idle`` needs; with
         ``endpoints``, probe every endpoint that is down (one dial each) and rebalance."""
-        self._maintain(background=False)
+        self._maintain(background=False, force=True)
 
-    def _maintain(self, background: bool) -> None:
+    def _maintain(self, background: bool, force: bool = False) -> None:
         """:meth:`maintain`; with ``background`` (a release found it due) the endpoint probes
-        and rebalancing dials run in a short-lived thread, so that no caller waits for them."""
+        and rebalancing dials run in a short-lived thread, so that no caller waits for them;
+        ``force`` probes endpoints still in back-off too (an explicit ``maintain()``)."""
         if self._fork_gen != _fork_generation:
             self._checkpid()
         core = self._core
@@ -704,7 +705,7 @@ class ConnectionPool(RedisConnectionPool):
             self._close(trash)
         if self._endpoints is not None:
             if not background:
-                self._tend_endpoints(force=True)
+                self._tend_endpoints(force)
                 return
             with self._lock:
                 if self._tending:
@@ -1095,7 +1096,7 @@ class _Maintainer:
             if pool is None or pool.closed:
                 return
             try:
-                pool.maintain()
+                pool._maintain(background=False)  # in this thread; back-offs respected
             except Exception as exc:
                 logger.warning("fairpool: maintenance failed: %r", exc)
             del pool

@@ -145,3 +145,41 @@ def test_endpoint_set_backoff_and_order() -> None:
     assert eps.up(c) and eps.failures(c) == 0 and eps.healthy(c, 3.0)
     assert eps.rebalance([a, a, a, b, b, b], 3.0) == (a, c)
     assert eps.rebalance([a, a, b, b, c], 3.0) is None
+
+
+@pytest.mark.parametrize("max_connections", [8, 4])
+def test_maintain_probes_a_down_endpoint_and_rebalances(
+    redis_servers: Callable[..., list[RedisServer]], max_connections: int
+) -> None:
+    """An explicit maintain() probes an endpoint that is down at once (one dial, even during its
+    back-off); when it connects, connections move onto it: with spare capacity (8) by dialling
+    there, at the cap (4) by closing idle ones elsewhere (``rebalance``)."""
+    a, b = redis_servers(2, name="proxy")
+    b.stop()
+    pool = ConnectionPool(
+        endpoints=[f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"],
+        max_connections=max_connections,
+        socket_connect_timeout=1,
+        retry=NO_RETRY,
+    )
+    conns = [pool.get_connection() for _ in range(4)]  # the dial to b fails: all on a
+    for c in conns:
+        pool.release(c)
+    endpoints = pool._endpoints
+    assert endpoints is not None
+    down = ("127.0.0.1", b.port)
+    assert endpoints.failures(down) == 1
+    pool.maintain()  # still down: the probe fails within the back-off (same outage: not counted)
+    assert endpoints.failures(down) == 1 and clients_on(a) == 4
+    b.start()
+    pool.maintain()  # probe at once, then rebalance
+    assert endpoints.up(down)
+    if max_connections == 8:
+        assert (clients_on(a), clients_on(b)) == (4, 3)
+        assert pool.stats().closed["rebalance"] == 0
+    else:
+        assert (clients_on(a), clients_on(b)) == (2, 2)
+        assert pool.stats().closed["rebalance"] == 2
+    stats = pool.stats()
+    assert stats.created == stats.open + stats.closed_total
+    pool.close()
