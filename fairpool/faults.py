@@ -505,6 +505,10 @@ class FlakyProxy:
             client.transport.abort()
             upstream.transport.abort()
         self._pairs.clear()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
