@@ -94,6 +94,10 @@ def test_kill_storm(
         lambda: kill_storm(pool, server.host, server.port, think=think, seconds=4.0),
     )
     _close(pool)
+    _record_storm(benchmark, figures, f"kill_storm sync {load} {kind}", result)
+
+
+def _record_storm(benchmark: Any, figures: Figures, name: str, result: Any) -> None:
     row = {
         "errors": result.errors,
         "stale": result.stale,
@@ -101,7 +105,7 @@ def test_kill_storm(
         "per_kill": round(result.per_kill, 3),
     }
     benchmark.extra_info.update(row)
-    figures.setdefault("faults", {})[f"kill_storm sync {load} {kind}"] = row
+    figures.setdefault("faults", {})[name] = row
 
 
 @pytest.mark.parametrize("load", list(LOADS))
@@ -120,14 +124,7 @@ def test_kill_storm_asyncio(
             await pool.disconnect()
 
     result = _once(benchmark, lambda: asyncio.run(run()))
-    row = {
-        "errors": result.errors,
-        "stale": result.stale,
-        "kills": result.kills,
-        "per_kill": round(result.per_kill, 3),
-    }
-    benchmark.extra_info.update(row)
-    figures.setdefault("faults", {})[f"kill_storm asyncio {load} {kind}"] = row
+    _record_storm(benchmark, figures, f"kill_storm asyncio {load} {kind}", result)
 
 
 def _load_row(result: Any) -> dict[str, Any]:
