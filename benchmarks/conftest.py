@@ -190,6 +190,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                 f"  Jain(threads) {f['jain_threads']:.2f}"
                 f"  max wait {f['max_wait_ms']:.1f} ms"
             )
+    faults = _FIGURES.get("faults", {})
+    if faults:
+        tr.write_line("faults (benchmarks/test_bench_faults.py):")
+        for name, f in faults.items():
+            tr.write_line(f"  {name:<42} " + "  ".join(f"{k}={v}" for k, v in f.items()))
     fair = _FIGURES.get("fairness", {})
     if fair:
         tr.write_line("fairness scenario (commands per proxy, read from the servers):")

@@ -64,6 +64,10 @@ _SYNC_CLIENT_MODULES = frozenset({"redis.client", "redis.cluster", "redis.sentin
 _ENSURE = getattr(RedisAsyncConnectionPool, "ensure_connection", None)
 """redis.asyncio's connect-and-verify hook (redis-py ≥ 7; older versions connect inline)."""
 
+DIAL_TIMEOUT = 10.0
+"""Seconds a dial abandoned by its caller may still take when ``socket_connect_timeout`` is not
+set (see :meth:`ConnectionPool._dial`)."""
+
 
 class _TaskWaiter(Waiter):
     """A waiting task: it awaits a future that :meth:`wake` completes."""
@@ -95,6 +99,15 @@ _NO_WRITER = _NoWriter()
 def _raw(conn: Any) -> Any:
     """The object whose ``_writer`` tells whether ``conn`` is connected."""
     return conn if hasattr(conn, "_writer") else _NO_WRITER
+
+
+def _quiet(raw: Any) -> bool:
+    """Whether nothing arrived on an idle connection: no EOF, no error, no unread bytes in its
+    ``StreamReader``. The event loop has already read whatever the socket had, so this costs no
+    system call (redis.asyncio's ``can_read()`` looks at the same reader state on every borrow).
+    """
+    reader = raw._reader
+    return not (reader._buffer or reader._eof or reader._exception is not None)
 
 
 def _endpoint(conn: Any) -> str | None:
@@ -263,6 +276,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_loop: asyncio.AbstractEventLoop | None = None
         self._releasing: set[Any] = set()  # borrowed connections whose release is doing I/O
+        self._orphans: set[asyncio.Task[Any]] = set()  # dials whose caller gave up (see _dial)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -325,11 +339,13 @@ class ConnectionPool(RedisAsyncConnectionPool):
         got = core.acquire(now)
         if got.__class__ is Slot:
             slot: Slot[Any] = got
+            raw = slot.aux
             if (
                 now - slot.released < self._check_after
                 and not slot.suspect
                 and not core.trash
-                and slot.aux._writer is not None
+                and raw._writer is not None
+                and not (raw._reader._buffer or raw._reader._eof or raw._reader._exception)
             ):
                 if _arecorder._async_metrics_collector is not None:
                     _record(self, -1, 1)
@@ -348,10 +364,12 @@ class ConnectionPool(RedisAsyncConnectionPool):
                 got = core.finish_wait(waiter, monotonic())  # DIAL, or raises
                 return await self._get_slow(got, None, None, now)
             now = monotonic()
+            raw = slot.aux
             if (
                 now - slot.released < self._check_after
                 and not slot.suspect
-                and slot.aux._writer is not None
+                and raw._writer is not None
+                and _quiet(raw)
             ):
                 if _arecorder._async_metrics_collector is not None:
                     _record(self, -1, 1)
@@ -468,8 +486,25 @@ class ConnectionPool(RedisAsyncConnectionPool):
             await self._close(trash)
 
     async def _dial(self) -> Any:
-        """Create and connect a connection for a reserved :data:`DIAL` (no lock is held)."""
+        """Create and connect a connection for a reserved :data:`DIAL` (no lock is held).
+
+        The dial runs in a task of its own, awaited through ``asyncio.shield``: a caller cancelled
+        meanwhile (``asyncio.wait_for`` deadlines) does not throw the dial away. It finishes in
+        the background, bounded by the connect timeout (:meth:`_shielded`), and the connection goes
+        to the oldest waiter or joins the idle set, so that a pool under per-request deadlines
+        still warms up (psycopg_pool and asyncpg grow their pools outside the caller's task too).
+        """
         core = self._core
+        task = asyncio.get_running_loop().create_task(self._connect_new(core))
+        conn = await self._shielded(task, lambda t: self._adopt(t, core))
+        slot = core.dialled(conn, monotonic())
+        slot.aux = _raw(conn)
+        slot.endpoint = _endpoint(conn)
+        return conn
+
+    async def _connect_new(self, core: PoolCore[Any]) -> Any:
+        """Connect a new connection for a reserved dial; on failure (or cancellation) free the
+        reservation and close what was opened."""
         conn = None
         try:
             conn = self.make_connection()
@@ -478,13 +513,78 @@ class ConnectionPool(RedisAsyncConnectionPool):
             core.dial_failed()  # first: nothing may suspend before the reservation is freed
             trash = core.take_trash()
             if conn is not None:
-                await _disconnect_quietly(conn)
-            await self._close(trash)
+                _abort(conn)
+            for other, _reason in trash:
+                _abort(other)
+            if trash and _arecorder._async_metrics_collector is not None:
+                _record(self, -len(trash), 0)
             raise
-        slot = core.dialled(conn, monotonic())
+        return conn
+
+    async def _shielded(
+        self, task: asyncio.Task[Any], settle: Callable[[asyncio.Task[Any]], None]
+    ) -> Any:
+        """Await a connect ``task`` on behalf of the caller. If the caller is cancelled first,
+        the task goes on in the background, at most the connect timeout
+        (``socket_connect_timeout``, else :data:`DIAL_TIMEOUT`) from now, and ``settle(task)``
+        hands its outcome to the pool when it ends (at once if it already has)."""
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                settle(task)
+                raise
+            self._orphans.add(task)
+            bound = self.connection_kwargs.get("socket_connect_timeout") or DIAL_TIMEOUT
+            timer = asyncio.get_running_loop().call_later(bound, task.cancel)
+
+            def done(task: asyncio.Task[Any]) -> None:
+                timer.cancel()
+                self._orphans.discard(task)
+                settle(task)
+
+            task.add_done_callback(done)
+            raise
+
+    def _adopt(self, task: asyncio.Task[Any], core: PoolCore[Any]) -> None:
+        """A connection dialled for a caller that gave up joins the pool: the oldest waiter
+        gets it, or it becomes idle (closed at once if the pool was closed or reset meanwhile).
+        A failed dial has already freed its reservation. Synchronous (a done callback)."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        conn = task.result()
+        if core is not self._core:  # reset() forgot the pool this dial was reserved in
+            _abort(conn)
+            return
+        slot = core.dialled_idle(conn, monotonic())
         slot.aux = _raw(conn)
         slot.endpoint = _endpoint(conn)
-        return conn
+        if _arecorder._async_metrics_collector is not None:
+            _record(self, 1, 0)  # a new idle connection (a waiter it went to records its use)
+        self._abort_trash(core)
+
+    def _reconnected(self, task: asyncio.Task[Any], conn: Any, core: PoolCore[Any]) -> None:
+        """A reconnect in place finished after its caller gave up: the connection goes back to
+        the pool (oldest waiter or idle), or is closed if the reconnect failed."""
+        if task.cancelled() or task.exception() is not None:
+            _abort(conn)
+            core.discard(conn, "error")
+        else:
+            slot = core.slot_of(conn)
+            if slot is not None:
+                slot.endpoint = _endpoint(conn)
+                slot.suspect = False
+            if core.release(conn, monotonic()) and _arecorder._async_metrics_collector is not None:
+                _record(self, 1, -1)
+        self._abort_trash(core)
+
+    def _abort_trash(self, core: PoolCore[Any]) -> None:
+        """Close what the core retired without awaiting (from a done callback)."""
+        trash = core.take_trash()
+        for conn, _reason in trash:
+            _abort(conn)
+        if trash and _arecorder._async_metrics_collector is not None:
+            _record(self, -len(trash), 0)
 
     async def _prepare(self, slot: Slot[Any], now: float) -> Any:
         """Make a borrowed idle connection ready: reconnect it if its socket is gone, verify it if
@@ -494,17 +594,25 @@ class ConnectionPool(RedisAsyncConnectionPool):
         conn = slot.conn
         raw: Any = slot.aux
         if raw._writer is None or self._ensure_hook:
+            # Reconnect in a task of its own: a caller cancelled meanwhile leaves it to finish
+            # in the background (see _dial), and the connection goes back to the pool.
+            core = self._core
+            task = asyncio.get_running_loop().create_task(self._connect(conn))
             try:
-                await self._connect(conn)
+                await self._shielded(task, lambda t: self._reconnected(t, conn, core))
+            except asyncio.CancelledError:
+                raise
             except BaseException:
                 await self._discard(conn, "error")
                 raise
             slot.endpoint = _endpoint(conn)
             slot.suspect = False
             return conn
-        if slot.suspect or now - slot.released >= self._check_after:
+        polled = not _quiet(raw)
+        due = self._core.needs_check(slot, now)
+        if polled or due:
             try:
-                ok = await self._verify(conn)
+                ok = await self._verify(conn, polled, due)
             except BaseException:  # cancelled mid-check: the connection's state is unknown
                 await self._discard(conn, "error")
                 raise
@@ -514,25 +622,26 @@ class ConnectionPool(RedisAsyncConnectionPool):
             slot.suspect = False
         return conn
 
-    async def _verify(self, conn: Any) -> bool:
-        """The borrow check (``health_check``): ``False`` if the connection is unusable."""
+    async def _verify(self, conn: Any, polled: bool = False, due: bool = True) -> bool:
+        """The borrow check: ``False`` if the connection is unusable. ``polled``: its reader saw
+        EOF, an error or unread bytes, which a peek tells apart whatever ``health_check`` is;
+        ``due``: the configured ``health_check`` runs too (idle long enough, or suspect)."""
         check = self.config.health_check
         try:
-            if check == "peek":
+            if polled or check == "peek":
                 reader = getattr(conn, "_reader", None)
-                if reader is not None and reader.at_eof():
-                    return False  # the server closed it
-                if await conn.can_read():
+                if reader is not None and (reader.at_eof() or reader.exception() is not None):
+                    return False  # the server closed it, or the transport failed
+                if await conn.can_read() and not self.maint_notifications_enabled():  # type: ignore[no-untyped-call]
                     # Pending data: under RESP3 it may be a legitimate push message (maintenance
                     # notifications); otherwise it is a stale reply and the connection is out of
                     # sync.
-                    return bool(self.maint_notifications_enabled())  # type: ignore[no-untyped-call]
+                    return False
+            if not due or check in ("peek", "none"):
                 return True
             if check == "ping":
                 await conn.send_command("PING", check_health=False)
                 return await conn.read_response() in (b"PONG", "PONG", True)
-            if check == "none":
-                return True
             assert callable(check)
             result = check(conn)
             if inspect.isawaitable(result):
@@ -610,6 +719,9 @@ class ConnectionPool(RedisAsyncConnectionPool):
             return
         else:
             reusable = True
+            raw = slot.aux
+            if raw._writer is None and raw is not _NO_WRITER:
+                core.broken(slot)  # a command on it failed: its older siblings are suspect
         now = monotonic()
         if not core.release(connection, now, reusable):
             return
@@ -790,6 +902,13 @@ class ConnectionPool(RedisAsyncConnectionPool):
             timer.cancel()
         self._deadlines.clear()
         await self._close(trash, wait=True)
+        # Dials still running for callers that gave up: stop them (each frees its reservation
+        # and closes its socket), so that no connection outlives the pool.
+        orphans = list(self._orphans)
+        for dial in orphans:
+            dial.cancel()
+        if orphans:
+            await asyncio.gather(*orphans, return_exceptions=True)
 
     def _stop_maintainer(self) -> None:
         task, self._maint_task = self.__dict__.get("_maint_task"), None

@@ -195,7 +195,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`TestOnBorrow`",
         "peek on borrow",
         "`testOnBorrow` + validator",
-        "How an idle connection is verified before it is handed out.",
+        "How an idle connection is verified before it is handed out (every borrow also polls "
+        'the socket for EOF/unexpected data, except with "none").',
     ),
     Setting(
         "health_check_after",
@@ -204,7 +205,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`lastUsed` argument",
         "—",
         "—",
-        "Connections idle for less than this skip the borrow check (HikariCP: 0.5 s).",
+        "Connections idle for less than this (and not suspect, and whose poll saw nothing) "
+        "skip the configured check (HikariCP: 0.5 s).",
     ),
     Setting(
         "maintenance_interval",

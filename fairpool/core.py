@@ -79,6 +79,7 @@ class Slot(Generic[C]):
         "expires",
         "in_use",
         "released",
+        "retire",
         "seq",
         "suspect",
         "taken",
@@ -96,6 +97,7 @@ class Slot(Generic[C]):
         self.borrows = 0
         self.in_use = False
         self.suspect = False  # must be verified before reuse (an older sibling was found dead)
+        self.retire: str | None = None  # close it when released, for this reason (see retire())
         self.aux: Any = None  # the shell's own per-connection data
         self.target: Any = None  # the configured endpoint it was dialled to (endpoints=[...])
         self.turn = 0  # borrows in a row by its current caller (see turn_borrows)
@@ -362,7 +364,7 @@ class PoolCore(Generic[C]):
             self._drop(slot, "closed")
         elif now >= slot.expires:
             slot.in_use = False
-            self._drop(slot, "lifetime")
+            self._drop(slot, slot.retire or "lifetime")
         elif self._waiters:
             # Strict hand-off: the oldest waiter gets it; it never becomes idle.
             waiter = self._waiters.popleft()
@@ -405,18 +407,33 @@ class PoolCore(Generic[C]):
     def discard(self, conn: C, reason: str) -> None:
         """A borrowed connection is unusable (failed its check, failed to connect): close it.
 
-        When ``reason`` is ``"health_check"``, idle connections created before it become suspect
-        and are verified before their next use.
+        When ``reason`` is ``"health_check"``, idle connections to the same endpoint created
+        before it become suspect (see :meth:`broken`).
         """
         slot = self._slots.get(conn)
         if slot is None or not slot.in_use or slot is self.held or slot.taken:
             return
         slot.in_use = False
         if reason == "health_check":
-            for other in self._idle:
-                if other.seq < slot.seq:
-                    other.suspect = True
+            self.broken(slot)
         self._drop(slot, reason)
+
+    def broken(self, slot: Slot[C]) -> None:
+        """``slot``'s connection was found dead (it failed its borrow check, or a command on it
+        failed): the idle connections to the same endpoint created before it become suspect and
+        are verified before their next use (the server or the path to it may have dropped them
+        all at once)."""
+        seq, endpoint = slot.seq, slot.endpoint
+        for other in self._idle:
+            if other.seq < seq and other.endpoint == endpoint:
+                other.suspect = True
+
+    def needs_check(self, slot: Slot[C], now: float) -> bool:
+        """Whether a borrowed idle connection gets the full borrow check (``health_check``): it
+        is suspect, or it has been idle for ``health_check_after`` seconds. (Every borrow also
+        gets the shell's cheap readiness poll; this decides only the configured check. The
+        shells inline the same test on their fast paths.)"""
+        return slot.suspect or now - slot.released >= self.config.health_check_after
 
     def _drop(self, slot: Slot[C], reason: str) -> None:
         """Forget a connection that is not idle and queue it for closing."""
@@ -562,6 +579,20 @@ class PoolCore(Generic[C]):
         if slot.in_use or self._slots.get(slot.conn) is not slot:
             return False
         self._drop_idle(slot, reason)
+        return True
+
+    def retire(self, slot: Slot[C], reason: str) -> bool:
+        """Close a connection for ``reason`` (e.g. ``"rebalance"``): at once if it is idle, else
+        when it is released (it is then handed to nobody; the capacity it frees goes to the
+        oldest waiter, who dials). Returns ``False`` if the pool no longer holds it or it is
+        already retiring."""
+        if self._slots.get(slot.conn) is not slot or slot.retire is not None:
+            return False
+        if not slot.in_use:
+            self._drop_idle(slot, reason)
+            return True
+        slot.retire = reason
+        slot.expires = -_INF  # the release path already retires expired connections
         return True
 
     def reserve_dial(self) -> bool:

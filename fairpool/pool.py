@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import sys
 import threading
 import time
@@ -131,6 +132,48 @@ class _NoSocket:
 
 
 _NO_SOCKET = _NoSocket()
+
+_UNARMED = object()
+"""Stands in for a socket :class:`_Probe` has not registered: never ``is`` a real one."""
+
+
+def _no_events(timeout: float) -> list[tuple[int, int]]:
+    return []
+
+
+class _Probe:
+    """The sync shell's per-connection data (``Slot.aux``): the object that owns the socket, and
+    a ``select.poll`` registered on that socket for the readiness poll made on every borrow.
+
+    One ``poll(0)`` system call (~0.6 µs) answers "did anything arrive while it was idle?": EOF
+    (the server closed it), a reset, or bytes nobody asked for all show as an event, and only then
+    does the borrow take the slow path and run the full check. redis-py pays a similar poll
+    (``can_read()``) on every borrow. ``health_check="none"`` polls nothing."""
+
+    __slots__ = ("poll", "raw", "sock", "watch")
+
+    def __init__(self, raw: Any, watch: bool) -> None:
+        self.raw = raw
+        self.watch = watch
+        self.sock: Any = _UNARMED
+        self.poll: Callable[[float], list[tuple[int, int]]] = _no_events
+        self.arm()
+
+    def arm(self) -> None:
+        """Register the connection's current socket (after a dial or a reconnect)."""
+        sock = self.raw._sock
+        self.sock = _UNARMED
+        self.poll = _no_events
+        if sock is None:
+            return
+        if self.watch:
+            try:
+                poller = select.poll()
+                poller.register(sock.fileno(), select.POLLIN)
+            except (OSError, ValueError):
+                return  # a closed socket: stays unarmed, so every borrow takes the slow path
+            self.poll = poller.poll
+        self.sock = sock
 
 
 def raw_connection(conn: Any) -> Any:
@@ -289,6 +332,7 @@ class ConnectionPool(RedisConnectionPool):
         self._lock = threading.RLock()
         endpoints = self.config.endpoints
         self._endpoints = EndpointSet(endpoints) if endpoints else None
+        self._tending = False  # an endpoint maintenance thread is running
         self._core: PoolCore[Any] = PoolCore(
             self.config, period=REBALANCE_PERIOD if endpoints else None
         )
@@ -367,10 +411,12 @@ class ConnectionPool(RedisConnectionPool):
             self._close(trash)
         if got.__class__ is Slot:
             slot: Slot[Any] = got
+            probe: _Probe = slot.aux
             if (
                 now - slot.released < self._check_after
                 and not slot.suspect
-                and slot.aux._sock is not None
+                and probe.raw._sock is probe.sock
+                and not probe.poll(0)
             ):
                 if _recorder._metrics_collector is not None:
                     _record(self, -1, 1)
@@ -446,19 +492,28 @@ class ConnectionPool(RedisConnectionPool):
             self._close(trash)
             raise
         raw = raw_connection(conn)
+        probe = self._probe(raw)
         with self._lock:
             slot = core.dialled(conn, monotonic())
-            slot.aux = raw
+            slot.aux = probe
             slot.endpoint = peer_endpoint(raw)
         return conn
 
-    def _dial_endpoints(self, for_caller: bool = True) -> Any:
-        """Dial the endpoint holding the fewest connections; on failure back it off and try the
-        next one. Raises the last error only when every endpoint failed."""
+    def _probe(self, raw: Any) -> _Probe:
+        """The readiness poll for a newly connected connection (see :class:`_Probe`)."""
+        return _Probe(raw, self.config.health_check != "none")
+
+    def _dial_endpoints(self, for_caller: bool = True, only: Endpoint | None = None) -> Any:
+        """Dial the endpoint holding the fewest connections (or ``only`` that one: a probe); on
+        failure back it off and try the next one. Raises the last error only when every endpoint
+        tried failed."""
         core, endpoints = self._core, self._endpoints
         assert endpoints is not None
         with self._lock:
-            order = endpoints.dial_order((s.target for s in core.slots()), monotonic())
+            if only is not None:
+                order = [only]
+            else:
+                order = endpoints.dial_order(_staying(core.slots()), monotonic())
         error: BaseException | None = None
         for endpoint in order:
             with self._lock:
@@ -478,11 +533,12 @@ class ConnectionPool(RedisConnectionPool):
                 error = exc
                 continue
             raw = raw_connection(conn)
+            probe = self._probe(raw)
             with self._lock:
                 now = monotonic()
                 endpoints.dialled(endpoint, True, now)
                 slot = core.dialled(conn, now) if for_caller else core.dialled_idle(conn, now)
-                slot.aux = raw
+                slot.aux = probe
                 slot.endpoint = peer_endpoint(raw)
                 slot.target = endpoint
                 trash = core.take_trash()
@@ -498,12 +554,20 @@ class ConnectionPool(RedisConnectionPool):
         raise error
 
     def _prepare(self, slot: Slot[Any], now: float) -> Any:
-        """Make a borrowed idle connection ready: reconnect it if its socket is gone, verify it if
-        it has been idle a while (or is suspect). Returns ``None`` if it failed its check (it is
-        closed; the caller tries the next one). A failed reconnect raises."""
+        """Make a borrowed idle connection ready: reconnect it if its socket is gone, poll it, and
+        verify it if the poll saw anything or it has been idle a while (or is suspect). Returns
+        ``None`` if it failed its check (it is closed; the caller tries the next one). A failed
+        reconnect raises."""
         conn = slot.conn
-        raw = slot.aux
+        probe: _Probe = slot.aux
+        raw = probe.raw
         if raw._sock is None:
+            endpoints = self._endpoints
+            if endpoints is not None and slot.target is not None and not endpoints.up(slot.target):
+                # Its endpoint is down: no reconnect in place; the caller gets a connection to
+                # another endpoint (the endpoint's probe tells when it is back).
+                self._discard(conn, "error")
+                return None
             try:
                 conn.connect()
             except BaseException as exc:
@@ -515,12 +579,20 @@ class ConnectionPool(RedisConnectionPool):
                         self._endpoints.report(slot.target, False, monotonic())
                     return None
                 raise
+            probe.arm()
             slot.endpoint = peer_endpoint(raw)
             slot.suspect = False
             return conn
-        if slot.suspect or now - slot.released >= self._check_after:
+        if raw._sock is not probe.sock:
+            probe.arm()  # reconnected since it was registered (e.g. by the client's retry)
+        try:
+            polled = bool(probe.poll(0))
+        except (OSError, ValueError):
+            polled = True
+        due = self._core.needs_check(slot, now)
+        if polled or due:
             try:
-                healthy = self._verify(conn)
+                healthy = self._verify(conn, polled, due)
             except BaseException:  # interrupted mid-check: the connection's state is unknown
                 self._discard(conn, "error")
                 raise
@@ -530,22 +602,26 @@ class ConnectionPool(RedisConnectionPool):
             slot.suspect = False
         return conn
 
-    def _verify(self, conn: Any) -> bool:
-        """The borrow check (``health_check``): ``False`` if the connection is unusable."""
+    def _verify(self, conn: Any, polled: bool = False, due: bool = True) -> bool:
+        """The borrow check: ``False`` if the connection is unusable. ``polled``: the readiness
+        poll saw an event (EOF or data), which a peek tells apart whatever ``health_check`` is;
+        ``due``: the configured ``health_check`` runs too (idle long enough, or suspect)."""
         check = self.config.health_check
         try:
-            if check == "peek":
-                if conn.can_read():
-                    # Pending data: under RESP3 it may be a legitimate push message (client-side
-                    # caching invalidations, maintenance notifications); otherwise it is a stale
-                    # reply and the connection is out of sync.
-                    return self.cache is not None or bool(self.maint_notifications_enabled())  # type: ignore[no-untyped-call]
+            # Pending data: under RESP3 it may be a legitimate push message (client-side caching
+            # invalidations, maintenance notifications); otherwise it is a stale reply and the
+            # connection is out of sync. (EOF makes can_read() raise.)
+            if (
+                (polled or check == "peek")
+                and conn.can_read()
+                and not (self.cache is not None or self.maint_notifications_enabled())  # type: ignore[no-untyped-call]
+            ):
+                return False
+            if not due or check in ("peek", "none"):
                 return True
             if check == "ping":
                 conn.send_command("PING", check_health=False)
                 return conn.read_response() in (b"PONG", "PONG", True)
-            if check == "none":
-                return True
             assert callable(check)
             return bool(check(conn))
         except Exception as exc:
@@ -606,6 +682,9 @@ class ConnectionPool(RedisConnectionPool):
             with self._lock:
                 # a turn is possible only while callers wait (see turn_borrows)
                 owner = threading.current_thread() if core._waiters else None
+                probe = slot.aux
+                if probe.raw._sock is None and probe.sock is not _UNARMED:
+                    core.broken(slot)  # a command on it failed: its older siblings are suspect
                 taken = core.release(connection, now, reusable, owner)
                 if core.held is not None and self._keeper is None:
                     keeper = self._keeper = _TurnKeeper(self)
@@ -617,7 +696,7 @@ class ConnectionPool(RedisConnectionPool):
             if trash:
                 self._close(trash)
         if taken and now >= core.next_maintenance:
-            self.maintain()
+            self._maintain(background=True)
 
     def _start_keeper(self, keeper: _TurnKeeper) -> None:
         """Start the turn keeper; if no thread can be started, end the turn now instead (a held
@@ -657,7 +736,14 @@ class ConnectionPool(RedisConnectionPool):
     # ---------------------------------------------------------- maintenance
     def maintain(self) -> None:
         """Run pruning and the ``min_idle`` refill now (normally done lazily on release, or by
-        the maintenance thread): close what the core retires, dial what ``min_idle`` needs."""
+        the maintenance thread): close what the core retires, dial what ``min_idle`` needs; with
+        ``endpoints``, probe every endpoint that is down (one dial each) and rebalance."""
+        self._maintain(background=False, force=True)
+
+    def _maintain(self, background: bool, force: bool = False) -> None:
+        """:meth:`maintain`; with ``background`` (a release found it due) the endpoint probes
+        and rebalancing dials run in a short-lived thread, so that no caller waits for them;
+        ``force`` probes endpoints still in back-off too (an explicit ``maintain()``)."""
         if self._fork_gen != _fork_generation:
             self._checkpid()
         core = self._core
@@ -691,35 +777,115 @@ class ConnectionPool(RedisConnectionPool):
                 self._close(trash)
                 return
             raw = raw_connection(conn)
+            probe = self._probe(raw)
             with self._lock:
                 slot = core.dialled_idle(conn, monotonic())
-                slot.aux = raw
+                slot.aux = probe
                 slot.endpoint = peer_endpoint(raw)
                 trash = core.take_trash()
             _record(self, 1, 0)  # a new idle connection (a waiter it went to records its use)
             self._close(trash)
         if self._endpoints is not None:
-            self._rebalance()
+            if not background:
+                self._tend_endpoints(force)
+                return
+            with self._lock:
+                if self._tending:
+                    return
+                self._tending = True
+            try:
+                threading.Thread(
+                    target=self._tend_endpoints_then_clear,
+                    name=f"fairpool-endpoints-{id(self):x}",
+                    daemon=True,
+                ).start()
+            except Exception as exc:  # no thread to be had: do it here rather than never
+                logger.warning("fairpool: cannot start the endpoint thread: %r", exc)
+                self._tend_endpoints_then_clear()
 
-    def _rebalance(self) -> None:
-        """Move idle connections from the most crowded endpoint to a healthy sparse one (one that
-        recovered, or was added), one at a time, until the spread is within one."""
+    def _tend_endpoints_then_clear(self) -> None:
+        try:
+            self._tend_endpoints(force=False)
+        except Exception as exc:
+            logger.warning("fairpool: endpoint maintenance failed: %r", exc)
+        finally:
+            with self._lock:
+                self._tending = False
+
+    def _tend_endpoints(self, force: bool) -> None:
+        """Probe the endpoints that are down and due (every one that is down when ``force``),
+        then rebalance."""
+        endpoints = self._endpoints
+        assert endpoints is not None
+        with self._lock:
+            due = endpoints.probes_due(monotonic(), force)
+        for endpoint in due:
+            self._probe_endpoint(endpoint)
+        self._rebalance()
+
+    def _probe_endpoint(self, endpoint: Endpoint) -> None:
+        """The half-open probe: one dial to an endpoint that is down. With spare capacity the
+        connection joins the pool; at the cap it is a throwaway connection, closed at once."""
         core, endpoints = self._core, self._endpoints
         assert endpoints is not None
-        for _ in range(self.config.max_connections):
+        with self._lock:
+            if self._core.closed:
+                return
+            reserved = core.reserve_dial()
+        if reserved:
+            try:
+                self._dial_endpoints(for_caller=False, only=endpoint)
+            except Exception as exc:  # reported: the endpoint stays down, backed off further
+                logger.info("fairpool: probe of %s failed: %r", endpoint, exc)
+            return
+        with self._lock:
+            endpoints.dialling(endpoint)
+        conn = self.make_connection(endpoint)
+        ok = False
+        try:
+            conn.connect()
+            ok = True
+        except Exception as exc:
+            logger.info("fairpool: probe of %s failed: %r", endpoint, exc)
+        finally:
+            _quietly(conn.disconnect)
             with self._lock:
-                plan = endpoints.rebalance((s.target for s in core.slots()), monotonic())
-                if plan is None:
+                endpoints.dialled(endpoint, ok, monotonic())
+
+    def _rebalance(self) -> None:
+        """Move connections from the most crowded endpoint to a sparse one that is up (one that
+        recovered, or was added) until the spread is within one: idle connections are closed at
+        once, borrowed ones when they are released (``rebalance`` in ``stats().closed``), and
+        each is replaced by a dial to the sparse endpoint. Spare capacity is used first. Gives
+        up after :data:`REBALANCE_BUDGET` seconds (the next maintenance goes on)."""
+        core, endpoints = self._core, self._endpoints
+        assert endpoints is not None
+        deadline = monotonic() + REBALANCE_BUDGET
+        retiring: list[Slot[Any]] = []  # borrowed connections retired, not yet released
+        while monotonic() < deadline:
+            with self._lock:
+                if core.closed:
                     return
-                crowded, _sparse = plan
-                victims = [s for s in core.idle_slots() if s.target == crowded]
-                if not victims or not core.retire_idle(victims[-1], "rebalance"):
+                retiring = [s for s in retiring if core.slot_of(s.conn) is s]
+                plan = endpoints.rebalance(_staying(core.slots()), monotonic())
+                if plan is None and not retiring:
                     return
-                reserved = core.reserve_dial()
+                reserved = plan is not None and core.reserve_dial()
+                if plan is not None and not reserved:
+                    crowded, _sparse = plan
+                    victims = [s for s in core.idle_slots() if s.target == crowded] or [
+                        s for s in core.slots() if s.target == crowded and s.retire is None
+                    ]
+                    if not victims or not core.retire(victims[0], "rebalance"):
+                        return
+                    if victims[0].in_use:
+                        retiring.append(victims[0])
+                    reserved = core.reserve_dial()
                 trash = core.take_trash()
             self._close(trash)
             if not reserved:
-                return
+                time.sleep(0.005)  # a retired borrowed connection frees its capacity on release
+                continue
             try:
                 self._dial_endpoints(for_caller=False)
             except Exception as exc:
@@ -925,6 +1091,15 @@ def _chain_connect(
     return connect_func
 
 
+REBALANCE_BUDGET = 2.0
+"""Seconds one maintenance run may spend moving connections between endpoints."""
+
+
+def _staying(slots: list[Slot[Any]]) -> list[Any]:
+    """The endpoints (``target``) of the connections that are not being retired."""
+    return [s.target for s in slots if s.retire is None]
+
+
 def _quietly(fn: Callable[[], object]) -> None:
     try:
         fn()
@@ -1023,7 +1198,7 @@ class _Maintainer:
             if pool is None or pool.closed:
                 return
             try:
-                pool.maintain()
+                pool._maintain(background=False)  # in this thread; back-offs respected
             except Exception as exc:
                 logger.warning("fairpool: maintenance failed: %r", exc)
             del pool

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import random
 import time
 from collections.abc import Callable, Coroutine
@@ -345,24 +346,113 @@ def test_grant_racing_the_timeout_is_used(redis_url: str) -> None:
     arun(main())
 
 
-def test_cancelled_dial_frees_its_reservation(redis_url: str) -> None:
-    class SlowConnection(Connection):
-        async def connect(self) -> None:
-            await asyncio.sleep(0.5)
-            await super().connect()
+class SlowConnection(Connection):
+    """Takes 0.3 s to connect."""
+
+    async def connect(self) -> None:
+        if self._writer is None:
+            await asyncio.sleep(0.3)
+        await super().connect()
+
+
+def test_cancelled_dial_finishes_in_the_background(redis_url: str) -> None:
+    """A caller cancelled while its dial is in progress does not throw the dial away: it
+    finishes, and the connection goes to the next waiter (or the idle set)."""
 
     async def main() -> None:
-        pool = ConnectionPool.from_url(
-            redis_url, connection_class=SlowConnection, max_connections=1
+        pool = BlockingConnectionPool.from_url(
+            redis_url, connection_class=SlowConnection, max_connections=1, timeout=5
         )
         task = asyncio.create_task(pool.get_connection())
         assert await wait_until(lambda: pool.stats().dialling == 1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert pool.stats().dialling == 1  # still dialling, for whoever comes next
+        waiter = asyncio.create_task(pool.get_connection())
+        conn = await waiter  # handed the connection the cancelled caller started
         stats = pool.stats()
-        assert (stats.dialling, stats.open) == (0, 0)
+        assert (stats.created, stats.dialling, stats.in_use, stats.waiting) == (1, 0, 1, 0)
+        await pool.release(conn)
         await pool.aclose()
+
+        # with nobody waiting, an abandoned dial joins the idle set
+        pool = BlockingConnectionPool.from_url(redis_url, connection_class=SlowConnection)
+        task = asyncio.create_task(pool.get_connection())
+        assert await wait_until(lambda: pool.stats().dialling == 1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert await wait_until(lambda: pool.stats().idle == 1)
+        stats = pool.stats()
+        assert (stats.created, stats.dialling, stats.in_use, stats.borrows) == (1, 0, 0, 0)
+        await pool.aclose()
+
+    arun(main())
+
+
+def test_cancelled_reconnect_finishes_in_the_background(redis_url: str) -> None:
+    async def main() -> None:
+        pool = ConnectionPool.from_url(redis_url, connection_class=SlowConnection)
+        conn = await pool.get_connection()
+        await pool.release(conn)
+        await pool.disconnect()  # the idle connection must reconnect on its next borrow
+        task = asyncio.create_task(pool.get_connection())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.stats().in_use == 1  # the reconnect goes on ...
+        assert await wait_until(lambda: pool.stats().idle == 1)  # ... and gives it back
+        assert await pool.get_connection() is conn
+        stats = pool.stats()
+        assert (stats.created, stats.closed_total, stats.in_use) == (1, 0, 1)
+        await pool.release(conn)
+        await pool.aclose()
+
+    arun(main())
+
+
+def test_disconnect_during_abandoned_dials_keeps_counts_exact(redis_url: str) -> None:
+    """disconnect() closes the sockets the pool holds; a dial still running for a caller that
+    gave up lands afterwards as a fresh idle connection; aclose() then closes everything."""
+
+    async def main() -> None:
+        fds = len(os.listdir("/proc/self/fd"))
+        pool = ConnectionPool.from_url(redis_url, connection_class=SlowConnection)
+        conn = await pool.get_connection()
+        task = asyncio.create_task(pool.get_connection())
+        assert await wait_until(lambda: pool.stats().dialling == 1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.release(conn)
+        await pool.disconnect()
+        assert await wait_until(lambda: pool.stats().dialling == 0 and pool.stats().idle == 2)
+        stats = pool.stats()
+        assert (stats.created, stats.open, stats.closed_total) == (2, 2, 0)
+        assert await aredis.Redis(connection_pool=pool).ping()
+        await pool.aclose()
+        stats = pool.stats()
+        assert (stats.open, stats.closed["closed"]) == (0, 2)
+        assert len(os.listdir("/proc/self/fd")) == fds
+
+    arun(main())
+
+
+def test_aclose_stops_abandoned_dials(redis_url: str) -> None:
+    async def main() -> None:
+        fds = len(os.listdir("/proc/self/fd"))
+        pool = ConnectionPool.from_url(redis_url, connection_class=SlowConnection)
+        tasks = [asyncio.create_task(pool.get_connection()) for _ in range(3)]
+        assert await wait_until(lambda: pool.stats().dialling == 3)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.aclose()
+        stats = pool.stats()
+        assert (stats.dialling, stats.open, stats.created) == (0, 0, 0)
+        await asyncio.sleep(0.4)  # past the dial time: nothing comes back to life
+        assert (pool.stats().open, pool.stats().created) == (0, 0)
+        assert len(os.listdir("/proc/self/fd")) == fds
 
     arun(main())
 

@@ -113,7 +113,9 @@ def test_endpoint_failure_and_recovery(redis_servers: Callable[..., list[RedisSe
     assert fairpool.fairness(share).jain > 0.9, share
     assert len(errors) == errors_during_outage
     stats = pool.stats()
-    assert stats.closed["rebalance"] >= 1
+    # spare capacity (12 of 32 were open) is used first: the recovered endpoint got new
+    # connections without closing others
+    assert sorted(stats.endpoint_connections.values()) == sorted(counts)
     pool.close()
 
 
@@ -122,13 +124,62 @@ def test_endpoint_set_backoff_and_order() -> None:
     eps = EndpointSet([a, b, c])
     assert eps.dial_order([a, a, b], 0.0)[0] == c  # fewest first
     eps.dialling(c)
-    eps.dialled(c, False, 0.0)  # c fails: backed off 0.5 s, then 1 s, ...
+    eps.dialled(c, False, 0.0)  # c fails: down for 0.5 s
     assert eps.dial_order([a, b], 0.1)[-1] == c
-    assert eps.healthy(c, 0.5)
-    eps.report(c, False, 0.5)
-    assert not eps.healthy(c, 1.4) and eps.healthy(c, 1.5)
-    assert eps.rebalance([a, a, a, b, b, b], 1.0) is None  # c still backed off
-    assert eps.rebalance([a, a, a, b, b, b], 2.0) == (a, c)
-    eps.report(c, True, 2.0)
-    assert eps.healthy(c, 2.0)
+    assert not eps.up(c) and not eps.healthy(c, 0.4) and eps.healthy(c, 0.5)  # then half-open
+    eps.report(c, False, 0.2)  # another failure of the same outage (a reconnect) adds nothing
+    assert eps.failures(c) == 1 and eps.healthy(c, 0.5)
+    assert eps.probes_due(0.4) == [] and eps.probes_due(0.5) == [c]
+    assert eps.probes_due(0.4, force=True) == [c]  # an explicit maintain() probes at once
+    assert eps.dial_order([a, b], 0.5)[-1] == c  # half-open: after every endpoint that is up
+    eps.dialling(c)  # the probe: one at a time
+    assert not eps.healthy(c, 0.6) and eps.probes_due(0.6) == []
+    eps.dialled(c, False, 0.6)  # it fails: down again, for twice as long
+    assert eps.failures(c) == 2 and not eps.healthy(c, 1.5) and eps.healthy(c, 1.6)
+    eps.report(c, False, 1.6)
+    assert eps.failures(c) == 3 and not eps.healthy(c, 2.5)  # capped at BACKOFF_MAX (1 s)
+    assert eps.healthy(c, 2.6)
+    assert eps.rebalance([a, a, a, b, b, b], 2.0) is None  # c is not up
+    eps.dialling(c)
+    eps.dialled(c, True, 3.0)  # the probe connects: c is up
+    assert eps.up(c) and eps.failures(c) == 0 and eps.healthy(c, 3.0)
+    assert eps.rebalance([a, a, a, b, b, b], 3.0) == (a, c)
     assert eps.rebalance([a, a, b, b, c], 3.0) is None
+
+
+@pytest.mark.parametrize("max_connections", [8, 4])
+def test_maintain_probes_a_down_endpoint_and_rebalances(
+    redis_servers: Callable[..., list[RedisServer]], max_connections: int
+) -> None:
+    """An explicit maintain() probes an endpoint that is down at once (one dial, even during its
+    back-off); when it connects, connections move onto it: with spare capacity (8) by dialling
+    there, at the cap (4) by closing idle ones elsewhere (``rebalance``)."""
+    a, b = redis_servers(2, name="proxy")
+    b.stop()
+    pool = ConnectionPool(
+        endpoints=[f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"],
+        max_connections=max_connections,
+        socket_connect_timeout=1,
+        retry=NO_RETRY,
+    )
+    conns = [pool.get_connection() for _ in range(4)]  # the dial to b fails: all on a
+    for c in conns:
+        pool.release(c)
+    endpoints = pool._endpoints
+    assert endpoints is not None
+    down = ("127.0.0.1", b.port)
+    assert endpoints.failures(down) == 1
+    pool.maintain()  # still down: the probe fails within the back-off (same outage: not counted)
+    assert endpoints.failures(down) == 1 and clients_on(a) == 4
+    b.start()
+    pool.maintain()  # probe at once, then rebalance
+    assert endpoints.up(down)
+    if max_connections == 8:
+        assert (clients_on(a), clients_on(b)) == (4, 3)
+        assert pool.stats().closed["rebalance"] == 0
+    else:
+        assert (clients_on(a), clients_on(b)) == (2, 2)
+        assert pool.stats().closed["rebalance"] == 2
+    stats = pool.stats()
+    assert stats.created == stats.open + stats.closed_total
+    pool.close()

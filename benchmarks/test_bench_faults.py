@@ -1,0 +1,221 @@
+"""Faults: fairpool against redis-py's pools in the same run (issue 16). Run with
+``pytest benchmarks/test_bench_faults.py --benchmark-only``; the figures are printed at the end
+(``faults``) and go to ``--benchmark-json``. docs/benchmarks.md and docs/lifecycle.md record a run.
+
+Each scenario runs once per pool on a server of its own (these benchmarks kill, stop and restart
+it, so they do not use the session's pinned ``bench_server``). The drivers are
+:mod:`fairpool.faults`; ``tests/test_faults.py`` runs the same ones, shorter, with assertions.
+
+1. ``test_kill_storm`` — 32 callers, ``CLIENT KILL TYPE normal`` every 200 ms, retries off, at three
+   loads (back to back, think time ≤ 50 ms, ≤ 400 ms), sync and asyncio: caller errors per killed
+   connection (fairpool's and redis-py's ``ConnectionPool``, and redis-py's blocking pool).
+2. ``test_restart_and_stall`` — the server killed and restarted; stopped with SIGSTOP for 5 s
+   (``socket_timeout=1``): errors, and how long after it was back every caller had succeeded.
+3. ``test_flaky_proxy`` — through a proxy adding 0-2 ms per chunk and resetting a connection every
+   50 ms: errors per reset, replies misrouted (must be 0).
+4. ``test_endpoint_outage`` — 4 endpoints, one down for 3 s under 32 busy threads: seconds until
+   it holds its share again, per policy (redis-py has no equivalent).
+5. ``test_cancel_storm`` — 300 tasks under 1-20 ms ``wait_for`` deadlines on a fresh
+   ``BlockingConnectionPool(max_connections=50)``: commands completed, connections created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aredis
+
+import fairpool
+import fairpool.asyncio as fasync
+from fairpool.faults import (
+    FlakyProxy,
+    cancel_storm,
+    endpoint_outage,
+    kill_storm,
+    kill_storm_async,
+    restart,
+    stall,
+    under_load,
+)
+from fairpool.servers import RedisServer
+
+Figures = dict[str, dict[str, dict[str, Any]]]
+
+SYNC_KINDS = ("fairpool", "redis-py", "redis-py-blocking")
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with RedisServer(name="faults") as s:
+        yield s
+
+
+def _sync_pool(kind: str, host: str, port: int, **kwargs: Any) -> Any:
+    if kind == "fairpool":
+        return fairpool.BlockingConnectionPool(host=host, port=port, **kwargs)
+    if kind == "redis-py-blocking":
+        return redis.BlockingConnectionPool(host=host, port=port, **kwargs)
+    kwargs.pop("timeout", None)
+    return redis.ConnectionPool(host=host, port=port, **kwargs)
+
+
+def _close(pool: Any) -> None:
+    if isinstance(pool, fairpool.ConnectionPool):
+        pool.close()
+    else:
+        pool.disconnect()
+
+
+def _once(benchmark: Any, fn: Any) -> Any:
+    out: list[Any] = []
+    benchmark.pedantic(lambda: out.append(fn()), rounds=1, iterations=1)
+    return out[0]
+
+
+LOADS = {"back_to_back": 0.0, "think_50ms": 0.05, "think_400ms": 0.4}
+
+
+@pytest.mark.parametrize("load", list(LOADS))
+@pytest.mark.parametrize("kind", SYNC_KINDS)
+def test_kill_storm(
+    benchmark: Any, server: RedisServer, figures: Figures, kind: str, load: str
+) -> None:
+    if kind == "fairpool":  # the non-blocking pools side by side, as in issue 16's table
+        pool = fairpool.ConnectionPool(host=server.host, port=server.port)
+    else:
+        pool = _sync_pool(kind, server.host, server.port, max_connections=64, timeout=5)
+    think = LOADS[load]
+    result = _once(
+        benchmark,
+        lambda: kill_storm(pool, server.host, server.port, think=think, seconds=4.0),
+    )
+    _close(pool)
+    _record_storm(benchmark, figures, f"kill_storm sync {load} {kind}", result)
+
+
+def _record_storm(benchmark: Any, figures: Figures, name: str, result: Any) -> None:
+    row = {
+        "errors": result.errors,
+        "stale": result.stale,
+        "kills": result.kills,
+        "per_kill": round(result.per_kill, 3),
+    }
+    benchmark.extra_info.update(row)
+    figures.setdefault("faults", {})[name] = row
+
+
+@pytest.mark.parametrize("load", list(LOADS))
+@pytest.mark.parametrize("kind", ("fairpool", "redis-py"))
+def test_kill_storm_asyncio(
+    benchmark: Any, server: RedisServer, figures: Figures, kind: str, load: str
+) -> None:
+    async def run() -> Any:
+        cls = fasync.ConnectionPool if kind == "fairpool" else aredis.ConnectionPool
+        pool = cls(host=server.host, port=server.port)
+        try:
+            return await kill_storm_async(
+                pool, server.host, server.port, think=LOADS[load], seconds=4.0
+            )
+        finally:
+            await pool.disconnect()
+
+    result = _once(benchmark, lambda: asyncio.run(run()))
+    _record_storm(benchmark, figures, f"kill_storm asyncio {load} {kind}", result)
+
+
+def _load_row(result: Any) -> dict[str, Any]:
+    recovered = result.recovered_after
+    return {
+        "errors": result.errors,
+        "commands": result.commands,
+        "misrouted": result.misrouted,
+        "all_served_again_s": None if recovered is None else round(recovered, 3),
+    }
+
+
+@pytest.mark.parametrize("kind", SYNC_KINDS)
+@pytest.mark.parametrize("fault", ["restart", "stall_5s"])
+def test_restart_and_stall(
+    benchmark: Any, server: RedisServer, figures: Figures, kind: str, fault: str
+) -> None:
+    """``restart``: killed and started again (``socket_timeout=2``); ``stall_5s``: SIGSTOP for
+    5 s (``socket_timeout=1``)."""
+    timeout = 2 if fault == "restart" else 1
+    pool = _sync_pool(
+        kind, server.host, server.port, max_connections=16, timeout=5, socket_timeout=timeout
+    )
+    make = restart(server) if fault == "restart" else stall(server, 5.0)
+    result = _once(benchmark, lambda: under_load(pool, make, after=3.0))
+    _close(pool)
+    row = _load_row(result)
+    benchmark.extra_info.update(row)
+    figures.setdefault("faults", {})[f"{fault} {kind}"] = row
+    assert result.misrouted == 0
+
+
+@pytest.mark.parametrize("kind", SYNC_KINDS)
+def test_flaky_proxy(benchmark: Any, server: RedisServer, figures: Figures, kind: str) -> None:
+    with FlakyProxy(server.host, server.port) as proxy:
+        pool = _sync_pool(
+            kind, "127.0.0.1", proxy.port, max_connections=16, timeout=5, socket_timeout=0.5
+        )
+        result = _once(benchmark, lambda: under_load(pool, None, after=4.0))
+        resets = proxy.resets
+        _close(pool)
+    row = {**_load_row(result), "resets": resets}
+    row["per_reset"] = round(result.errors / max(1, resets), 2)
+    benchmark.extra_info.update(row)
+    figures.setdefault("faults", {})[f"flaky_proxy {kind}"] = row
+    assert result.misrouted == 0
+
+
+@pytest.mark.parametrize("policy", ("fifo", "round_robin", "lifo"))
+def test_endpoint_outage(benchmark: Any, figures: Figures, policy: str) -> None:
+    servers = [RedisServer(name=f"ep-{i}").start() for i in range(4)]
+    try:
+        pool = fairpool.ConnectionPool(
+            endpoints=[f"{s.host}:{s.port}" for s in servers],
+            max_connections=32,
+            policy=policy,
+            socket_timeout=2,
+            socket_connect_timeout=1,
+        )
+        result = _once(benchmark, lambda: endpoint_outage(pool, servers, down=1, outage=3.0))
+        pool.close()
+    finally:
+        for s in servers:
+            s.stop()
+    recovered = result.recovered_after
+    row = {
+        "errors": result.errors,
+        "share_back_after_s": None if recovered is None else round(recovered, 3),
+        "connections": result.connections,
+    }
+    benchmark.extra_info.update(row)
+    figures.setdefault("faults", {})[f"endpoint_outage {policy}"] = row
+
+
+@pytest.mark.parametrize("kind", ("fairpool", "redis-py-blocking"))
+def test_cancel_storm(benchmark: Any, server: RedisServer, figures: Figures, kind: str) -> None:
+    def make() -> Any:
+        cls = fasync.BlockingConnectionPool if kind == "fairpool" else aredis.BlockingConnectionPool
+        return cls(host=server.host, port=server.port, max_connections=50)
+
+    async def run() -> tuple[Any, int]:
+        storm, pool = await cancel_storm(make, seconds=4.0)
+        if kind == "fairpool":
+            created = pool.stats().created
+            await pool.aclose()
+        else:
+            created = len(pool._available_connections) + len(pool._in_use_connections)
+            await pool.disconnect()
+        return storm, created
+
+    storm, created = _once(benchmark, lambda: asyncio.run(run()))
+    row = {"commands": storm.commands, "cancelled": storm.cancelled, "connections": created}
+    benchmark.extra_info.update(row)
+    figures.setdefault("faults", {})[f"cancel_storm {kind}"] = row
