@@ -14,7 +14,7 @@ import pytest
 import redis
 
 import fairpool
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 CASES = {
     "fairpool-unchecked": {"health_check": "peek", "health_check_after": 60.0},

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from fairpool.demo import (
+from fairpool.tools.demo import (
     DemoConfig,
     DemoResult,
     PolicyResult,
@@ -27,7 +27,7 @@ from fairpool.demo import (
     render_report,
     write_plot,
 )
-from fairpool.demo import summarize as summarize_demo
+from fairpool.tools.demo import summarize as summarize_demo
 from fairpool.stats import fairness
 
 LINUX = sys.platform.startswith("linux")

@@ -2,9 +2,9 @@
 
 ``fairpool demo``
     Replays the proxy-imbalance story on embedded ``redis-server`` processes standing in for
-    proxies and shows each policy's per-proxy command share (see :mod:`fairpool.demo`).
+    proxies and shows each policy's per-proxy command share (see :mod:`fairpool.tools.demo`).
 ``fairpool bench``
-    PING throughput and latency per pool and thread count (see :mod:`fairpool.bench`).
+    PING throughput and latency per pool and thread count (see :mod:`fairpool.tools.bench`).
 
 Exit codes: 0 success; 1 unexpected failure; 2 bad usage, no usable ``redis-server``, a missing
 optional dependency or an unreachable ``--url``; 130 interrupted by SIGINT (Ctrl-C); 143 stopped by
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from .. import __version__
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -484,7 +484,7 @@ def _bench(args: argparse.Namespace) -> int:
     try:
         import redis
 
-        from ._display import mask_url, scrub
+        from .display import mask_url, scrub
         from .bench import (
             POOL_KINDS,
             BenchConfig,
@@ -574,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = f"failed: {exc!r}"
         url = getattr(args, "url", None)
         if url:
-            from ._display import scrub
+            from .display import scrub
 
             message = scrub(message, url)
         _error(args.command, message)

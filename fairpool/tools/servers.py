@@ -521,7 +521,7 @@ class RedisServer:
             port = free_port_pair_for_cluster() if _cluster_enabled(self.args) else free_port()
         elif port == _DEFAULT_REDIS_PORT:
             raise ValueError(
-                "fairpool.servers never uses port 6379 (it may be a real Redis server)"
+                "fairpool.tools.servers never uses port 6379 (it may be a real Redis server)"
             )
         elif not 0 < port <= 65535:
             raise ValueError(f"invalid port {port}")
