@@ -12,7 +12,6 @@ import pytest
 from rich.console import Console
 
 from fairpool.tools import cli
-from fairpool.tools.display import mask_url, scrub
 from fairpool.tools.bench import (
     POOL_KINDS,
     BenchConfig,
@@ -26,6 +25,7 @@ from fairpool.tools.bench import (
     percentile,
     render_report,
 )
+from fairpool.tools.display import mask_url, scrub
 from fairpool.tools.servers import ENV_VAR, RedisServer, free_port
 
 from .helpers import interrupt_cli, run_cli

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fairpool.pool import peer_endpoint, raw_connection
 from fairpool.tools import cli
 from fairpool.tools import demo as demo_mod
 from fairpool.tools.demo import (
@@ -23,7 +24,6 @@ from fairpool.tools.demo import (
     parse_policies,
     run_scenario,
 )
-from fairpool.pool import peer_endpoint, raw_connection
 from fairpool.tools.servers import ENV_VAR, RedisServer
 
 from .helpers import interrupt_cli, run_cli

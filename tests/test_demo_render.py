@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from fairpool.stats import fairness
 from fairpool.tools.demo import (
     DemoConfig,
     DemoResult,
@@ -28,7 +29,6 @@ from fairpool.tools.demo import (
     write_plot,
 )
 from fairpool.tools.demo import summarize as summarize_demo
-from fairpool.stats import fairness
 
 LINUX = sys.platform.startswith("linux")
 MOVES = re.compile(r"\x1b\[[0-9;?]*[ABCDEFGHJK]|\r")  # cursor moves and erasures: line breaks

@@ -32,9 +32,9 @@ import redis
 from redis.connection import BlockingConnectionPool as RedisBlockingConnectionPool
 from redis.connection import ConnectionPool as RedisConnectionPool
 
-from .display import mask_url
-from .demo import parse_choice_list
 from ..pool import ConnectionPool as FairConnectionPool
+from .demo import parse_choice_list
+from .display import mask_url
 from .servers import RedisServer
 
 if TYPE_CHECKING:

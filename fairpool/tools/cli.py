@@ -24,6 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ._extras import MissingExtra
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -457,7 +458,7 @@ def _demo(args: argparse.Namespace) -> int:
             result = run_demo(
                 config, stop=stopper.stop, progress=view.progress, on_servers=view.servers
             )
-        except (ServerBinaryNotFound, ServerStartError) as exc:
+        except (ServerBinaryNotFound, ServerStartError, MissingExtra) as exc:
             failure = (EXIT_USAGE, str(exc))
         except (DemoInterrupted, KeyboardInterrupt):
             failure = (stopper.exit_code, "interrupted; all servers stopped.")
@@ -484,7 +485,6 @@ def _bench(args: argparse.Namespace) -> int:
     try:
         import redis
 
-        from .display import mask_url, scrub
         from .bench import (
             POOL_KINDS,
             BenchConfig,
@@ -493,6 +493,7 @@ def _bench(args: argparse.Namespace) -> int:
             render_report,
             run_bench,
         )
+        from .display import mask_url, scrub
         from .servers import ServerBinaryNotFound, ServerStartError
     except ImportError as exc:
         _error("bench", f"{exc}. {_DEMO_EXTRA}")
@@ -532,7 +533,7 @@ def _bench(args: argparse.Namespace) -> int:
         failure: tuple[int, str] | None = None
         try:
             result = run_bench(config, stop=stopper.stop, progress=on_progress)
-        except (ServerBinaryNotFound, ServerStartError) as exc:
+        except (ServerBinaryNotFound, ServerStartError, MissingExtra) as exc:
             failure = (EXIT_USAGE, str(exc))
         except (BenchInterrupted, KeyboardInterrupt):
             failure = (

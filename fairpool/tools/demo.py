@@ -37,8 +37,8 @@ import redis
 from redis.connection import ConnectionPool as RedisConnectionPool
 
 from ..pool import ConnectionPool as FairConnectionPool
-from .servers import RedisServer, ServerGroup, find_redis_server, server_version
 from ..stats import fairness
+from .servers import RedisServer, ServerGroup, find_redis_server, server_version
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -673,7 +673,8 @@ def run_demo(
     ``on_servers`` is called once they are up.
 
     Raises:
-        ServerBinaryNotFound: no ``redis-server`` (see :func:`fairpool.tools.servers.find_redis_server`).
+        ServerBinaryNotFound: no ``redis-server`` (see
+            :func:`fairpool.tools.servers.find_redis_server`).
         ServerStartError: a server did not start.
         DemoInterrupted: ``stop`` was set.
     """
