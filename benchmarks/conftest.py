@@ -1,6 +1,7 @@
 """Fixtures for the pool benchmarks (``pytest benchmarks/ --benchmark-only``).
 
-* ``bench_server`` — one ``redis-server`` (:class:`fairpool.servers.RedisServer`) for the session.
+* ``bench_server`` — one ``redis-server`` (:class:`fairpool.tools.servers.RedisServer`) for the
+  session.
 * ``make_pool`` — factory for the pools under comparison; closes them after the test.
 * ``figures`` — a session-wide dict the benchmarks fill with their derived figures (ops/s, Jain,
   max wait...); printed as a summary at the end of the run.
@@ -22,7 +23,12 @@ import pytest
 import redis
 
 import fairpool
-from fairpool.servers import RedisServer, ServerBinaryNotFound, find_redis_server, server_version
+from fairpool.tools.servers import (
+    RedisServer,
+    ServerBinaryNotFound,
+    find_redis_server,
+    server_version,
+)
 
 KINDS = ("lifo", "fifo", "round_robin", "redis-py", "redis-py-blocking")
 """Pool kinds compared: fairpool's three policies and redis-py's two pools."""

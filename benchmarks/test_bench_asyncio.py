@@ -35,7 +35,7 @@ import redis.asyncio as aredis
 
 import fairpool
 import fairpool.asyncio as fasync
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 Figures = dict[str, dict[str, dict[str, Any]]]  # the ``figures`` fixture (see conftest.py)
 

@@ -22,7 +22,7 @@ import pytest
 import redis
 
 import fairpool
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 CASES: dict[str, dict[str, Any]] = {
     "fairpool-default": {},

@@ -25,8 +25,8 @@ import pytest
 import redis
 
 import fairpool
-from fairpool.demo import DEFAULT_POLICIES, DemoConfig, run_scenario
-from fairpool.servers import ServerGroup
+from fairpool.tools.demo import DEFAULT_POLICIES, DemoConfig, run_scenario
+from fairpool.tools.servers import ServerGroup
 
 KINDS = ("lifo", "fifo", "round_robin", "redis-py", "redis-py-blocking")
 """Pool kinds compared: fairpool's three policies and redis-py's two pools."""

@@ -30,7 +30,7 @@ import redis
 import fairpool
 from fairpool.scripting import Script
 from fairpool.scripting.ratelimit import SmoothBursty
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 Figures = dict[str, dict[str, dict[str, Any]]]  # the ``figures`` fixture (see conftest.py)
 

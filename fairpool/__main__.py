@@ -1,8 +1,8 @@
-"""``python -m fairpool``: the ``fairpool`` command (see :mod:`fairpool.cli`)."""
+"""``python -m fairpool``: the ``fairpool`` command (see :mod:`fairpool.tools.cli`)."""
 
 from __future__ import annotations
 
-from .cli import main
+from .tools.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

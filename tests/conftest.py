@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: real redis-server processes (see fairpool/servers.py).
+"""Shared pytest fixtures: real redis-server processes (see fairpool/tools/servers.py).
 
 Fixtures:
     redis_server   -- function scope: a started RedisServer on a free port, stopped after the test.
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from fairpool.servers import (
+from fairpool.tools.servers import (
     ENV_VAR,
     RedisServer,
     ServerBinaryNotFound,

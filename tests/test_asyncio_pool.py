@@ -28,7 +28,7 @@ from redis.exceptions import MaxConnectionsError
 
 from fairpool import Policy, PoolClosedError
 from fairpool.asyncio import BlockingConnectionPool, ConnectionPool
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 T = TypeVar("T")
 RedisServersFactory = Callable[..., list[RedisServer]]

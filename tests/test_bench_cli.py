@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from fairpool import cli
-from fairpool._display import mask_url, scrub
-from fairpool.bench import (
+from fairpool.tools import cli
+from fairpool.tools.bench import (
     POOL_KINDS,
     BenchConfig,
     BenchResult,
@@ -26,7 +25,8 @@ from fairpool.bench import (
     percentile,
     render_report,
 )
-from fairpool.servers import ENV_VAR, RedisServer, free_port
+from fairpool.tools.display import mask_url, scrub
+from fairpool.tools.servers import ENV_VAR, RedisServer, free_port
 
 from .helpers import interrupt_cli, run_cli
 

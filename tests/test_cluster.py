@@ -36,7 +36,7 @@ from fairpool.cluster import (
 )
 from fairpool.scripting import CrossSlotError, Script, ScriptRegistry
 from fairpool.scripting.ratelimit import GCRA
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 from .helpers import wait_until
 

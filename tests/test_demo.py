@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from fairpool import cli
-from fairpool import demo as demo_mod
-from fairpool.demo import (
+from fairpool.pool import peer_endpoint, raw_connection
+from fairpool.tools import cli
+from fairpool.tools import demo as demo_mod
+from fairpool.tools.demo import (
     BalancedConnection,
     DemoConfig,
     RoundRobinBalancer,
@@ -23,8 +24,7 @@ from fairpool.demo import (
     parse_policies,
     run_scenario,
 )
-from fairpool.pool import peer_endpoint, raw_connection
-from fairpool.servers import ENV_VAR, RedisServer
+from fairpool.tools.servers import ENV_VAR, RedisServer
 
 from .helpers import interrupt_cli, run_cli
 

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from fairpool.demo import (
+from fairpool.stats import fairness
+from fairpool.tools.demo import (
     DemoConfig,
     DemoResult,
     PolicyResult,
@@ -27,8 +28,7 @@ from fairpool.demo import (
     render_report,
     write_plot,
 )
-from fairpool.demo import summarize as summarize_demo
-from fairpool.stats import fairness
+from fairpool.tools.demo import summarize as summarize_demo
 
 LINUX = sys.platform.startswith("linux")
 MOVES = re.compile(r"\x1b\[[0-9;?]*[ABCDEFGHJK]|\r")  # cursor moves and erasures: line breaks

@@ -14,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 import fairpool
 from fairpool import ConnectionPool
 from fairpool.endpoints import EndpointSet
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 from .helpers import NO_RETRY, clients_on, ping_calls
 

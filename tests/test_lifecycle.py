@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import fairpool
 from fairpool import ConnectionPool, Policy
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 from .helpers import NO_RETRY, balanced_connection_class, clients_on, ping_calls
 
@@ -254,7 +254,7 @@ def test_max_idle_closes_surplus_on_release(redis_url: str) -> None:
 
 
 def test_connect_failure_counts_error_and_frees_capacity() -> None:
-    port = fairpool.servers.free_port()
+    port = fairpool.tools.servers.free_port()
     pool = ConnectionPool(port=port, max_connections=1, retry=NO_RETRY)
     for _ in range(3):
         with pytest.raises(RedisConnectionError):

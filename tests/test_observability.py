@@ -25,7 +25,7 @@ from redis.observability.attributes import get_pool_name
 
 import fairpool
 import fairpool.asyncio
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 SCRIPT = textwrap.dedent(
     """

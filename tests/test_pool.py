@@ -20,7 +20,7 @@ from redis.retry import Retry
 
 import fairpool
 from fairpool import BlockingConnectionPool, ConnectionPool, Policy
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 from .helpers import wait_until
 

@@ -26,7 +26,7 @@ from fairpool.scripting.ratelimit import (
     GCRAResult,
     SmoothBursty,
 )
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 from .helpers import binaries_by_version
 

@@ -58,8 +58,9 @@ def test_release_check_builds_a_complete_wheel(tmp_path: Path) -> None:
             sys.executable,
             "-I",
             "-c",
-            f"import sys; sys.path.insert(0, {str(site)!r}); import fairpool, fairpool.cli; "
-            "print(fairpool.__file__); sys.argv = ['fairpool', '--version']; fairpool.cli.main()",
+            f"import sys; sys.path.insert(0, {str(site)!r}); import fairpool, fairpool.tools.cli; "
+            "print(fairpool.__file__); sys.argv = ['fairpool', '--version']; "
+            "fairpool.tools.cli.main()",
         ],
         capture_output=True,
         text=True,

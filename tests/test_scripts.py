@@ -34,7 +34,7 @@ from fairpool.scripting import (
     lint,
 )
 from fairpool.scripting.errors import script_error
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 from .helpers import binaries_by_version
 

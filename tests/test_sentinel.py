@@ -20,7 +20,7 @@ from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from fairpool import ConnectionPool, Policy
 from fairpool.sentinel import SentinelConnectionPool
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 from .helpers import wait_until
 

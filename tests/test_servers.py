@@ -1,4 +1,4 @@
-"""Tests for fairpool.servers: finding the binary, ports, and real redis-server processes."""
+"""Tests for fairpool.tools.servers: finding the binary, ports, and real redis-server processes."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from fairpool import servers
-from fairpool.servers import (
+from fairpool.tools import servers
+from fairpool.tools.servers import (
     ENV_VAR,
     RedisServer,
     ServerBinaryNotFound,
@@ -459,7 +459,7 @@ def test_server_started_from_a_thread_survives_the_thread() -> None:
 def test_atexit_stops_servers_left_running(tmp_path: Path) -> None:
     child = _run_child(
         """
-        from fairpool.servers import RedisServer
+        from fairpool.tools.servers import RedisServer
         server = RedisServer(name="leaked").start()
         print(server.pid, server.directory, flush=True)
         """
@@ -476,7 +476,7 @@ def test_server_dies_when_python_is_sigkilled() -> None:
     child = _run_child(
         """
         import time
-        from fairpool.servers import RedisServer
+        from fairpool.tools.servers import RedisServer
         server = RedisServer(name="orphan").start()
         print(server.pid, server.directory, flush=True)
         time.sleep(60)

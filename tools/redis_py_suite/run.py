@@ -9,7 +9,7 @@ What it does:
    redis==<version>``, cached in ``~/.cache/fairpool/redis-py-suite/``) and copies its ``tests/``
    and ``pyproject.toml`` (pytest's settings) to a scratch directory — the tests then import the
    installed ``redis``, not the sdist's copy;
-2. starts a redis-server on a free port (never 6379) with ``fairpool.servers.RedisServer``;
+2. starts a redis-server on a free port (never 6379) with ``fairpool.tools.servers.RedisServer``;
 3. runs ``tests/test_connection_pool.py``, ``tests/test_connection.py`` and their asyncio twins
    twice: as they are (redis-py's pools), and with the ``fairpool_swap`` plugin, which puts
    fairpool's pool classes in place of redis-py's everywhere in the ``redis`` package;
@@ -33,7 +33,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from fairpool.servers import RedisServer, find_redis_server, server_version
+from fairpool.tools.servers import RedisServer, find_redis_server, server_version
 
 HERE = Path(__file__).resolve().parent
 MODULES = (

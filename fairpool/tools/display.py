@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._extras import missing_extra
+
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
@@ -20,8 +22,11 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 def table(*columns: tuple[str, str]) -> Table:
     """A table in the shared style; ``columns`` are ``(header, justify)`` pairs."""
-    from rich import box
-    from rich.table import Table
+    try:
+        from rich import box
+        from rich.table import Table
+    except ImportError as exc:
+        raise missing_extra("fairpool's report tables", "rich") from exc
 
     t = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
     for header, justify in columns:
@@ -64,8 +69,11 @@ def report(
 ) -> RenderableType:
     """``title`` (bold), ``body``, the ``notes`` (dim) and the ``conclusions``, one paragraph
     each, all wrapped at the console's width."""
-    from rich.console import Group
-    from rich.text import Text
+    try:
+        from rich.console import Group
+        from rich.text import Text
+    except ImportError as exc:
+        raise missing_extra("fairpool's reports", "rich") from exc
 
     parts: list[Any] = [Paragraph(title, style="bold"), body]
     notes = list(notes)

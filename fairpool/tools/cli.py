@@ -2,9 +2,9 @@
 
 ``fairpool demo``
     Replays the proxy-imbalance story on embedded ``redis-server`` processes standing in for
-    proxies and shows each policy's per-proxy command share (see :mod:`fairpool.demo`).
+    proxies and shows each policy's per-proxy command share (see :mod:`fairpool.tools.demo`).
 ``fairpool bench``
-    PING throughput and latency per pool and thread count (see :mod:`fairpool.bench`).
+    PING throughput and latency per pool and thread count (see :mod:`fairpool.tools.bench`).
 
 Exit codes: 0 success; 1 unexpected failure; 2 bad usage, no usable ``redis-server``, a missing
 optional dependency or an unreachable ``--url``; 130 interrupted by SIGINT (Ctrl-C); 143 stopped by
@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from .. import __version__
+from ._extras import MissingExtra
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -457,7 +458,7 @@ def _demo(args: argparse.Namespace) -> int:
             result = run_demo(
                 config, stop=stopper.stop, progress=view.progress, on_servers=view.servers
             )
-        except (ServerBinaryNotFound, ServerStartError) as exc:
+        except (ServerBinaryNotFound, ServerStartError, MissingExtra) as exc:
             failure = (EXIT_USAGE, str(exc))
         except (DemoInterrupted, KeyboardInterrupt):
             failure = (stopper.exit_code, "interrupted; all servers stopped.")
@@ -484,7 +485,6 @@ def _bench(args: argparse.Namespace) -> int:
     try:
         import redis
 
-        from ._display import mask_url, scrub
         from .bench import (
             POOL_KINDS,
             BenchConfig,
@@ -493,6 +493,7 @@ def _bench(args: argparse.Namespace) -> int:
             render_report,
             run_bench,
         )
+        from .display import mask_url, scrub
         from .servers import ServerBinaryNotFound, ServerStartError
     except ImportError as exc:
         _error("bench", f"{exc}. {_DEMO_EXTRA}")
@@ -532,7 +533,7 @@ def _bench(args: argparse.Namespace) -> int:
         failure: tuple[int, str] | None = None
         try:
             result = run_bench(config, stop=stopper.stop, progress=on_progress)
-        except (ServerBinaryNotFound, ServerStartError) as exc:
+        except (ServerBinaryNotFound, ServerStartError, MissingExtra) as exc:
             failure = (EXIT_USAGE, str(exc))
         except (BenchInterrupted, KeyboardInterrupt):
             failure = (
@@ -574,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = f"failed: {exc!r}"
         url = getattr(args, "url", None)
         if url:
-            from ._display import scrub
+            from .display import scrub
 
             message = scrub(message, url)
         _error(args.command, message)

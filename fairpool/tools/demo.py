@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis.connection import ConnectionPool as RedisConnectionPool
 
-from .pool import ConnectionPool as FairConnectionPool
+from ..pool import ConnectionPool as FairConnectionPool
+from ..stats import fairness
 from .servers import RedisServer, ServerGroup, find_redis_server, server_version
-from .stats import fairness
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -673,7 +673,8 @@ def run_demo(
     ``on_servers`` is called once they are up.
 
     Raises:
-        ServerBinaryNotFound: no ``redis-server`` (see :func:`fairpool.servers.find_redis_server`).
+        ServerBinaryNotFound: no ``redis-server`` (see
+            :func:`fairpool.tools.servers.find_redis_server`).
         ServerStartError: a server did not start.
         DemoInterrupted: ``stop`` was set.
     """
@@ -744,8 +745,8 @@ def render_table(
     ``running`` (a partial result, from a ``"load"`` progress event) is shown as a row in progress
     and ``pending`` policies as empty rows: that is the live view of ``fairpool demo``.
     """
-    from ._display import sparkline
-    from ._display import table as new_table
+    from .display import sparkline
+    from .display import table as new_table
 
     n = len(result.proxies)
     per_proxy_columns = n <= 6
@@ -883,7 +884,7 @@ def summarize(result: DemoResult) -> list[str]:
 def render_report(result: DemoResult) -> RenderableType:
     """The whole ``fairpool demo`` output: title, :func:`render_table`, notes, and the
     conclusions of :func:`summarize`, each paragraph wrapped at the console's width."""
-    from ._display import report
+    from .display import report
 
     return report(
         _title(result.config, len(result.proxies)),
@@ -897,7 +898,7 @@ def render_live(
     result: DemoResult, running: PolicyResult | None, pending: Sequence[str], status: str
 ) -> RenderableType:
     """The live view while the demo runs: the table so far and a status line."""
-    from ._display import report
+    from .display import report
 
     return report(
         _title(result.config, len(result.proxies)),

@@ -29,16 +29,14 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
-import mirakuru
 import redis
-from mirakuru.exceptions import (
-    AlreadyRunning,
-    ProcessExitedWithError,
-    ProcessFinishedWithError,
-    TimeoutExpired,
-)
+
+from ._extras import missing_extra
+
+if TYPE_CHECKING:
+    import mirakuru
 
 __all__ = [
     "ENV_VAR",
@@ -346,49 +344,67 @@ def _accepts_connections(host: str, port: int) -> bool:
         return False
 
 
-class _RedisExecutor(mirakuru.Executor):
-    """A mirakuru executor that is ready once the server answers PING."""
+_EXECUTOR_CLASS: Callable[..., mirakuru.Executor] | None = None
 
-    def __init__(
-        self,
-        command: list[str],
-        *,
-        host: str,
-        port: int,
-        cwd: str,
-        output: IO[bytes],
-        pdeathsig: bool,
-    ) -> None:
-        super().__init__(
-            command,
-            cwd=cwd,
-            timeout=START_TIMEOUT,
-            sleep=0.02,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        self.host = host
-        self.port = port
-        self._pdeathsig = pdeathsig
 
-    def pre_start_check(self) -> bool:
-        # True means "something already listens there": mirakuru then raises AlreadyRunning
-        # instead of starting a second server that would fail to bind.
-        return _accepts_connections(self.host, self.port)
+def _executor_class() -> Callable[..., mirakuru.Executor]:
+    """The mirakuru executor class for redis-server, defined at the first use (mirakuru is an
+    optional dependency: the ``demo`` extra)."""
+    global _EXECUTOR_CLASS
+    if _EXECUTOR_CLASS is not None:
+        return _EXECUTOR_CLASS
+    try:
+        import mirakuru
+        from mirakuru.exceptions import ProcessExitedWithError
+    except ImportError as exc:
+        raise missing_extra("fairpool.tools.servers (running redis-server)", "mirakuru") from exc
 
-    def after_start_check(self) -> bool:
-        process = self.process
-        if process is not None and process.poll() is not None:
-            # mirakuru tolerates exit code 0 (daemonizing programs); redis-server must not exit.
-            raise ProcessExitedWithError(self, process.returncode)
-        return _answers_ping(self.host, self.port)
+    class _RedisExecutor(mirakuru.Executor):
+        """A mirakuru executor that is ready once the server answers PING."""
 
-    @property
-    def _popen_kwargs(self) -> dict[str, Any]:
-        kwargs = dict(super()._popen_kwargs)
-        kwargs["preexec_fn"] = _child_setup(self._pdeathsig)
-        return kwargs
+        def __init__(
+            self,
+            command: list[str],
+            *,
+            host: str,
+            port: int,
+            cwd: str,
+            output: IO[bytes],
+            pdeathsig: bool,
+        ) -> None:
+            super().__init__(
+                command,
+                cwd=cwd,
+                timeout=START_TIMEOUT,
+                sleep=0.02,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+            self.host = host
+            self.port = port
+            self._pdeathsig = pdeathsig
+
+        def pre_start_check(self) -> bool:
+            # True means "something already listens there": mirakuru then raises AlreadyRunning
+            # instead of starting a second server that would fail to bind.
+            return _accepts_connections(self.host, self.port)
+
+        def after_start_check(self) -> bool:
+            process = self.process
+            if process is not None and process.poll() is not None:
+                # mirakuru tolerates exit code 0 (daemonizing programs); redis-server must not exit.
+                raise ProcessExitedWithError(self, process.returncode)
+            return _answers_ping(self.host, self.port)
+
+        @property
+        def _popen_kwargs(self) -> dict[str, Any]:
+            kwargs = dict(super()._popen_kwargs)
+            kwargs["preexec_fn"] = _child_setup(self._pdeathsig)
+            return kwargs
+
+    _EXECUTOR_CLASS = _RedisExecutor
+    return _RedisExecutor
 
 
 # Every started server, so that the atexit hook can stop those still running.
@@ -521,7 +537,7 @@ class RedisServer:
             port = free_port_pair_for_cluster() if _cluster_enabled(self.args) else free_port()
         elif port == _DEFAULT_REDIS_PORT:
             raise ValueError(
-                "fairpool.servers never uses port 6379 (it may be a real Redis server)"
+                "fairpool.tools.servers never uses port 6379 (it may be a real Redis server)"
             )
         elif not 0 < port <= 65535:
             raise ValueError(f"invalid port {port}")
@@ -530,7 +546,7 @@ class RedisServer:
                 _RESERVED_PORTS.add(port)
         self.port = port
         self._lock = threading.RLock()
-        self._executor: _RedisExecutor | None = None
+        self._executor: mirakuru.Executor | None = None
         self._dir: str | None = None
 
     def __repr__(self) -> str:
@@ -627,14 +643,21 @@ class RedisServer:
             return self
 
     def _spawn(self) -> None:
+        executor_class = _executor_class()  # before anything else: raises MissingExtra
+        from mirakuru.exceptions import (
+            AlreadyRunning,
+            ProcessExitedWithError,
+            TimeoutExpired,
+        )
+
         label = re.sub(r"[^\w.-]", "_", self.name)
         directory = tempfile.mkdtemp(prefix=f"fairpool-{label}-{self.port}-")
         command = self._command(directory)
         output_path = os.path.join(directory, "output.log")
-        executor: _RedisExecutor | None = None
+        executor: mirakuru.Executor | None = None
         try:
             with open(output_path, "ab") as output:
-                executor = _RedisExecutor(
+                executor = executor_class(
                     command,
                     host=self.host,
                     port=self.port,
@@ -689,6 +712,8 @@ class RedisServer:
         with self._lock:
             executor = self._executor
             if executor is not None:
+                from mirakuru.exceptions import ProcessFinishedWithError
+
                 try:
                     executor.stop()
                 except ProcessFinishedWithError:

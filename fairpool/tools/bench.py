@@ -32,9 +32,9 @@ import redis
 from redis.connection import BlockingConnectionPool as RedisBlockingConnectionPool
 from redis.connection import ConnectionPool as RedisConnectionPool
 
-from ._display import mask_url
+from ..pool import ConnectionPool as FairConnectionPool
 from .demo import parse_choice_list
-from .pool import ConnectionPool as FairConnectionPool
+from .display import mask_url
 from .servers import RedisServer
 
 if TYPE_CHECKING:
@@ -592,7 +592,7 @@ def render_table(result: BenchResult) -> Table:
     """A rich table in the demo's style, one row per thread count and pool kind: median ops/s,
     the median ratio to redis-py's ``ConnectionPool`` (same repeat) with its range over the
     repeats, and the median p50 / p99 latency."""
-    from ._display import table as new_table
+    from .display import table as new_table
 
     table = new_table(
         ("threads", "right"),
@@ -631,7 +631,7 @@ def render_table(result: BenchResult) -> Table:
 def render_report(result: BenchResult) -> RenderableType:
     """The whole ``fairpool bench`` output: title, :func:`render_table` and notes, each paragraph
     wrapped at the console's width."""
-    from ._display import report
+    from .display import report
 
     cfg = result.config
     title = (
