@@ -4,7 +4,7 @@
 
 Each scenario runs once per pool on a server of its own (these benchmarks kill, stop and restart
 it, so they do not use the session's pinned ``bench_server``). The drivers are
-:mod:`fairpool.faults`; ``tests/test_faults.py`` runs the same ones, shorter, with assertions.
+:mod:`fairpool.tools.faults`; ``tests/test_faults.py`` runs the same ones, shorter, with assertions.
 
 1. ``test_kill_storm`` — 32 callers, ``CLIENT KILL TYPE normal`` every 200 ms, retries off, at three
    loads (back to back, think time ≤ 50 ms, ≤ 400 ms), sync and asyncio: caller errors per killed
@@ -31,7 +31,7 @@ import redis.asyncio as aredis
 
 import fairpool
 import fairpool.asyncio as fasync
-from fairpool.faults import (
+from fairpool.tools.faults import (
     FlakyProxy,
     cancel_storm,
     endpoint_outage,
@@ -41,7 +41,7 @@ from fairpool.faults import (
     stall,
     under_load,
 )
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 Figures = dict[str, dict[str, dict[str, Any]]]
 

@@ -1,7 +1,7 @@
 """Faults against real redis-servers, fairpool and redis-py's pools side by side on the same input
 (issue 16): dead connections on a busy pool, stalls and restarts, a flaky network path, an endpoint
 down and back, and a cancellation storm on a fresh asyncio pool. The scenario drivers are in
-:mod:`fairpool.faults` (the fault benchmarks use the same ones, for longer)."""
+:mod:`fairpool.tools.faults` (the fault benchmarks use the same ones, for longer)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import fairpool
 import fairpool.asyncio as fasync
 from fairpool.config import make_config
 from fairpool.core import PoolCore, Slot
-from fairpool.faults import (
+from fairpool.tools.faults import (
     FlakyProxy,
     KillStorm,
     cancel_storm,
@@ -33,7 +33,7 @@ from fairpool.faults import (
     stall,
     under_load,
 )
-from fairpool.servers import RedisServer
+from fairpool.tools.servers import RedisServer
 
 from .helpers import NO_RETRY, FakeConn, dial_new
 
