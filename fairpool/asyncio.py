@@ -36,9 +36,20 @@ from typing import Any, TypeVar
 
 from redis.asyncio.connection import AbstractConnection, Connection, parse_url
 from redis.asyncio.connection import ConnectionPool as RedisAsyncConnectionPool
-from redis.asyncio.observability import recorder as _arecorder
-from redis.event import AsyncAfterConnectionReleasedEvent, AsyncReAuthConnectionListener
 
+from ._compat import (
+    ASYNC_SHOULD_RECONNECT,
+    AsyncAfterConnectionReleasedEvent,
+    AsyncReAuthConnectionListener,
+    async_can_read,
+    get_connection_args_deprecated,
+    maint_notifications_enabled,
+    pool_init_kwargs,
+    redacted_repr,
+    repr_leaks_secrets,
+    run_close_hooks,
+)
+from ._compat import arecorder as _arecorder
 from .config import HealthCheck, Policy, PoolConfig, make_config, url_kwargs
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
 from .errors import PoolExhaustedError
@@ -46,6 +57,9 @@ from .pool import _policy_from_queue_class, record_counts
 from .stats import PoolStats
 
 __all__ = ["BlockingConnectionPool", "ConnectionPool"]
+
+# redis.asyncio 5.0's clients pass the command name to get_connection() (see fairpool.pool)
+_GET_CONNECTION_ARGS_DEPRECATED = get_connection_args_deprecated(RedisAsyncConnectionPool)
 
 logger = logging.getLogger("fairpool")
 
@@ -155,6 +169,9 @@ class ConnectionPool(RedisAsyncConnectionPool):
     sockets, as in redis.asyncio.
     """
 
+    if repr_leaks_secrets(RedisAsyncConnectionPool):  # redis-py 6.x shows passwords
+        __repr__ = redacted_repr
+
     def __init__(
         self,
         connection_class: type[AbstractConnection] = Connection,
@@ -210,9 +227,13 @@ class ConnectionPool(RedisAsyncConnectionPool):
         super().__init__(
             connection_class,
             max_connections=self.config.max_connections,
-            maint_notifications_config=maint_notifications_config,
+            **pool_init_kwargs(
+                RedisAsyncConnectionPool, maint_notifications_config=maint_notifications_config
+            ),
             **connection_kwargs,
         )
+        if not hasattr(self, "_lock"):  # redis.asyncio 5.0's pool has no lock; later ones do
+            self._lock = asyncio.Lock()
         # Create redis-py's metrics collector now if observability is on, so that the first
         # borrow is counted like the rest (the collector is otherwise created lazily).
         _arecorder._get_or_create_collector()
@@ -271,7 +292,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         Raises ``MaxConnectionsError`` at the cap when ``block`` is off, ``ConnectionError`` after
         waiting ``timeout`` seconds when it is on, and ``PoolClosedError`` after :meth:`aclose`.
         """
-        if command_name is not None or keys or options:
+        if (command_name is not None or keys or options) and _GET_CONNECTION_ARGS_DEPRECATED:
             warnings.warn(
                 "get_connection() arguments are deprecated and ignored",
                 DeprecationWarning,
@@ -483,11 +504,11 @@ class ConnectionPool(RedisAsyncConnectionPool):
                 reader = getattr(conn, "_reader", None)
                 if reader is not None and reader.at_eof():
                     return False  # the server closed it
-                if await conn.can_read():
+                if await async_can_read(conn):
                     # Pending data: under RESP3 it may be a legitimate push message (maintenance
                     # notifications); otherwise it is a stale reply and the connection is out of
                     # sync.
-                    return bool(self.maint_notifications_enabled())  # type: ignore[no-untyped-call]
+                    return maint_notifications_enabled(self)
                 return True
             if check == "ping":
                 await conn.send_command("PING", check_health=False)
@@ -562,7 +583,9 @@ class ConnectionPool(RedisAsyncConnectionPool):
         if not self.owns_connection(connection):
             # e.g. Sentinel's pool after a failover: the connection points at a stale address.
             reusable = False
-        elif connection.should_reconnect() or self._release_event_needed(connection):
+        elif (
+            ASYNC_SHOULD_RECONNECT and connection.should_reconnect()
+        ) or self._release_event_needed(connection):
             await self._release_after_io(connection)
             return
         else:
@@ -580,7 +603,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         ok = False
         self._releasing.add(connection)
         try:
-            if connection.should_reconnect():
+            if ASYNC_SHOULD_RECONNECT and connection.should_reconnect():
                 await connection.disconnect()
             if self._release_event_needed(connection):
                 dispatcher: Any = self._event_dispatcher
@@ -618,7 +641,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         """Whether dispatching ``AsyncAfterConnectionReleasedEvent`` would do anything: not when
         nobody listens, nor when the only listener is redis-py's default re-auth listener and
         the connection has no pending token."""
-        dispatcher = self._event_dispatcher
+        dispatcher = getattr(self, "_event_dispatcher", None)  # none before redis-py 5.1
         listeners = getattr(dispatcher, "_event_listeners_mapping", {}).get(
             AsyncAfterConnectionReleasedEvent, ()
         )
@@ -723,7 +746,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         """Close the pool for good: idle connections now, borrowed ones when they come back;
         waiting tasks and later borrows get :class:`~fairpool.errors.PoolClosedError`; the
         maintenance task stops. Closing twice is harmless."""
-        await self._on_close()
+        await run_close_hooks(self)
         core = self._core
         core.close()
         trash = core.take_trash()

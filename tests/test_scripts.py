@@ -35,6 +35,7 @@ from fairpool.scripts import (
 )
 from fairpool.servers import RedisServer
 
+from .compat import borrow_args
 from .helpers import binaries_by_version
 
 # --------------------------------------------------------------------------------------------
@@ -757,7 +758,7 @@ def test_registry_on_connect_pool_connection(server: RedisServer) -> None:
     client = server.client()
     client.script_flush()
     forget_servers()
-    connection = client.connection_pool.get_connection()
+    connection = client.connection_pool.get_connection(*borrow_args(client.connection_pool))
     try:
         registry.on_connect(connection)
     finally:

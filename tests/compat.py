@@ -1,0 +1,65 @@
+"""What the installed redis-py (5.0 through 8.x) offers, for tests of features only some versions
+have. Detected the way fairpool detects them (fairpool/_compat.py), never from version strings;
+a test of a missing feature skips with the reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from fairpool import _compat
+
+needs_events = pytest.mark.skipif(
+    not _compat.HAS_EVENTS, reason="this redis-py has no connection events / re-auth (5.1+)"
+)
+needs_caching = pytest.mark.skipif(
+    not _compat.HAS_CACHING, reason="this redis-py has no client-side caching (5.1+)"
+)
+needs_maint_notifications = pytest.mark.skipif(
+    not _compat.HAS_MAINT_NOTIFICATIONS,
+    reason="this redis-py has no maintenance notifications (7.x+)",
+)
+needs_observability = pytest.mark.skipif(
+    not _compat.HAS_OBSERVABILITY, reason="this redis-py has no OpenTelemetry metrics (7.x+)"
+)
+
+
+def client_close_closes_pool() -> bool:
+    """Whether ``Redis.close()`` on a client that owns its pool calls the pool's ``close()``
+    (redis-py 8.x), rather than only ``disconnect()`` (before): asked of redis-py itself."""
+    calls: list[str] = []
+
+    class Probe(redis.ConnectionPool):
+        def close(self) -> None:
+            calls.append("close")
+
+    redis.Redis.from_pool(Probe()).close()
+    return calls == ["close"]
+
+
+def borrow_args(pool: Any) -> tuple[str, ...]:
+    """Arguments for ``pool.get_connection()``: none, except on redis-py 5.0, whose pools require
+    the command name (later ones deprecate it)."""
+    return () if _compat.get_connection_args_deprecated(type(pool)) else ("_",)
+
+
+async def async_client_close_closes_pool() -> bool:
+    """Whether ``await redis.asyncio.Redis.aclose()`` on a client that owns its pool calls the
+    pool's ``aclose()`` (redis-py 8.x) rather than only ``disconnect()`` (before)."""
+    import redis.asyncio
+
+    calls: list[str] = []
+
+    class Probe(redis.asyncio.ConnectionPool):
+        async def aclose(self) -> None:
+            calls.append("aclose")
+
+    await redis.asyncio.Redis.from_pool(Probe()).aclose()
+    return calls == ["aclose"]
+
+
+CLUSTER_KEEPS_NODE_POOLS = hasattr(redis.cluster.NodesManager, "move_node_to_end_of_cached_nodes")
+"""Whether ``RedisCluster`` keeps a failed node's client and pool (redis-py 7.x+); before, it
+drops them and builds new ones (with the same pool class) when the node is rediscovered."""
