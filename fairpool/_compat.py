@@ -30,6 +30,7 @@ __all__ = [
     "ReAuthConnectionListener",
     "arecorder",
     "async_can_read",
+    "borrow_args",
     "get_connection_args_deprecated",
     "get_pool_name",
     "maint_notifications_enabled",
@@ -147,6 +148,7 @@ def pool_init_kwargs(base: type, **optional: Any) -> dict[str, Any]:
     return {k: v for k, v in optional.items() if k in params or v is not None}
 
 
+@cache
 def get_connection_args_deprecated(base: type) -> bool:
     """Whether ``base.get_connection()``'s arguments are optional (redis-py 5.1+ deprecates them
     and its clients pass none); redis-py 5.0's clients always pass the command name."""
@@ -219,3 +221,9 @@ async def run_close_hooks(pool: Any) -> None:
     hook = getattr(pool, "_on_close", None)
     if hook is not None:
         await hook()
+
+
+def borrow_args(pool: Any) -> tuple[str, ...]:
+    """Arguments for calling ``pool.get_connection()`` directly on any pool: none, except for
+    redis-py 5.0's own pools, which require a command name (later versions deprecate it)."""
+    return () if get_connection_args_deprecated(pool.__class__) else ("_",)

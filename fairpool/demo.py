@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis.connection import ConnectionPool as RedisConnectionPool
 
+from ._compat import borrow_args
 from .pool import ConnectionPool as FairConnectionPool
 from .servers import RedisServer, ServerGroup, find_redis_server, server_version
 from .stats import fairness
@@ -443,7 +444,7 @@ def _burst(
     def worker() -> None:
         conn: Any = None
         try:
-            conn = pool.get_connection()
+            conn = pool.get_connection(*borrow_args(pool))
             conn.send_command("PING")
             conn.read_response()
             barrier.wait(timeout=30)

@@ -4,12 +4,13 @@ a test of a missing feature skips with the reason."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import redis
 
 from fairpool import _compat
+from fairpool._compat import borrow_args
+
+__all__ = ["borrow_args"]
 
 needs_events = pytest.mark.skipif(
     not _compat.HAS_EVENTS, reason="this redis-py has no connection events / re-auth (5.1+)"
@@ -37,12 +38,6 @@ def client_close_closes_pool() -> bool:
 
     redis.Redis.from_pool(Probe()).close()
     return calls == ["close"]
-
-
-def borrow_args(pool: Any) -> tuple[str, ...]:
-    """Arguments for ``pool.get_connection()``: none, except on redis-py 5.0, whose pools require
-    the command name (later ones deprecate it)."""
-    return () if _compat.get_connection_args_deprecated(type(pool)) else ("_",)
 
 
 async def async_client_close_closes_pool() -> bool:
