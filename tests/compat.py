@@ -37,7 +37,7 @@ def client_close_closes_pool() -> bool:
             calls.append("close")
 
     redis.Redis.from_pool(Probe()).close()
-    return calls == ["close"]
+    return "close" in calls  # (and again from the client's __del__)
 
 
 async def async_client_close_closes_pool() -> bool:
@@ -52,7 +52,7 @@ async def async_client_close_closes_pool() -> bool:
             calls.append("aclose")
 
     await redis.asyncio.Redis.from_pool(Probe()).aclose()
-    return calls == ["aclose"]
+    return "aclose" in calls
 
 
 CLUSTER_KEEPS_NODE_POOLS = hasattr(redis.cluster.NodesManager, "move_node_to_end_of_cached_nodes")
