@@ -1,0 +1,102 @@
+"""The libraries that build their own redis-py pools, run for real on fairpool pools against the
+test session's redis-server (docs/integrations.md). Each test checks that the work completed and
+that fairpool's pool did it (its stats moved). A library that is not installed, or that refuses
+the installed redis-py, skips with the reason."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import fairpool
+from fairpool.servers import RedisServer
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def server(redis_server: RedisServer) -> Iterator[RedisServer]:
+    """A server of the test's own (integrations leave keys and clients behind)."""
+    yield redis_server
+
+
+def _url(server: RedisServer, db: int = 0, query: str = "") -> str:
+    return f"redis://{server.host}:{server.port}/{db}{'?' + query if query else ''}"
+
+
+# ---------------------------------------------------------------------------------------- Celery
+def _celery_or_skip() -> Any:
+    pytest.importorskip("celery")
+    kombu_redis = pytest.importorskip("kombu.transport.redis")
+    import kombu.exceptions
+
+    try:  # kombu's redis transport refuses some redis-py versions: say which
+        kombu_redis.Channel._get_client(object.__new__(kombu_redis.Channel))
+    except kombu.exceptions.VersionMismatch as exc:
+        pytest.skip(f"kombu: {exc}")
+    import fairpool.contrib.celery
+
+    return fairpool.contrib.celery
+
+
+def test_celery_worker_runs_100_tasks_on_fairpool_pools(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contrib = _celery_or_skip()
+    from celery import Celery
+    from celery.contrib.testing.worker import start_worker
+
+    broker_pools: list[fairpool.ConnectionPool] = []
+    real_get_pool = contrib.Channel._get_pool
+
+    def recording_get_pool(self: Any, asynchronous: bool = False) -> Any:
+        pool = real_get_pool(self, asynchronous)
+        broker_pools.append(pool)
+        return pool
+
+    monkeypatch.setattr(contrib.Channel, "_get_pool", recording_get_pool)
+
+    app = Celery("fairpool_it", set_as_current=False)
+    app.conf.update(
+        broker_url=_url(server, 0),
+        broker_transport="fairpool.contrib.celery:Transport",
+        broker_transport_options={"fairpool": {"policy": "fifo", "max_idle": 4}},
+        result_backend="fairpool.contrib.celery:RedisBackend+" + _url(server, 1, "policy=lifo"),
+        result_backend_transport_options={"fairpool": {"max_idle": 3}},
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=False,
+    )
+
+    @app.task(name="fairpool_it.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
+        results = [add.delay(i, i) for i in range(100)]
+        assert [r.get(timeout=30) for r in results] == [2 * i for i in range(100)]
+
+    backend_pool = app.backend.client.connection_pool
+    assert type(backend_pool) is fairpool.ConnectionPool
+    assert backend_pool.config.policy == "lifo" and backend_pool.config.max_idle == 3
+    assert backend_pool.stats().borrows >= 100  # a result stored and read per task
+    assert broker_pools and all(type(p) is fairpool.ConnectionPool for p in broker_pools)
+    assert all(p.config.policy == "fifo" and p.config.max_idle == 4 for p in broker_pools)
+    assert sum(p.stats().borrows for p in broker_pools) >= 100  # published and consumed
+    # kombu's Channel caps its pool with its own max_connections transport option (default 10)
+    assert {p.config.max_connections for p in broker_pools} == {10}
+
+
+def test_celery_rejects_unknown_fairpool_setting(server: RedisServer) -> None:
+    contrib = _celery_or_skip()
+    import kombu
+
+    conn = kombu.Connection(
+        _url(server),
+        transport=contrib.Transport,
+        transport_options={"fairpool": {"polcy": "fifo"}},
+    )
+    with pytest.raises(ValueError, match=r"unknown fairpool setting.*polcy"):
+        conn.default_channel.client.ping()
+    conn.release()
