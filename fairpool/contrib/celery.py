@@ -30,18 +30,18 @@ from ._settings import settings_option, split_settings
 __all__ = ["Channel", "RedisBackend", "Transport"]
 
 
-class Channel(_kombu_redis.Channel):  # type: ignore[misc]
+class Channel(_kombu_redis.Channel):
     """kombu's redis channel, whose connection pools are fairpool pools."""
 
     def _get_pool(self, asynchronous: bool = False) -> ConnectionPool:
-        params = self._connparams(asynchronous=asynchronous)
+        params = self._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
         self.keyprefix_fanout = self.keyprefix_fanout.format(db=params["db"])
         options = self.connection.client.transport_options
         settings = settings_option(options, "broker_transport_options")
         return ConnectionPool(**{**params, **settings})
 
 
-class Transport(_kombu_redis.Transport):  # type: ignore[misc]
+class Transport(_kombu_redis.Transport):
     """kombu's redis transport on fairpool pools: ``broker_transport =
     "fairpool.contrib.celery:Transport"`` (or ``kombu.Connection(url, transport=...)``)."""
 
