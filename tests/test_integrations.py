@@ -5,7 +5,8 @@ the installed redis-py, skips with the reason."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -100,3 +101,112 @@ def test_celery_rejects_unknown_fairpool_setting(server: RedisServer) -> None:
     with pytest.raises(ValueError, match=r"unknown fairpool setting.*polcy"):
         conn.default_channel.client.ping()
     conn.release()
+
+
+# ---------------------------------------------------------------------------------------- Django
+def _django_ready() -> None:
+    pytest.importorskip("django")
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(CACHES={}, USE_TZ=True)
+
+
+def _hammer_cache(
+    cache: Any, lock: Callable[[str], Any], threads: int = 8, rounds: int = 25
+) -> None:
+    """set/get/incr/delete_many and a lock-protected read-modify-write from ``threads`` threads."""
+    cache.set("shared", 0)
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(rounds):
+                cache.set(f"k:{t}:{i}", i)
+                assert cache.get(f"k:{t}:{i}") == i
+                if i == 0:
+                    cache.set(f"n:{t}", 0)
+                assert cache.incr(f"n:{t}") == i + 1
+                cache.delete_many([f"k:{t}:{i}"])
+                assert cache.get(f"k:{t}:{i}") is None
+                with lock("fairpool-it-lock"):
+                    value = cache.get("shared")
+                    cache.set("shared", value + 1)
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert errors == []
+    assert cache.get("shared") == threads * rounds  # the lock serialised every increment
+    assert all(cache.get(f"n:{t}") == rounds for t in range(threads))
+
+
+def test_django_redis_cache_on_fairpool(server: RedisServer) -> None:
+    """django-redis with CONNECTION_POOL_CLASS: it calls from_url(url=..., parser_class=...,
+    **CONNECTION_POOL_KWARGS), then writes connection_kwargs["password"] and calls reset()."""
+    _django_ready()
+    pytest.importorskip("django_redis")
+    from django_redis.cache import RedisCache
+
+    cache = RedisCache(
+        _url(server),
+        {
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "CONNECTION_POOL_CLASS": "fairpool.ConnectionPool",
+                "CONNECTION_POOL_KWARGS": {"policy": "fifo", "max_connections": 6, "block": True},
+            }
+        },
+    )
+    pool = cache.client.get_client(write=True).connection_pool
+    assert type(pool) is fairpool.ConnectionPool
+    assert pool.config.max_connections == 6 and pool.config.block
+    assert "password" in pool.connection_kwargs  # django-redis wrote it, then called reset()
+    _hammer_cache(cache, lambda name: cache.lock(name, timeout=10))
+    stats = pool.stats()
+    assert stats.borrows >= 8 * 25 * 7 and stats.in_use == 0 and stats.open <= 6
+
+
+def test_django_redis_password_option_authenticates(redis_servers: Any) -> None:
+    _django_ready()
+    pytest.importorskip("django_redis")
+    from django_redis.cache import RedisCache
+
+    (secured,) = redis_servers(1, args=["--requirepass", "s3cret"])
+    cache = RedisCache(
+        _url(secured),
+        {
+            "OPTIONS": {
+                "PASSWORD": "s3cret",
+                "CONNECTION_POOL_CLASS": "fairpool.ConnectionPool",
+                "CONNECTION_POOL_KWARGS": {"policy": "round_robin"},
+            }
+        },
+    )
+    cache.set("a", 1)
+    assert cache.get("a") == 1
+    pool = cache.client.get_client(write=True).connection_pool
+    assert type(pool) is fairpool.ConnectionPool and pool.stats().borrows >= 2
+    assert "s3cret" not in repr(pool)
+
+
+def test_django_builtin_redis_cache_on_fairpool(server: RedisServer) -> None:
+    """Django's own RedisCache with OPTIONS["pool_class"]: from_url(server, parser_class=...,
+    **other OPTIONS)."""
+    _django_ready()
+    from django.core.cache.backends.redis import RedisCache
+
+    cache = RedisCache(
+        _url(server),
+        {"OPTIONS": {"pool_class": "fairpool.ConnectionPool", "policy": "fifo", "max_idle": 4}},
+    )
+    client = cache._cache.get_client(write=True)
+    pool = client.connection_pool
+    assert type(pool) is fairpool.ConnectionPool and pool.config.max_idle == 4
+    _hammer_cache(cache, lambda name: client.lock(name, timeout=10))
+    stats = pool.stats()
+    assert stats.borrows >= 8 * 25 * 7 and stats.in_use == 0
