@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 import fairpool
 from fairpool.servers import RedisServer
@@ -210,3 +211,55 @@ def test_django_builtin_redis_cache_on_fairpool(server: RedisServer) -> None:
     _hammer_cache(cache, lambda name: client.lock(name, timeout=10))
     stats = pool.stats()
     assert stats.borrows >= 8 * 25 * 7 and stats.in_use == 0
+
+
+# -------------------------------------------------------------------------------------------- RQ
+def square(x: int) -> int:
+    """An RQ job (importable by the worker as ``tests.test_integrations.square``)."""
+    return x * x
+
+
+def test_rq_cli_connection_class_runs_200_jobs_on_fairpool(server: RedisServer) -> None:
+    """``rq worker --connection-class fairpool.contrib.rq.Redis --url ...``: the CLI's own config
+    object builds the connection, and a burst worker runs 200 jobs on it."""
+    pytest.importorskip("rq")
+    from rq import Queue, SimpleWorker
+    from rq.cli.helpers import CliConfig
+
+    config = CliConfig(
+        url=_url(server, 0, "policy=fifo&max_idle=2"), connection_class="fairpool.contrib.rq.Redis"
+    )
+    connection = config.connection
+    pool = connection.connection_pool
+    assert type(pool) is fairpool.ConnectionPool and pool.config.max_idle == 2
+
+    queue = Queue("fairpool-it", connection=connection)
+    jobs = [queue.enqueue(square, i) for i in range(200)]
+    before = pool.stats().borrows
+    worker = SimpleWorker([queue], connection=connection)
+    assert worker.work(burst=True)
+    assert [job.return_value() for job in jobs] == [i * i for i in range(200)]
+    stats = pool.stats()
+    assert stats.borrows - before >= 200 and stats.in_use == 0
+    connection.close()
+
+
+def test_rq_connection_class_from_settings_builds_fairpool_pool(server: RedisServer) -> None:
+    """Without a URL (REDIS_HOST / REDIS_PORT settings) the CLI calls the class itself."""
+    pytest.importorskip("rq")
+    from rq.cli.helpers import get_redis_from_config
+
+    from fairpool.contrib.rq import Redis
+
+    class FifoRedis(Redis):
+        pool_settings = {"policy": "round_robin"}
+
+    connection = get_redis_from_config(
+        {"REDIS_HOST": server.host, "REDIS_PORT": server.port}, FifoRedis
+    )
+    assert connection.ping()
+    pool = connection.connection_pool
+    assert type(pool) is fairpool.ConnectionPool and pool.config.policy == "round_robin"
+    assert pool.stats().borrows == 1
+    plain = redis.ConnectionPool(host=server.host, port=server.port)
+    assert Redis(connection_pool=plain).connection_pool is plain  # a given pool is kept
