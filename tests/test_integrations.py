@@ -263,3 +263,145 @@ def test_rq_connection_class_from_settings_builds_fairpool_pool(server: RedisSer
     assert pool.stats().borrows == 1
     plain = redis.ConnectionPool(host=server.host, port=server.port)
     assert Redis(connection_pool=plain).connection_pool is plain  # a given pool is kept
+
+
+# -------------------------------------------------------------------------------------- dramatiq
+def test_dramatiq_broker_on_fairpool_runs_100_messages(server: RedisServer) -> None:
+    pytest.importorskip("dramatiq")
+    import dramatiq
+    from dramatiq.brokers.redis import RedisBroker
+    from dramatiq.results import Results
+    from dramatiq.results.backends.redis import RedisBackend
+
+    pool = fairpool.ConnectionPool.from_url(_url(server), policy="fifo", max_connections=16)
+    results_pool = fairpool.ConnectionPool.from_url(_url(server, 1))
+    broker = RedisBroker(connection_pool=pool, namespace="fairpool-it")
+    broker.add_middleware(
+        Results(backend=RedisBackend(client=redis.Redis(connection_pool=results_pool)))
+    )
+    previous = dramatiq.get_broker()
+    dramatiq.set_broker(broker)
+    try:
+
+        @dramatiq.actor(broker=broker, store_results=True, queue_name="fairpool-it")
+        def cube(x: int) -> int:
+            return x**3
+
+        messages = [cube.send(i) for i in range(100)]
+        worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
+        worker.start()
+        try:
+            broker.join("fairpool-it", timeout=60_000)
+            worker.join()
+        finally:
+            worker.stop()
+        assert [m.get_result(block=True, timeout=10_000) for m in messages] == [
+            i**3 for i in range(100)
+        ]
+    finally:
+        broker.close()
+        dramatiq.set_broker(previous)
+    assert broker.client.connection_pool is pool
+    assert pool.stats().borrows >= 200 and results_pool.stats().borrows >= 100
+
+
+# ------------------------------------------------------------------------------------------ huey
+def test_huey_on_fairpool_runs_100_tasks(server: RedisServer) -> None:
+    pytest.importorskip("huey")
+    from huey import RedisHuey
+
+    pool = fairpool.ConnectionPool.from_url(_url(server), policy="lifo", max_idle=2)
+    huey = RedisHuey("fairpool-it", connection_pool=pool)
+
+    @huey.task()
+    def double(x: int) -> int:
+        return 2 * x
+
+    handles = [double(i) for i in range(100)]
+    assert huey.pending_count() == 100
+    ran = 0
+    while (task := huey.dequeue()) is not None:  # what the consumer's workers do
+        huey.execute(task)
+        ran += 1
+    assert ran == 100
+    assert [h.get() for h in handles] == [2 * i for i in range(100)]
+    assert huey.storage.conn.connection_pool is pool
+    assert pool.stats().borrows >= 300 and pool.stats().in_use == 0
+
+
+# ---------------------------------------------------------------------------------------- limits
+def _hits_from_threads(limiter: Any, limit: Any, key: str, threads: int, each: int) -> list[bool]:
+    """``each`` hits of ``limit`` on ``key`` from each of ``threads`` threads; every outcome."""
+    allowed: list[bool] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def hit() -> None:
+        try:
+            for _ in range(each):
+                ok = limiter.hit(limit, "fairpool-it", key)
+                with lock:
+                    allowed.append(ok)
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=hit) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert errors == []
+    return allowed
+
+
+def test_limits_allows_exactly_n_of_m_hits_from_8_threads(server: RedisServer) -> None:
+    pytest.importorskip("limits")
+    from limits import parse
+    from limits.storage import RedisStorage
+    from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+
+    pool = fairpool.ConnectionPool.from_url(
+        _url(server), policy="fifo", max_connections=4, block=True, timeout=10
+    )
+    storage = RedisStorage(_url(server), connection_pool=pool)
+    for strategy, key in ((FixedWindowRateLimiter, "fixed"), (MovingWindowRateLimiter, "moving")):
+        allowed = _hits_from_threads(strategy(storage), parse("37/minute"), key, 8, 25)
+        assert len(allowed) == 200 and allowed.count(True) == 37, key
+    stats = pool.stats()
+    assert storage.storage.connection_pool is pool
+    assert stats.borrows >= 400 and stats.open <= 4 and stats.in_use == 0
+
+
+# ------------------------------------------------------------------------------------------- arq
+def test_arq_worker_on_fairpool_runs_100_jobs(server: RedisServer) -> None:
+    """arq requires redis-py < 6: CI runs this in the redis-py 5.x pass."""
+    pytest.importorskip("arq", reason="arq is not installed (it requires redis-py < 6)")
+    import asyncio
+
+    from arq.connections import ArqRedis
+    from arq.worker import Worker, func
+
+    import fairpool.asyncio
+
+    async def triple(ctx: dict[str, Any], x: int) -> int:
+        return 3 * x
+
+    async def main() -> None:
+        pool = fairpool.asyncio.ConnectionPool.from_url(_url(server), policy="fifo")
+        arq_redis = ArqRedis(pool_or_conn=pool)
+        jobs = [await arq_redis.enqueue_job("triple", i) for i in range(100)]
+        worker = Worker(
+            functions=[func(triple, name="triple")],
+            redis_pool=arq_redis,
+            burst=True,
+            poll_delay=0.05,
+        )
+        await worker.main()
+        assert worker.jobs_complete == 100 and worker.jobs_failed == 0
+        assert [await job.result(timeout=10) for job in jobs if job] == [3 * i for i in range(100)]
+        await worker.close()  # closes the client's pool (close_connection_pool=True)...
+        assert await arq_redis.ping()  # ...and the application goes on using the client
+        assert arq_redis.connection_pool is pool and pool.stats().borrows >= 300
+        await arq_redis.aclose()
+
+    asyncio.run(main())
