@@ -4,6 +4,9 @@ a test of a missing feature skips with the reason."""
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import pytest
 import redis
 
@@ -58,3 +61,24 @@ async def async_client_close_closes_pool() -> bool:
 CLUSTER_KEEPS_NODE_POOLS = hasattr(redis.cluster.NodesManager, "move_node_to_end_of_cached_nodes")
 """Whether ``RedisCluster`` keeps a failed node's client and pool (redis-py 7.x+); before, it
 drops them and builds new ones (with the same pool class) when the node is rediscovered."""
+
+
+def connect_retries_refused() -> bool:
+    """Whether ``Connection.connect()`` retries (per its ``retry``) a refused connection (8.x);
+    before, the refusal surfaces from the borrow, outside the client's command retry. Asked of
+    redis-py itself, without a socket."""
+    from redis.backoff import NoBackoff
+    from redis.connection import Connection
+    from redis.retry import Retry
+
+    attempts = [0]
+
+    class Refused(Connection):
+        def _connect(self) -> Any:
+            attempts[0] += 1
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    conn = Refused(retry=Retry(NoBackoff(), 2))
+    with contextlib.suppress(Exception):
+        conn.connect()
+    return attempts[0] > 1
