@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -22,6 +23,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def server(redis_server: RedisServer) -> Iterator[RedisServer]:
     """A server of the test's own (integrations leave keys and clients behind)."""
     yield redis_server
+
+
+def _in_threads(fn: Callable[[int], object], n: int) -> None:
+    """Run ``fn(0)`` ... ``fn(n - 1)`` in ``n`` threads at once; re-raise the first failure."""
+    with ThreadPoolExecutor(n) as executor:
+        for future in [executor.submit(fn, i) for i in range(n)]:
+            future.result(timeout=60)
 
 
 def _url(server: RedisServer, db: int = 0, query: str = "") -> str:
@@ -118,30 +126,21 @@ def _hammer_cache(
 ) -> None:
     """set/get/incr/delete_many and a lock-protected read-modify-write from ``threads`` threads."""
     cache.set("shared", 0)
-    errors: list[BaseException] = []
 
     def work(t: int) -> None:
-        try:
-            for i in range(rounds):
-                cache.set(f"k:{t}:{i}", i)
-                assert cache.get(f"k:{t}:{i}") == i
-                if i == 0:
-                    cache.set(f"n:{t}", 0)
-                assert cache.incr(f"n:{t}") == i + 1
-                cache.delete_many([f"k:{t}:{i}"])
-                assert cache.get(f"k:{t}:{i}") is None
-                with lock("fairpool-it-lock"):
-                    value = cache.get("shared")
-                    cache.set("shared", value + 1)
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(rounds):
+            cache.set(f"k:{t}:{i}", i)
+            assert cache.get(f"k:{t}:{i}") == i
+            if i == 0:
+                cache.set(f"n:{t}", 0)
+            assert cache.incr(f"n:{t}") == i + 1
+            cache.delete_many([f"k:{t}:{i}"])
+            assert cache.get(f"k:{t}:{i}") is None
+            with lock("fairpool-it-lock"):
+                value = cache.get("shared")
+                cache.set("shared", value + 1)
 
-    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(60)
-    assert errors == []
+    _in_threads(work, threads)
     assert cache.get("shared") == threads * rounds  # the lock serialised every increment
     assert all(cache.get(f"n:{t}") == rounds for t in range(threads))
 
@@ -333,24 +332,15 @@ def test_huey_on_fairpool_runs_100_tasks(server: RedisServer) -> None:
 def _hits_from_threads(limiter: Any, limit: Any, key: str, threads: int, each: int) -> list[bool]:
     """``each`` hits of ``limit`` on ``key`` from each of ``threads`` threads; every outcome."""
     allowed: list[bool] = []
-    errors: list[BaseException] = []
     lock = threading.Lock()
 
-    def hit() -> None:
-        try:
-            for _ in range(each):
-                ok = limiter.hit(limit, "fairpool-it", key)
-                with lock:
-                    allowed.append(ok)
-        except BaseException as exc:
-            errors.append(exc)
+    def hit(_: int) -> None:
+        for _ in range(each):
+            ok = limiter.hit(limit, "fairpool-it", key)
+            with lock:
+                allowed.append(ok)
 
-    workers = [threading.Thread(target=hit) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(60)
-    assert errors == []
+    _in_threads(hit, threads)
     return allowed
 
 
