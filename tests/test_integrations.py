@@ -16,8 +16,6 @@ import redis
 import fairpool
 from fairpool.servers import RedisServer
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 @pytest.fixture
 def server(redis_server: RedisServer) -> Iterator[RedisServer]:
