@@ -770,3 +770,22 @@ def test_re_auth_idle_now_and_borrowed_on_release(redis_servers: RedisServersFac
         await pool.aclose()
 
     arun(main())
+
+
+def test_get_connection_arguments_warn_as_redis_py_does(redis_url: str) -> None:
+    import warnings
+
+    async def main() -> list[bool]:
+        warned = []
+        for cls in (aredis.ConnectionPool, ConnectionPool):
+            pool = cls.from_url(redis_url)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                conn = await pool.get_connection("GET")
+            await pool.release(conn)
+            warned.append(any(issubclass(w.category, DeprecationWarning) for w in caught))
+            await pool.disconnect()
+        return warned
+
+    warned = arun(main())
+    assert warned[0] == warned[1]

@@ -735,3 +735,20 @@ def test_release_never_loses_a_connection_when_reauth_fails(redis_url: str) -> N
     assert conn._sock is None
     del pool._after_release
     assert redis.Redis(connection_pool=pool).ping()
+
+
+def test_get_connection_arguments_warn_as_redis_py_does(redis_url: str) -> None:
+    """redis-py 5.0's clients pass the command name to get_connection(); 5.1+ deprecate it. On
+    every redis-py, fairpool's pool warns exactly when redis-py's own pool does."""
+    import warnings
+
+    warned = []
+    for cls in (redis.ConnectionPool, ConnectionPool):
+        pool = cls.from_url(redis_url)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            conn = pool.get_connection("GET")
+        pool.release(conn)
+        warned.append(any(issubclass(w.category, DeprecationWarning) for w in caught))
+        pool.disconnect()
+    assert warned[0] == warned[1]
