@@ -16,6 +16,8 @@ import redis
 import fairpool
 from fairpool.servers import RedisServer
 
+from .test_sentinel import SERVICE, Topology, topology  # noqa: F401 (a fixture)
+
 
 @pytest.fixture
 def server(redis_server: RedisServer) -> Iterator[RedisServer]:
@@ -190,6 +192,36 @@ def test_django_redis_password_option_authenticates(redis_servers: Any) -> None:
     pool = cache.client.get_client(write=True).connection_pool
     assert type(pool) is fairpool.ConnectionPool and pool.stats().borrows >= 2
     assert "s3cret" not in repr(pool)
+
+
+def test_django_redis_sentinel_on_fairpool(topology: Topology) -> None:  # noqa: F811
+    """django-redis's Sentinel setup with fairpool.SentinelConnectionPool; fairpool settings in
+    CONNECTION_POOL_KWARGS or in the URL's query."""
+    _django_ready()
+    pytest.importorskip("django_redis")
+    from django_redis.cache import RedisCache
+
+    sentinel = topology.sentinel
+    cache = RedisCache(
+        f"redis://{SERVICE}/0?max_idle=3",
+        {
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.SentinelClient",
+                "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+                "CONNECTION_POOL_CLASS": "fairpool.SentinelConnectionPool",
+                "CONNECTION_POOL_KWARGS": {"policy": "round_robin"},
+                "SENTINELS": [(sentinel.host, sentinel.port)],
+            }
+        },
+    )
+    for i in range(20):
+        cache.set(f"s:{i}", i)
+    assert [cache.get(f"s:{i}") for i in range(20)] == list(range(20))
+    pool = cache.client.get_client(write=True).connection_pool
+    assert type(pool) is fairpool.SentinelConnectionPool
+    assert pool.config.policy == "round_robin" and pool.config.max_idle == 3
+    assert pool.master_address == (topology.master.host, topology.master.port)
+    assert pool.stats().borrows >= 20 and pool.stats().in_use == 0
 
 
 def test_django_builtin_redis_cache_on_fairpool(server: RedisServer) -> None:
