@@ -39,13 +39,13 @@ from ._compat import (
     repr_leaks_secrets,
 )
 from ._compat import recorder as _recorder
-
-if TYPE_CHECKING:  # redis-py 5.0 has no ConnectionInterface
-    from redis.connection import ConnectionInterface
 from .config import HealthCheck, Policy, PoolConfig, make_config, url_kwargs
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
 from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
 from .stats import PoolStats
+
+if TYPE_CHECKING:  # redis-py 5.0 has no ConnectionInterface
+    from redis.connection import ConnectionInterface
 
 __all__ = ["BlockingConnectionPool", "ConnectionPool"]
 
