@@ -16,6 +16,7 @@ import redis
 import fairpool
 from fairpool.servers import RedisServer
 
+from .helpers import wait_until
 from .test_sentinel import SERVICE, Topology, topology  # noqa: F401 (a fixture)
 
 
@@ -216,12 +217,20 @@ def test_django_redis_sentinel_on_fairpool(topology: Topology) -> None:  # noqa:
     )
     for i in range(20):
         cache.set(f"s:{i}", i)
-    assert [cache.get(f"s:{i}") for i in range(20)] == list(range(20))
+    # SentinelClient reads from the replica, which catches up asynchronously
+    wait_until(
+        "the replica to serve every write",
+        lambda: [cache.get(f"s:{i}") for i in range(20)] == list(range(20)),
+        timeout=10,
+    )
     pool = cache.client.get_client(write=True).connection_pool
     assert type(pool) is fairpool.SentinelConnectionPool
     assert pool.config.policy == "round_robin" and pool.config.max_idle == 3
     assert pool.master_address == (topology.master.host, topology.master.port)
     assert pool.stats().borrows >= 20 and pool.stats().in_use == 0
+    replica_pool = cache.client.get_client(write=False).connection_pool
+    assert type(replica_pool) is fairpool.SentinelConnectionPool and not replica_pool.is_master
+    assert replica_pool.stats().borrows >= 20
 
 
 def test_django_builtin_redis_cache_on_fairpool(server: RedisServer) -> None:
