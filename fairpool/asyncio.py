@@ -37,9 +37,20 @@ from typing import Any, TypeVar
 from redis.asyncio import connection as _aconnection
 from redis.asyncio.connection import AbstractConnection, Connection, parse_url
 from redis.asyncio.connection import ConnectionPool as RedisAsyncConnectionPool
-from redis.asyncio.observability import recorder as _arecorder
-from redis.event import AsyncAfterConnectionReleasedEvent, AsyncReAuthConnectionListener
 
+from ._compat import (
+    ASYNC_SHOULD_RECONNECT,
+    AsyncAfterConnectionReleasedEvent,
+    AsyncReAuthConnectionListener,
+    async_can_read,
+    get_connection_args_deprecated,
+    maint_notifications_enabled,
+    pool_init_kwargs,
+    redacted_repr,
+    repr_leaks_secrets,
+    run_close_hooks,
+)
+from ._compat import arecorder as _arecorder
 from .config import HealthCheck, Policy, PoolConfig, make_config, url_kwargs
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
 from .errors import PoolExhaustedError
@@ -52,6 +63,9 @@ from .pool import (
 from .stats import PoolStats
 
 __all__ = ["BlockingConnectionPool", "ConnectionPool"]
+
+# redis.asyncio 5.0's clients pass the command name to get_connection() (see fairpool.pool)
+_GET_CONNECTION_ARGS_DEPRECATED = get_connection_args_deprecated(RedisAsyncConnectionPool)
 
 logger = logging.getLogger("fairpool")
 
@@ -182,6 +196,9 @@ class ConnectionPool(RedisAsyncConnectionPool):
     pool usable, as in redis.asyncio; :meth:`ashutdown` closes it for good.
     """
 
+    if repr_leaks_secrets(RedisAsyncConnectionPool):  # redis-py 6.x shows passwords
+        __repr__ = redacted_repr
+
     def __init__(
         self,
         connection_class: type[AbstractConnection] = Connection,
@@ -237,9 +254,13 @@ class ConnectionPool(RedisAsyncConnectionPool):
         super().__init__(
             connection_class,
             max_connections=self.config.max_connections,
-            maint_notifications_config=maint_notifications_config,
+            **pool_init_kwargs(
+                RedisAsyncConnectionPool, maint_notifications_config=maint_notifications_config
+            ),
             **connection_kwargs,
         )
+        if not hasattr(self, "_lock"):  # redis.asyncio 5.0's pool has no lock; later ones do
+            self._lock = asyncio.Lock()
         reject_unknown_kwargs(self, (_aconnection.Connection, _aconnection.SSLConnection))
         # redis.asyncio connects through ensure_connection(); a subclass overriding it gets it
         # called on every borrow, as redis.asyncio does (and gives up the quick path for it).
@@ -320,7 +341,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         Raises ``MaxConnectionsError`` at the cap when ``block`` is off, ``ConnectionError`` after
         waiting ``timeout`` seconds when it is on, and ``PoolClosedError`` after :meth:`ashutdown`.
         """
-        if command_name is not None or keys or options:
+        if (command_name is not None or keys or options) and _GET_CONNECTION_ARGS_DEPRECATED:
             warnings.warn(
                 "get_connection() arguments are deprecated and ignored",
                 DeprecationWarning,
@@ -632,7 +653,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
                 reader = getattr(conn, "_reader", None)
                 if reader is not None and (reader.at_eof() or reader.exception() is not None):
                     return False  # the server closed it, or the transport failed
-                if await conn.can_read() and not self.maint_notifications_enabled():  # type: ignore[no-untyped-call]
+                if await async_can_read(conn) and not maint_notifications_enabled(self):
                     # Pending data: under RESP3 it may be a legitimate push message (maintenance
                     # notifications); otherwise it is a stale reply and the connection is out of
                     # sync.
@@ -714,7 +735,9 @@ class ConnectionPool(RedisAsyncConnectionPool):
         if not self.owns_connection(connection):
             # e.g. Sentinel's pool after a failover: the connection points at a stale address.
             reusable = False
-        elif connection.should_reconnect() or self._release_event_needed(connection):
+        elif (
+            ASYNC_SHOULD_RECONNECT and connection.should_reconnect()
+        ) or self._release_event_needed(connection):
             await self._release_after_io(connection)
             return
         else:
@@ -735,7 +758,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         ok = False
         self._releasing.add(connection)
         try:
-            if connection.should_reconnect():
+            if ASYNC_SHOULD_RECONNECT and connection.should_reconnect():
                 await connection.disconnect()
             if self._release_event_needed(connection):
                 dispatcher: Any = self._event_dispatcher
@@ -775,7 +798,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         """Whether dispatching ``AsyncAfterConnectionReleasedEvent`` would do anything: not when
         nobody listens, nor when the only listener is redis-py's default re-auth listener and
         the connection has no pending token."""
-        dispatcher = self._event_dispatcher
+        dispatcher = getattr(self, "_event_dispatcher", None)  # none before redis-py 5.1
         listeners = getattr(dispatcher, "_event_listeners_mapping", {}).get(
             AsyncAfterConnectionReleasedEvent, ()
         )
@@ -883,7 +906,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         on next use. ``await redis.asyncio.Redis.aclose()`` calls this when the client owns its
         pool, and so does leaving ``async with pool:``. To close the pool for good use
         :meth:`ashutdown`."""
-        await self._on_close()
+        await run_close_hooks(self)
         self._stop_maintainer()
         await self.disconnect()
 
@@ -892,7 +915,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         waiting tasks and later borrows get :class:`~fairpool.errors.PoolClosedError`; the
         maintenance task stops. Shutting down twice is harmless. (fairpool's ``aclose()`` did
         this in earlier versions; redis.asyncio's pools have no equivalent.)"""
-        await self._on_close()
+        await run_close_hooks(self)
         core = self._core
         core.close()
         trash = core.take_trash()

@@ -19,20 +19,29 @@ import warnings
 import weakref
 from collections.abc import Callable
 from time import monotonic
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from redis import connection as _connection
 from redis.connection import (
-    CacheProxyConnection,
     Connection,
-    ConnectionInterface,
     parse_url,
 )
 from redis.connection import ConnectionPool as RedisConnectionPool
-from redis.event import AfterConnectionReleasedEvent, ReAuthConnectionListener
-from redis.observability import recorder as _recorder
-from redis.observability.attributes import ConnectionState, get_pool_name
 
+from ._compat import (
+    SYNC_SHOULD_RECONNECT,
+    AfterConnectionReleasedEvent,
+    CacheProxyConnection,
+    ConnectionState,
+    ReAuthConnectionListener,
+    get_connection_args_deprecated,
+    get_pool_name,
+    maint_notifications_enabled,
+    pool_init_kwargs,
+    redacted_repr,
+    repr_leaks_secrets,
+)
+from ._compat import recorder as _recorder
 from .config import (
     HealthCheck,
     Policy,
@@ -44,6 +53,9 @@ from .config import (
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
 from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
 from .stats import PoolStats
+
+if TYPE_CHECKING:  # redis-py 5.0 has no ConnectionInterface
+    from redis.connection import ConnectionInterface
 
 __all__ = ["BlockingConnectionPool", "ConnectionPool"]
 
@@ -68,6 +80,10 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# redis-py 5.0's clients pass the command name to get_connection(); later ones pass nothing and
+# deprecate arguments, which fairpool then warns about too.
+_GET_CONNECTION_ARGS_DEPRECATED = get_connection_args_deprecated(RedisConnectionPool)
 
 
 def guarded_connection_kwargs(wrong_client: Callable[[str], bool], what: str, instead: str) -> Any:
@@ -257,6 +273,9 @@ class ConnectionPool(RedisConnectionPool):
     """
 
     _DEFAULTS: ClassVar[dict[str, Any]] = {}
+    cache: Any = None  # client-side caching's cache (redis-py 5.0's pool has no such attribute)
+    if repr_leaks_secrets(RedisConnectionPool):  # redis-py 6.x shows passwords; fairpool never
+        __repr__ = redacted_repr
 
     def __init__(
         self,
@@ -307,8 +326,11 @@ class ConnectionPool(RedisConnectionPool):
         super().__init__(
             connection_class,
             max_connections=self.config.max_connections,
-            cache_factory=cache_factory,
-            maint_notifications_config=maint_notifications_config,
+            **pool_init_kwargs(
+                RedisConnectionPool,
+                cache_factory=cache_factory,
+                maint_notifications_config=maint_notifications_config,
+            ),
             **connection_kwargs,
         )
         reject_unknown_kwargs(self, (_connection.Connection, _connection.SSLConnection))
@@ -388,7 +410,7 @@ class ConnectionPool(RedisConnectionPool):
     # --------------------------------------------------------------- borrow
     def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
         """Borrow a connection, connected and ready to send a command."""
-        if command_name is not None or keys or options:
+        if (command_name is not None or keys or options) and _GET_CONNECTION_ARGS_DEPRECATED:
             warnings.warn(
                 "get_connection() arguments are deprecated and ignored",
                 DeprecationWarning,
@@ -614,7 +636,7 @@ class ConnectionPool(RedisConnectionPool):
             if (
                 (polled or check == "peek")
                 and conn.can_read()
-                and not (self.cache is not None or self.maint_notifications_enabled())  # type: ignore[no-untyped-call]
+                and not (self.cache is not None or maint_notifications_enabled(self))
             ):
                 return False
             if not due or check in ("peek", "none"):
@@ -670,7 +692,7 @@ class ConnectionPool(RedisConnectionPool):
                 # e.g. Sentinel's pool after a failover: the connection points at a stale address.
                 _quietly(connection.disconnect)
             else:
-                if connection.should_reconnect():
+                if SYNC_SHOULD_RECONNECT and connection.should_reconnect():
                     connection.disconnect()
                 self._after_release(connection)
                 reusable = True
@@ -717,7 +739,7 @@ class ConnectionPool(RedisConnectionPool):
         before the connection can be handed to anyone else — unless the only listener is
         redis-py's default re-auth listener and the connection has no pending token, when the
         dispatch would do nothing."""
-        dispatcher = self._event_dispatcher
+        dispatcher = getattr(self, "_event_dispatcher", None)  # none before redis-py 5.1
         if dispatcher is None:
             return
         listeners = getattr(dispatcher, "_event_listeners_mapping", {}).get(

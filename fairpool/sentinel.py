@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.connection import CacheProxyConnection
 from redis.sentinel import SentinelConnectionPool as RedisSentinelConnectionPool
 from redis.sentinel import SentinelConnectionPoolProxy
 
+from ._compat import CacheProxyConnection
 from .pool import ConnectionPool
 
 __all__ = ["SentinelConnectionPool"]

@@ -30,6 +30,8 @@ from fairpool import Policy, PoolClosedError
 from fairpool.asyncio import BlockingConnectionPool, ConnectionPool
 from fairpool.tools.servers import RedisServer
 
+from .compat import needs_events, needs_maint_notifications
+
 T = TypeVar("T")
 RedisServersFactory = Callable[..., list[RedisServer]]
 
@@ -457,6 +459,7 @@ def test_aclose_stops_abandoned_dials(redis_url: str) -> None:
     arun(main())
 
 
+@needs_maint_notifications
 def test_cancelled_release_during_reconnect_io_still_releases(redis_url: str) -> None:
     async def main() -> None:
         pool = ConnectionPool.from_url(redis_url)
@@ -799,6 +802,7 @@ def test_fair_and_shrinking_over_four_servers(
 
 
 # ------------------------------------------------------------- redis.asyncio's pool surface
+@needs_maint_notifications
 def test_pool_lock_holders_and_reconnect_marks_are_honoured(redis_url: str) -> None:
     async def main() -> None:
         pool = ConnectionPool.from_url(redis_url)
@@ -835,6 +839,7 @@ class _Token:
         return self.password
 
 
+@needs_events
 def test_re_auth_idle_now_and_borrowed_on_release(redis_servers: RedisServersFactory) -> None:
     (server,) = redis_servers(1, args=["--requirepass", "old"])
 
@@ -860,3 +865,22 @@ def test_re_auth_idle_now_and_borrowed_on_release(redis_servers: RedisServersFac
         await pool.aclose()
 
     arun(main())
+
+
+def test_get_connection_arguments_warn_as_redis_py_does(redis_url: str) -> None:
+    import warnings
+
+    async def main() -> list[bool]:
+        warned = []
+        for cls in (aredis.ConnectionPool, ConnectionPool):
+            pool = cls.from_url(redis_url)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                conn = await pool.get_connection("GET")
+            await pool.release(conn)
+            warned.append(any(issubclass(w.category, DeprecationWarning) for w in caught))
+            await pool.disconnect()
+        return warned
+
+    warned = arun(main())
+    assert warned[0] == warned[1]

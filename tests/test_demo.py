@@ -26,6 +26,7 @@ from fairpool.tools.demo import (
 )
 from fairpool.tools.servers import ENV_VAR, RedisServer
 
+from .compat import borrow_args
 from .helpers import interrupt_cli, run_cli
 
 RedisServersFactory = Callable[..., list[RedisServer]]
@@ -253,7 +254,7 @@ def test_balanced_connections_spread_over_servers(
     balancer = RoundRobinBalancer([(s.host, s.port) for s in servers])
     pool = make_pool(policy, balancer)
     try:
-        conns = [pool.get_connection() for _ in range(6)]
+        conns = [pool.get_connection(*borrow_args(pool)) for _ in range(6)]
         ports = [int(str(peer_endpoint(raw_connection(c))).rsplit(":", 1)[1]) for c in conns]
         assert ports == [s.port for s in servers] * 2
         assert all(isinstance(c, BalancedConnection) for c in conns)

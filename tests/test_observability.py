@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+
+pytest.importorskip("redis.observability", reason="this redis-py has no OpenTelemetry metrics")
 from redis.observability.attributes import get_pool_name
 
 import fairpool

@@ -22,6 +22,7 @@ import fairpool
 from fairpool import BlockingConnectionPool, ConnectionPool, Policy
 from fairpool.tools.servers import RedisServer
 
+from .compat import needs_caching, needs_events, needs_maint_notifications
 from .helpers import wait_until
 
 NO_RETRY = Retry(NoBackoff(), 0)
@@ -152,9 +153,10 @@ def test_set_retry_reaches_existing_and_new_connections(redis_url: str) -> None:
     retry = Retry(NoBackoff(), 7)
     pool.set_retry(retry)
     assert all(c.retry is retry for c in conns)
-    assert pool.make_connection().retry.get_retries() == 7  # redis-py copies it per connection
+    assert pool.make_connection().retry._retries == 7  # redis-py copies it per connection
 
 
+@needs_events
 def test_streaming_reauth(redis_servers: Any) -> None:
     (server,) = redis_servers(1, args=["--requirepass", "s3cret"])
 
@@ -176,6 +178,7 @@ def test_streaming_reauth(redis_servers: Any) -> None:
     assert r.ping() and all(c._sock is not None for c in idle)
 
 
+@needs_maint_notifications
 def test_maintenance_notification_hooks(redis_url: str) -> None:
     pool = ConnectionPool.from_url(redis_url, protocol=3)
     r = redis.Redis(connection_pool=pool)
@@ -194,6 +197,7 @@ def test_maintenance_notification_hooks(redis_url: str) -> None:
     assert pool.stats().in_use == 0
 
 
+@needs_caching
 def test_client_side_caching_wraps_like_redis_py(redis_url: str) -> None:
     """Client-side caching needs Redis >= 7.4; whatever the server, fairpool behaves exactly as
     redis-py's pool does (same wrapping, same outcome)."""
@@ -728,3 +732,20 @@ def test_release_never_loses_a_connection_when_reauth_fails(redis_url: str) -> N
     assert conn._sock is None
     del pool._after_release
     assert redis.Redis(connection_pool=pool).ping()
+
+
+def test_get_connection_arguments_warn_as_redis_py_does(redis_url: str) -> None:
+    """redis-py 5.0's clients pass the command name to get_connection(); 5.1+ deprecate it. On
+    every redis-py, fairpool's pool warns exactly when redis-py's own pool does."""
+    import warnings
+
+    warned = []
+    for cls in (redis.ConnectionPool, ConnectionPool):
+        pool = cls.from_url(redis_url)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            conn = pool.get_connection("GET")
+        pool.release(conn)
+        warned.append(any(issubclass(w.category, DeprecationWarning) for w in caught))
+        pool.disconnect()
+    assert warned[0] == warned[1]

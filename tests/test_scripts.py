@@ -36,6 +36,7 @@ from fairpool.scripting import (
 from fairpool.scripting.errors import script_error
 from fairpool.tools.servers import RedisServer
 
+from .compat import borrow_args, connect_retries_refused
 from .helpers import binaries_by_version
 
 # --------------------------------------------------------------------------------------------
@@ -206,6 +207,11 @@ def test_restart_mid_run_no_caller_error(restartable: RedisServer) -> None:
     for t in threads:
         t.join(10)
     client.close()
+    if not connect_retries_refused():
+        # redis-py before 7.x does not retry a refused connect, and its client borrows (and so
+        # connects) outside the command retry: while the server is down that surfaces from
+        # redis-py itself. Anything else (NOSCRIPT above all) must not.
+        errors = [e for e in errors if not isinstance(e, redis.ConnectionError)]
     assert errors == []
     assert calls[0] > 0
 
@@ -762,7 +768,7 @@ def test_registry_on_connect_pool_connection(server: RedisServer) -> None:
     client = server.client()
     client.script_flush()
     forget_servers()
-    connection = client.connection_pool.get_connection()
+    connection = client.connection_pool.get_connection(*borrow_args(client.connection_pool))
     try:
         registry.on_connect(connection)
     finally:

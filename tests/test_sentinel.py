@@ -57,9 +57,28 @@ def _link_up(replica: RedisServer) -> bool:
     return replica.info("replication").get("master_link_status") == "up"
 
 
+def _replica_for(manager: Any) -> Any:
+    """``Sentinel.replica_for`` (redis-py 8.x), ``slave_for`` before."""
+    return getattr(manager, "replica_for", None) or manager.slave_for
+
+
+def _close(manager: Any) -> None:
+    """``Sentinel.close()`` (redis-py 8.x); before, close each sentinel's client."""
+    close = getattr(manager, "close", None)
+    if close is not None:
+        close()
+    else:
+        for client in manager.sentinels:
+            client.close()
+
+
 def _sentinel_sees_replica(sentinel: RedisServer, port: int) -> bool:
     with sentinel.client(decode_responses=True) as c:
         replicas = c.execute_command("SENTINEL", "REPLICAS", SERVICE)
+    # a dict per replica; a flat [name, value, ...] list where redis-py has no parser for the reply
+    replicas = [
+        r if isinstance(r, dict) else dict(zip(r[::2], r[1::2], strict=True)) for r in replicas
+    ]
     return any(
         int(r["port"]) == port and r["flags"] == "slave" and r["master-link-status"] == "ok"
         for r in replicas
@@ -141,7 +160,7 @@ def test_master_for_uses_fairpool(topology: Topology) -> None:
         assert set(stats.endpoint_borrows) == {f"{topology.master.host}:{topology.master.port}"}
     finally:
         master.close()
-        manager.close()
+        _close(manager)
     # The client owns its pool: close() disconnects it (redis-py's close), leaving it usable.
     conns = [*pool._get_free_connections(), *pool._get_in_use_connections()]
     assert conns and all(c._sock is None for c in conns) and not pool.closed
@@ -150,7 +169,7 @@ def test_master_for_uses_fairpool(topology: Topology) -> None:
 def test_replica_for_reads_from_the_replica(topology: Topology) -> None:
     manager = topology.manager()
     master = manager.master_for(SERVICE, connection_pool_class=SentinelConnectionPool)
-    replica = manager.replica_for(
+    replica = _replica_for(manager)(
         SERVICE, connection_pool_class=SentinelConnectionPool, policy="lifo", max_idle=2
     )
     try:
@@ -171,7 +190,7 @@ def test_replica_for_reads_from_the_replica(topology: Topology) -> None:
     finally:
         replica.close()
         master.close()
-        manager.close()
+        _close(manager)
 
 
 def test_reset_gives_a_fresh_core_and_forgets_the_master(topology: Topology) -> None:
@@ -199,7 +218,7 @@ def test_reset_gives_a_fresh_core_and_forgets_the_master(topology: Topology) -> 
             pool.release(conn)
     finally:
         master.close()
-        manager.close()
+        _close(manager)
 
 
 def _at(pool: SentinelConnectionPool, address: tuple[str, int]) -> bool:
@@ -221,7 +240,7 @@ def test_failover_is_followed_and_stale_connections_are_retired(topology: Topolo
     # find out by itself when the old master is demoted.
     a = manager.master_for(SERVICE, policy="fifo", **options)
     b = manager.master_for(SERVICE, policy="round_robin", **options)
-    replica = manager.replica_for(SERVICE, connection_pool_class=SentinelConnectionPool)
+    replica = _replica_for(manager)(SERVICE, connection_pool_class=SentinelConnectionPool)
     pool_a, pool_b = a.connection_pool, b.connection_pool
     assert isinstance(pool_a, SentinelConnectionPool) and isinstance(pool_b, SentinelConnectionPool)
     try:
@@ -293,4 +312,4 @@ def test_failover_is_followed_and_stale_connections_are_retired(topology: Topolo
         replica.close()
         a.close()
         b.close()
-        manager.close()
+        _close(manager)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from redis.exceptions import ClusterCrossSlotError, ResponseError
 from redis.exceptions import NoScriptError as RedisNoScriptError
 
+from .._compat import ERRORS_TAKE_STATUS_CODE
+
 __all__ = [
     "RECOVERY_ATTEMPTS",
     "CrossSlotError",
@@ -60,7 +62,10 @@ class ScriptError(ResponseError):
         status_code: str | None = None,
     ) -> None:
         """Build the error; ``message`` is the full text, the rest are the parts."""
-        super().__init__(message, status_code=status_code)
+        if ERRORS_TAKE_STATUS_CODE:
+            super().__init__(message, status_code=status_code)
+        else:  # redis-py before 8.x: its errors take no status code
+            super().__init__(message)
         self.script_name = script_name
         self.sha = sha
         self.line = line

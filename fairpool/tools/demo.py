@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis.connection import ConnectionPool as RedisConnectionPool
 
+from .._compat import borrow_args
 from ..pool import ConnectionPool as FairConnectionPool
 from ..stats import fairness
 from .servers import RedisServer, ServerGroup, find_redis_server, server_version
@@ -482,7 +483,7 @@ def _burst(
     def worker() -> None:
         conn: Any = None
         try:
-            conn = pool.get_connection()
+            conn = pool.get_connection(*borrow_args(pool))
             conn.send_command("PING")
             conn.read_response()
             barrier.wait(timeout=30)
