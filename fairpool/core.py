@@ -539,7 +539,7 @@ class PoolCore(Generic[C]):
         if timeout is not None:
             floor = cfg.min_idle
             if self._lifo:
-                stale = [s for s in idle if now - s.released >= timeout]
+                stale = [s for s in idle if s.released + timeout <= now]  # as scheduled
                 stale.sort(key=lambda s: s.released)
                 for slot in stale:
                     if len(self._slots) <= floor:

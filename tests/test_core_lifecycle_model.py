@@ -220,13 +220,15 @@ class Model:
         for c in self.idle():
             if now >= self.conns[c].expires:
                 self.close(c, "lifetime")
+                event("maintenance: lifetime")
         if self.timeout is not None:
             if self.policy is Policy.LIFO:
-                stale = [c for c in self.idle() if now - self.conns[c].released >= self.timeout]
+                stale = [c for c in self.idle() if self.conns[c].released + self.timeout <= now]
                 for c in sorted(stale, key=lambda c: self.conns[c].released):
                     if self.open <= self.min_idle:
                         break
                     self.close(c, "idle")
+                    event("maintenance: idle")
             elif now >= self.window_end:
                 spare = max(0, min(self.samples))
                 busy = self.borrows != self.window_borrows
@@ -235,7 +237,9 @@ class Model:
                 victims = self.victims(count, busy)
                 for c in victims:
                     self.close(c, "demand")
-                    event("demand shrink")
+                    event("maintenance: demand")
+                if len(victims) < count:
+                    event("maintenance: demand held back by balance")
                 # whole-run properties of a demand shrink
                 after = Counter(r.endpoint for r in self.conns.values())
                 assert spread(after) <= max(spread(before), 1), (before, after)
@@ -261,8 +265,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         block=st.sampled_from([True, True, False]),
         max_connections=st.integers(1, 6),
         data=st.data(),
-        idle_timeout=st.none() | st.sampled_from([0.3, 1.0]),
-        lifetime=st.none() | st.sampled_from([0.8, 2.5]),
+        idle_timeout=st.sampled_from([None, 0.3, 1.0, 1.0]),
+        lifetime=st.sampled_from([None, None, 0.8, 2.5]),
         jitter=st.sampled_from([0.0, 0.05, 0.5]),
         seed=st.integers(0, 3),
         period=st.none() | st.just(0.7),
@@ -284,7 +288,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         unknown: bool,
     ) -> None:
         min_idle = data.draw(st.integers(0, min(3, max_connections)), label="min_idle")
-        max_idle = data.draw(st.none() | st.integers(min_idle, 4), label="max_idle")
+        max_idle = data.draw(
+            st.sampled_from([None, None, min_idle, min_idle + 2]), label="max_idle"
+        )
         self.core: PoolCore[FakeConn] = PoolCore(
             make_config(
                 policy=policy,
@@ -349,6 +355,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(ok=st.sampled_from([True, True, True, False]), endpoint=st.integers(0, 3))
     def borrow(self, ok: bool, endpoint: int) -> None:
         m = self.model
+        self._check_trash()  # what earlier steps of a compound rule closed
         now = self._tick()
         try:
             got: object = self.core.acquire(now)
@@ -382,6 +389,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             w = FakeWaiter()
             self.core.enqueue(w, now)
             m.waiters.append(w)
+        m.sample()
 
     @rule(n=st.integers(2, 6), ok=st.booleans(), endpoint=st.integers(0, 3))
     def crowd(self, n: int, ok: bool, endpoint: int) -> None:
@@ -400,6 +408,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             self.model.give_back(conn, now)
         else:
             self.model.close(conn, "error")
+        self.model.sample()
 
     @precondition(lambda self: self.mine)
     @rule()
@@ -410,6 +419,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             now = self._tick()
             assert self.core.release(conn, now)
             self.model.give_back(conn, now)
+            self.model.sample()
 
     @precondition(lambda self: self.mine)
     @rule(data=st.data())
@@ -498,11 +508,27 @@ class LifecycleMachine(RuleBasedStateMachine):
                 if r.idle:
                     assert now < r.expires, "an idle connection outlived its lifetime"
                     if m.policy is Policy.LIFO and m.timeout is not None and m.open > m.min_idle:
-                        assert now - r.released < m.timeout, "idle past idle_timeout"
+                        assert r.released + m.timeout > now, "idle past idle_timeout"
             assert now < m.window_end or m.timeout is None or m.policy is Policy.LIFO or m.is_closed
             self._short()
             if self.short_since is not None:
                 assert now - self.short_since < _REFILL_RETRY + PERIOD, "below min_idle too long"
+
+    @precondition(lambda self: self.model.timeout is not None)
+    @rule(windows=st.integers(1, 2), borrowers=st.integers(0, 3))
+    def quiet_windows(self, windows: int, borrowers: int) -> None:
+        """A peak is over: every caller gives its connection back, then a lighter load of
+        ``borrowers`` callers (borrow, release) runs through one or two idle timeouts."""
+        timeout = self.model.timeout
+        assert timeout is not None
+        if self.mine:
+            self.lull()
+        for _ in range(windows * 4):
+            for _ in range(borrowers):
+                self.borrow(True, borrowers)
+            if self.mine:
+                self.lull()
+            self.advance(round(timeout / 4 + 0.01, 6))
 
     @rule(dice=st.integers(0, 19))
     def close(self, dice: int) -> None:
