@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fairpool.config import Policy, make_config
-from fairpool.core import WAIT, PoolCore, Slot, Waiter
+from fairpool.core import DIAL, WAIT, PoolCore, Slot, Waiter
 
-from .helpers import FakeConn, borrow, dial_new
+from .helpers import FakeConn, borrow, budget, dial_new
 
 
 def burst(core: PoolCore[FakeConn], n: int, now: float, endpoints: int = 0) -> list[FakeConn]:
@@ -118,7 +118,7 @@ def test_demand_window_keeps_what_peaks_need() -> None:
         max_size=200,
     ),
 )
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=budget(200), deadline=None)
 def test_pruning_never_touches_in_use_nor_goes_below_min_idle(
     policy: Policy, min_idle: int, ops: list[tuple[str, int]]
 ) -> None:
@@ -373,3 +373,41 @@ def test_another_callers_discard_leaves_the_turn_alone() -> None:
     assert [c for c, _ in core.take_trash()] == [other]
     got = core.acquire(1.001, "me")
     assert isinstance(got, Slot) and got.conn is mine and core.stats().reborrows == 1
+
+
+def test_retire_idle_and_reserve_dial_for_the_shells_own_maintenance() -> None:
+    """Rebalancing (the sync shell's endpoints) closes one chosen idle connection and dials a
+    replacement: only an idle connection is retired; a dial is reserved only below the cap, with
+    nobody waiting and the pool open."""
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=2, block=True), now=0.0)
+    a, b = dial_new(core, 2, 0.0)
+    core.release(a, 0.0)
+    slot_a, slot_b = core.slot_of(a), core.slot_of(b)
+    assert slot_a is not None and slot_b is not None
+    assert not core.reserve_dial()  # at the cap
+    assert not core.retire_idle(slot_b, "rebalance")  # in use
+    assert core.retire_idle(slot_a, "rebalance")
+    assert not core.retire_idle(slot_a, "rebalance")  # gone already
+    assert core.take_trash() == [(a, "rebalance")] and core.stats().closed["rebalance"] == 1
+    assert core.reserve_dial() and core.dialling == 1
+    assert not core.reserve_dial()  # the cap counts the reserved dial
+    core.dial_failed()
+    assert core.acquire(0.1) is DIAL
+    assert core.acquire(0.1) is WAIT
+    core.enqueue(_Waiter(), 0.1)
+    core.dial_failed()  # the capacity goes to the waiter
+    assert not core.reserve_dial()  # ... and a waiter's claim comes first anyway
+    closed: PoolCore[FakeConn] = PoolCore(make_config(max_connections=2), now=0.0)
+    closed.close()
+    assert not closed.reserve_dial()
+
+
+def test_slot_repr() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=2), now=0.0)
+    (conn,) = dial_new(core, 1, 0.0)
+    slot = core.slot_of(conn)
+    assert repr(slot) == "<Slot #1 in_use ? borrows=1>"
+    assert slot is not None
+    slot.endpoint = "10.0.0.1:6379"
+    core.release(conn, 0.0)
+    assert repr(slot) == "<Slot #1 idle 10.0.0.1:6379 borrows=1>"

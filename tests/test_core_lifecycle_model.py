@@ -722,3 +722,61 @@ def test_demand_never_widens_the_spread_when_the_crowded_endpoint_is_busy() -> N
     core.maintain(2.0)  # a window with no borrows: p1's two were spare throughout
     assert core.take_trash() == []
     assert Counter(s.endpoint for s in core.slots()) == {"p0": 3, "p1": 2}
+
+
+def test_demand_keeps_min_idle() -> None:
+    """A window with no borrows at all lets the pool fall to min_idle, not below."""
+    core = _fifo(min_idle=2)
+    for conn in dial_new(core, 4, 0.0):
+        core.release(conn, 0.0)
+    core.maintain(1.0)
+    core.maintain(2.0)
+    assert [r for _, r in core.take_trash()] == ["demand", "demand"]
+    assert core.open_count == 2
+
+
+def test_demand_ties_between_endpoints_go_to_the_oldest_connection() -> None:
+    """p0 and p1 hold two each and all four are spare: the first victim is the oldest connection
+    (p0's), then p1's oldest, then p0's other one."""
+    core = _fifo()
+    conns = dial_new(core, 4, 0.0)
+    for i, conn in enumerate(conns):
+        core.slot_of(conn).endpoint = f"p{i // 2}"  # type: ignore[union-attr]
+        core.release(conn, 0.0)
+    core.maintain(1.0)
+    core.maintain(2.0)  # no borrows: the pool may empty
+    assert [c for c, _ in core.take_trash()] == [conns[0], conns[2], conns[1], conns[3]]
+
+
+def test_demand_may_take_from_a_middle_endpoint_within_the_spread() -> None:
+    """p0 holds four (in use), p1 three (idle), p2 two (in use): the spread is 2; one of p1's may
+    go (the spread stays 2), a second may not (it would become 3)."""
+    core = _fifo()
+    conns = dial_new(core, 9, 0.0)
+    for i, conn in enumerate(conns):
+        core.slot_of(conn).endpoint = "p0" if i < 4 else "p1" if i < 7 else "p2"  # type: ignore[union-attr]
+    for conn in conns[4:7]:
+        core.release(conn, 0.0)
+    core.maintain(1.0)
+    core.maintain(2.0)
+    assert [c for c, _ in core.take_trash()] == [conns[4]]
+    assert Counter(s.endpoint for s in core.slots()) == {"p0": 4, "p1": 2, "p2": 2}
+
+
+def test_a_refill_dial_goes_to_a_caller_waiting_meanwhile() -> None:
+    """A refill dial completes after the pool filled up with callers: the oldest waiter gets it,
+    borrowed (its release puts it back like any other)."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(min_idle=2, max_connections=2, block=True), now=0.0
+    )
+    assert core.maintain(0.0) == 2
+    first = FakeConn()
+    core.dialled_idle(first, 0.1)
+    assert core.acquire(0.2) is not WAIT  # takes the idle one
+    assert core.acquire(0.3) is WAIT  # the cap: one open, one dialling
+    waiter = FakeWaiter()
+    core.enqueue(waiter, 0.3)
+    second = FakeConn()
+    slot = core.dialled_idle(second, 0.4)
+    assert waiter.slot is slot and slot.in_use and core.stats().in_use == 2
+    assert core.release(second, 0.5) and core.stats().idle == 1
