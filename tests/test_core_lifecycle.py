@@ -301,6 +301,23 @@ def test_expire_hold_waits_for_the_grace() -> None:
     core, _conn, waiter = _held_for("me")
     assert not core.expire_hold(1.004, 0.005) and core.held is not None
     assert core.expire_hold(1.006, 0.005) and waiter.slot is not None
+    core, _conn, waiter = _held_for("me")  # released at 1.0
+    assert not core.expire_hold(1.25, 0.5)
+    assert core.expire_hold(1.5, 0.5) and waiter.slot is not None  # the grace is over at 1.5
+
+
+def test_a_held_connection_left_idle_keeps_its_release_time() -> None:
+    """The only waiter gives up: the connection held for its owner becomes idle as released by
+    the owner at 1.0 (what idle pruning and the LIFO / FIFO order go by), not at 3.0."""
+    core, conn, waiter = _held_for("me")
+    assert core.cancel_wait(waiter, 3.0) is None
+    slot = core.slot_of(conn)
+    assert slot is not None and not slot.in_use and slot.released == 1.0
+    assert [s.conn for s in core.idle_slots()] == [conn]
+
+
+def test_tokens_name_themselves() -> None:
+    assert (repr(DIAL), repr(WAIT)) == ("DIAL", "WAIT")
 
 
 @pytest.mark.parametrize("policy", list(Policy))
@@ -379,8 +396,8 @@ def test_retire_idle_and_reserve_dial_for_the_shells_own_maintenance() -> None:
     """Rebalancing (the sync shell's endpoints) closes one chosen idle connection and dials a
     replacement: only an idle connection is retired; a dial is reserved only below the cap, with
     nobody waiting and the pool open."""
-    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=2, block=True), now=0.0)
-    a, b = dial_new(core, 2, 0.0)
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=3, block=True), now=0.0)
+    a, b, c = dial_new(core, 3, 0.0)
     core.release(a, 0.0)
     slot_a, slot_b = core.slot_of(a), core.slot_of(b)
     assert slot_a is not None and slot_b is not None
@@ -389,8 +406,10 @@ def test_retire_idle_and_reserve_dial_for_the_shells_own_maintenance() -> None:
     assert core.retire_idle(slot_a, "rebalance")
     assert not core.retire_idle(slot_a, "rebalance")  # gone already
     assert core.take_trash() == [(a, "rebalance")] and core.stats().closed["rebalance"] == 1
-    assert core.reserve_dial() and core.dialling == 1
-    assert not core.reserve_dial()  # the cap counts the reserved dial
+    core.release(c, 0.0, reusable=False)
+    core.take_trash()
+    assert core.reserve_dial() and core.reserve_dial() and core.dialling == 2
+    assert not core.reserve_dial()  # the cap counts the reserved dials
     core.dial_failed()
     assert core.acquire(0.1) is DIAL
     assert core.acquire(0.1) is WAIT

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -56,19 +57,29 @@ def fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def mutmut(jobs: int) -> None:
+def mutmut(jobs: int, budget: float | None) -> bool:
+    """Run mutmut afresh; ``False`` if it was stopped after ``budget`` seconds."""
     exe = Path(sys.executable).parent / "mutmut"
     if not exe.exists():
         sys.exit("mutmut is not installed: pip install -e '.[test]'")
     shutil.rmtree(ROOT / "mutants", ignore_errors=True)  # a full, fresh run: no stale results
     env = dict(os.environ, FAIRPOOL_MUTATION="1")
-    subprocess.run(
+    proc = subprocess.Popen(
         [str(exe), "run", "--max-children", str(jobs)],
         cwd=ROOT,
         env=env,
-        check=True,
         stdout=subprocess.DEVNULL,  # a progress line per mutant
+        start_new_session=True,  # its workers in one process group, to stop them together
     )
+    try:
+        code = proc.wait(timeout=budget)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        return False
+    if code:
+        sys.exit(f"mutmut failed (exit code {code})")
+    return True
 
 
 def results() -> dict[str, dict[str, int | None]]:
@@ -89,6 +100,7 @@ def score(codes: dict[str, dict[str, int | None]]) -> tuple[str, float, list[str
     killed_all = total_all = 0
     survivors = []
     for module, by_name in codes.items():
+        by_name = {n: c for n, c in by_name.items() if c is not None}  # None: not run (yet)
         tally = Counter(
             "killed"
             if c in KILLED
@@ -100,14 +112,14 @@ def score(codes: dict[str, dict[str, int | None]]) -> tuple[str, float, list[str
             for c in by_name.values()
         )
         survivors += sorted(n for n, c in by_name.items() if c not in KILLED)
-        total = len(by_name)
+        total = len(by_name) or 1
         killed_all += tally["killed"]
         total_all += total
         rows.append(
             f"| `{module}` | {tally['killed']} | {tally['survived'] + tally['other']} | "
             f"{tally['no tests']} | {total} | {tally['killed'] / total:.1%} |"
         )
-    ratio = killed_all / total_all
+    ratio = killed_all / (total_all or 1)
     rows.append(f"| **both** | **{killed_all}** | | | **{total_all}** | **{ratio:.1%}** |")
     return "\n".join(rows), ratio, survivors
 
@@ -126,14 +138,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["run", "record", "ci"])
     parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="stop after this many seconds and score the mutants tested so far (ci)",
+    )
     args = parser.parse_args()
     os.chdir(ROOT)
     if args.command == "ci" and recorded_fingerprint() == fingerprint():
         print("mutation: core, policies and their tests are as recorded in docs/mutation.md")
         return 0
-    mutmut(args.jobs)
+    complete = mutmut(args.jobs, args.budget)
     table, ratio, survivors = score(results())
     print(table)
+    if not complete:
+        print(f"stopped after {args.budget:.0f} s: the score is of the mutants tested so far")
+        if args.command == "record":
+            return 1
     unexplained = [s for s in survivors if s not in explained()]
     for name in survivors:
         print(("  equivalent " if name not in unexplained else "  SURVIVED   ") + name)
