@@ -430,3 +430,65 @@ def test_slot_repr() -> None:
     slot.endpoint = "10.0.0.1:6379"
     core.release(conn, 0.0)
     assert repr(slot) == "<Slot #1 idle 10.0.0.1:6379 borrows=1>"
+
+
+def test_stats_per_endpoint_count_closed_connections_borrows() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(policy="fifo", max_connections=4), now=0.0)
+    conns = dial_new(core, 3, 0.0)
+    for conn, endpoint in zip(conns, ["p0", "p0", None], strict=True):
+        core.slot_of(conn).endpoint = endpoint  # type: ignore[union-attr]
+        core.release(conn, 0.0)
+    for _ in range(3):  # FIFO: each borrowed once more
+        got = core.acquire(1.0)
+        assert isinstance(got, Slot)
+        core.release(got.conn, 1.0)
+    got = core.acquire(2.0)  # the first p0 connection again: 3 borrows, then it breaks
+    assert isinstance(got, Slot) and got.conn is conns[0]
+    core.release(got.conn, 2.0, reusable=False)
+    st_ = core.stats()
+    assert st_.endpoint_borrows == {"p0": 5}
+    assert st_.endpoint_connections == {"p0": 1}
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+def test_put_back_after_close_expiry_or_twice(policy: Policy) -> None:
+    """Connections taken out for I/O come back to a pool that was closed meanwhile (closed), past
+    their lifetime (closed, also exactly at it), or twice (the second time changes nothing); the
+    others are usable again."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy=policy, max_connections=4, max_lifetime=10.0, lifetime_jitter=0.0),
+        now=0.0,
+        rng=lambda: 0.0,
+    )
+    old = dial_new(core, 2, 0.0)
+    (young,) = dial_new(core, 1, 5.0)
+    for conn in [*old, young]:
+        core.release(conn, 6.0)
+    taken = core.take_idle()
+    core.put_back(taken, 10.0)  # exactly the lifetime of the two old ones
+    assert sorted(c.id for c, r in core.take_trash() if r == "lifetime") == sorted(
+        c.id for c in old
+    )
+    assert [s.conn for s in core.idle_slots()] == [young] and core.idle_count == 1
+    core.put_back(taken, 10.5)  # again: nothing changes
+    assert not core.trash and core.idle_count == 1 and core.open_count == 1
+    got = core.acquire(11.0)
+    assert isinstance(got, Slot) and got.conn is young and not got.taken
+    assert core.release(young, 11.0)
+    taken = core.take_idle()
+    core.close()
+    core.put_back(taken, 12.0)
+    assert core.take_trash() == [(young, "closed")] and core.open_count == 0
+
+
+def test_put_back_skips_a_closed_slot_and_goes_on() -> None:
+    """A slot in the list that is no longer the pool's does not stop the others coming back."""
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=4), now=0.0)
+    conns = dial_new(core, 2, 0.0)
+    for conn in conns:
+        core.release(conn, 0.0)
+    taken = core.take_idle()
+    stranger = Slot(FakeConn(), 99, 0.0, float("inf"))
+    stranger.taken = True
+    core.put_back([stranger, *taken], 1.0)
+    assert {s.conn for s in core.idle_slots()} == set(conns) and core.idle_count == 2

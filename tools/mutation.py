@@ -144,12 +144,18 @@ def main() -> int:
         default=None,
         help="stop after this many seconds and score the mutants tested so far (ci)",
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="score the results in mutants/ of the last run instead of running mutmut again "
+        "(after `mutmut run NAME...` re-tested survivors against new tests)",
+    )
     args = parser.parse_args()
     os.chdir(ROOT)
     if args.command == "ci" and recorded_fingerprint() == fingerprint():
         print("mutation: core, policies and their tests are as recorded in docs/mutation.md")
         return 0
-    complete = mutmut(args.jobs, args.budget)
+    complete = True if args.reuse else mutmut(args.jobs, args.budget)
     table, ratio, survivors = score(results())
     print(table)
     if not complete:
