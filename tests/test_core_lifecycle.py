@@ -492,3 +492,42 @@ def test_put_back_skips_a_closed_slot_and_goes_on() -> None:
     stranger.taken = True
     core.put_back([stranger, *taken], 1.0)
     assert {s.conn for s in core.idle_slots()} == set(conns) and core.idle_count == 2
+
+
+def test_stats_snapshot_every_field() -> None:
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy="round_robin", max_connections=3, block=True), now=0.0
+    )
+    a, b = dial_new(core, 2, 0.0)
+    core.slot_of(a).endpoint = "p0"  # type: ignore[union-attr]
+    assert core.acquire(0.0) is DIAL  # a third, still dialling
+    assert core.acquire(0.0) is WAIT
+    first = _Waiter()
+    core.enqueue(first, 1.0)
+    core.release(a, 3.5)  # handed to the waiter after 2.5 s
+    assert first.slot is not None
+    assert core.acquire(4.0) is WAIT
+    core.enqueue(_Waiter(), 4.0)
+    core.release(b, 4.0, reusable=False)  # its capacity goes to the second waiter: it dials
+    st_ = core.stats()
+    expected = {
+        "policy": "round_robin",
+        "max_connections": 3,
+        "idle": 0,
+        "in_use": 1,
+        "dialling": 2,
+        "waiting": 0,
+        "created": 2,
+        "closed": {**dict.fromkeys(st_.closed, 0), "error": 1},
+        "borrows": 3,
+        "hits": 1,
+        "misses": 2,
+        "waits": 1,
+        "wait_time_total": 2.5,
+        "wait_time_max": 2.5,
+        "timeouts": 0,
+        "reborrows": 0,
+        "endpoint_borrows": {"p0": 2},
+        "endpoint_connections": {"p0": 1},
+    }
+    assert {k: v for k, v in st_.as_dict().items() if k in expected} == expected
