@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from fairpool.config import Policy, make_config
 from fairpool.core import DIAL, WAIT, PoolCore, Slot, Waiter
+from fairpool.errors import PoolClosedError, PoolTimeoutError
 
 from .helpers import FakeConn, borrow, budget, dial_new
 
@@ -434,9 +435,11 @@ def test_slot_repr() -> None:
 
 def test_stats_per_endpoint_count_closed_connections_borrows() -> None:
     core: PoolCore[FakeConn] = PoolCore(make_config(policy="fifo", max_connections=4), now=0.0)
-    conns = dial_new(core, 3, 0.0)
-    for conn, endpoint in zip(conns, ["p0", "p0", None], strict=True):
+    conns = dial_new(core, 4, 0.0)
+    for conn, endpoint in zip(conns, ["p0", "p0", None, "p0"], strict=True):
         core.slot_of(conn).endpoint = endpoint  # type: ignore[union-attr]
+    core.release(conns[3], 0.0, reusable=False)  # 1 borrow on p0, closed
+    for conn in conns[:3]:
         core.release(conn, 0.0)
     for _ in range(3):  # FIFO: each borrowed once more
         got = core.acquire(1.0)
@@ -446,7 +449,7 @@ def test_stats_per_endpoint_count_closed_connections_borrows() -> None:
     assert isinstance(got, Slot) and got.conn is conns[0]
     core.release(got.conn, 2.0, reusable=False)
     st_ = core.stats()
-    assert st_.endpoint_borrows == {"p0": 5}
+    assert st_.endpoint_borrows == {"p0": 6}
     assert st_.endpoint_connections == {"p0": 1}
 
 
@@ -506,9 +509,17 @@ def test_stats_snapshot_every_field() -> None:
     core.enqueue(first, 1.0)
     core.release(a, 3.5)  # handed to the waiter after 2.5 s
     assert first.slot is not None
-    assert core.acquire(4.0) is WAIT
-    core.enqueue(_Waiter(), 4.0)
-    core.release(b, 4.0, reusable=False)  # its capacity goes to the second waiter: it dials
+    for t in (4.0, 4.5):  # two callers give up after a second
+        assert core.acquire(t) is WAIT
+        waiter = _Waiter()
+        core.enqueue(waiter, t)
+        with pytest.raises(PoolTimeoutError, match=r"waited 1\.000s"):
+            core.finish_wait(waiter, t + 1.0)
+    assert core.acquire(5.0) is WAIT
+    second = _Waiter()
+    core.enqueue(second, 5.0)
+    core.release(b, 5.0, reusable=False)  # its capacity goes to the second waiter: it dials
+    assert core.finish_wait(second, 6.0) is DIAL
     st_ = core.stats()
     expected = {
         "policy": "round_robin",
@@ -522,12 +533,24 @@ def test_stats_snapshot_every_field() -> None:
         "borrows": 3,
         "hits": 1,
         "misses": 2,
-        "waits": 1,
-        "wait_time_total": 2.5,
+        "waits": 4,
+        "wait_time_total": 5.5,
         "wait_time_max": 2.5,
-        "timeouts": 0,
+        "timeouts": 2,
         "reborrows": 0,
         "endpoint_borrows": {"p0": 2},
         "endpoint_connections": {"p0": 1},
     }
     assert {k: v for k, v in st_.as_dict().items() if k in expected} == expected
+
+
+def test_closing_fails_waiters_with_a_clear_message() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=1, block=True), now=0.0)
+    dial_new(core, 1, 0.0)
+    assert core.acquire(0.0) is WAIT
+    waiter = _Waiter()
+    core.enqueue(waiter, 0.0)
+    core.close()
+    with pytest.raises(PoolClosedError) as info:
+        core.finish_wait(waiter, 1.0)
+    assert str(info.value) == "fairpool: the connection pool was closed"

@@ -652,6 +652,21 @@ def test_closes_in_the_window_count_against_the_spare_connections() -> None:
     assert core.take_trash() == [] and core.open_count == 5
 
 
+def test_each_close_in_the_window_is_one_spare_connection_less() -> None:
+    """Ten open, a peak of three (seven spare), then two of the three break: five are closed."""
+    core = _fifo()
+    for conn in dial_new(core, 10, 0.0):
+        core.release(conn, 0.0)
+    core.maintain(1.0)
+    held = [core.acquire(1.1) for _ in range(3)]
+    for i, slot in enumerate(held):
+        assert isinstance(slot, Slot)
+        core.release(slot.conn, 1.2, reusable=i == 0)
+    core.take_trash()
+    core.maintain(2.0)
+    assert [r for _, r in core.take_trash()] == ["demand"] * 5 and core.open_count == 3
+
+
 def test_min_idle_refill_counts_dials_in_flight() -> None:
     core: PoolCore[FakeConn] = PoolCore(make_config(min_idle=3, max_connections=8), now=0.0)
     assert core.maintain(0.0) == 3
