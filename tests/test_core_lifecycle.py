@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from fairpool.config import Policy, make_config
 from fairpool.core import DIAL, WAIT, PoolCore, Slot, Waiter
-from fairpool.errors import PoolClosedError, PoolTimeoutError
+from fairpool.errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
 
 from .helpers import FakeConn, borrow, budget, dial_new
 
@@ -554,3 +554,43 @@ def test_closing_fails_waiters_with_a_clear_message() -> None:
     with pytest.raises(PoolClosedError) as info:
         core.finish_wait(waiter, 1.0)
     assert str(info.value) == "fairpool: the connection pool was closed"
+
+
+def test_a_connection_released_at_its_lifetime_is_not_held() -> None:
+    """Released by its owner exactly when its lifetime ends, while someone waits: it is closed
+    (not held for a turn), and the waiter gets the capacity."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=1, block=True, max_lifetime=10.0, lifetime_jitter=0.0),
+        now=0.0,
+    )
+    (conn,) = dial_new(core, 1, 0.0)
+    assert core.acquire(5.0, "other") is WAIT
+    waiter = _Waiter()
+    core.enqueue(waiter, 5.0)
+    assert core.release(conn, 10.0, True, "me")
+    assert core.held is None and core.holds == 0 and waiter.dial
+    assert core.take_trash() == [(conn, "lifetime")]
+
+
+def test_holds_are_counted() -> None:
+    core, conn, _waiter = _held_for("me")
+    assert core.holds == 1
+    got = core.acquire(1.001, "me")
+    assert isinstance(got, Slot) and got.conn is conn
+    assert core.release(conn, 1.002, True, "me")  # the turn goes on (turn_borrows=4)
+    assert core.holds == 2
+
+
+def test_error_messages_name_the_cause() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=2, block=False), now=0.0)
+    dial_new(core, 2, 0.0)
+    with pytest.raises(PoolExhaustedError) as exhausted:
+        core.acquire(0.0)
+    assert str(exhausted.value) == (
+        "Too many connections: fairpool pool exhausted, all 2 connections in use "
+        "(max_connections); pass block=True to wait for one"
+    )
+    core.close()
+    with pytest.raises(PoolClosedError) as closed:
+        core.acquire(0.0)
+    assert str(closed.value) == "fairpool: the connection pool is closed"
