@@ -594,3 +594,46 @@ def test_error_messages_name_the_cause() -> None:
     with pytest.raises(PoolClosedError) as closed:
         core.acquire(0.0)
     assert str(closed.value) == "fairpool: the connection pool is closed"
+
+
+def test_turns_and_counters_step_by_step() -> None:
+    """turn_borrows=2 on one connection: every borrow route (dial, idle, reborrow in a turn,
+    hand-off to a waiter) counts one borrow and one hit or miss, and starts or continues the
+    turn that decides whether the next release holds the connection."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=1, block=True, turn_borrows=2), now=0.0
+    )
+    (conn,) = dial_new(core, 1, 0.0)
+    slot = core.slot_of(conn)
+    assert slot is not None and (slot.borrows, slot.turn) == (1, 1)
+    core.release(conn, 0.1)
+    assert core.acquire(0.2, "me") is slot and (slot.borrows, slot.turn) == (2, 1)
+    first = _Waiter()
+    assert core.acquire(0.3, "other") is WAIT
+    core.enqueue(first, 0.3)
+    assert core.release(conn, 0.4, True, "me") and core.held is slot  # turn 1 of 2: held
+    assert core.acquire(0.5, "me") is slot and (slot.borrows, slot.turn) == (3, 2)
+    assert core.release(conn, 0.6, True, "me") and core.held is None  # the turn is over
+    assert first.slot is slot and (slot.borrows, slot.turn) == (4, 1)
+    second = _Waiter()
+    assert core.acquire(0.7, "third") is WAIT
+    core.enqueue(second, 0.7)
+    assert core.release(conn, 0.8, True, "other") and core.held is slot  # other's turn 1: held
+    assert core.acquire(0.9, "other") is slot and (slot.borrows, slot.turn) == (5, 2)
+    st_ = core.stats()
+    assert (st_.borrows, st_.hits, st_.misses, st_.reborrows, core.holds) == (5, 4, 1, 2, 2)
+
+
+def test_nothing_is_handed_out_at_the_end_of_its_lifetime() -> None:
+    """Exactly at ``expires`` a connection is over: neither borrowed from idle nor given back in
+    a turn."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=2, max_lifetime=10.0, lifetime_jitter=0.0), now=0.0
+    )
+    (conn,) = dial_new(core, 1, 0.0)
+    core.release(conn, 1.0)
+    assert core.acquire(10.0) is DIAL
+    assert core.take_trash() == [(conn, "lifetime")]
+    core, conn, waiter = _held_for("me", max_lifetime=10.0, lifetime_jitter=0.0)
+    assert core.acquire(10.0, "me") is WAIT
+    assert core.take_trash() == [(conn, "lifetime")] and waiter.dial
