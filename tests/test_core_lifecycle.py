@@ -637,3 +637,18 @@ def test_nothing_is_handed_out_at_the_end_of_its_lifetime() -> None:
     core, conn, waiter = _held_for("me", max_lifetime=10.0, lifetime_jitter=0.0)
     assert core.acquire(10.0, "me") is WAIT
     assert core.take_trash() == [(conn, "lifetime")] and waiter.dial
+
+
+def test_round_robin_starts_at_the_first_connection_refilled() -> None:
+    """Connections dialled by the min_idle refill were never handed out: the ring starts at the
+    first of them."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy="round_robin", min_idle=3, max_connections=3), now=0.0
+    )
+    assert core.maintain(0.0) == 3
+    conns = [FakeConn() for _ in range(3)]
+    for conn in conns:
+        core.dialled_idle(conn, 0.1)
+    assert [s.conn for s in core.idle_slots()] == conns
+    got = core.acquire(0.2)
+    assert isinstance(got, Slot) and got.conn is conns[0]
