@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections import Counter
 
 import pytest
@@ -650,5 +651,24 @@ def test_round_robin_starts_at_the_first_connection_refilled() -> None:
     for conn in conns:
         core.dialled_idle(conn, 0.1)
     assert [s.conn for s in core.idle_slots()] == conns
+    assert all(s.borrows == 0 and not s.suspect for s in core.idle_slots())  # never borrowed
     got = core.acquire(0.2)
     assert isinstance(got, Slot) and got.conn is conns[0]
+
+
+def test_the_clock_defaults_to_monotonic() -> None:
+    before = time.monotonic()
+    core: PoolCore[FakeConn] = PoolCore(make_config(policy="fifo", idle_timeout=5.0))
+    assert before + 5.0 <= core.next_maintenance <= time.monotonic() + 5.0
+
+
+def test_a_borrowed_connection_expiring_now_does_not_keep_maintenance_due() -> None:
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=2, max_lifetime=10.0, lifetime_jitter=0.0), now=0.0
+    )
+    (conn,) = dial_new(core, 1, 0.0)
+    assert core.next_maintenance == 10.0
+    core.maintain(10.0)  # it is borrowed: closed when it comes back, nothing to do now
+    assert core.next_maintenance > 10.0
+    core.release(conn, 10.0)
+    assert core.take_trash() == [(conn, "lifetime")]
