@@ -147,10 +147,13 @@ class Model:
         self.samples = [n - 1 for n in self.samples]  # one fewer spare connection since then
         if self.min_idle:
             self.due = -INF  # a refill may be needed: maintenance is due at once
+        self.grant_capacity()
+
+    def grant_capacity(self) -> None:
+        """Capacity freed (a close, a failed dial): the oldest waiters get it, and dial."""
         while self.waiters and not self.is_closed and self.open + self.dialling < self.max:
-            w = self.waiters.pop(0)  # the oldest waiter gets the capacity: it dials
             self.dialling += 1
-            self.granted.append(w)
+            self.granted.append(self.waiters.pop(0))
 
     def give_back(self, conn: FakeConn, now: float) -> None:
         """A usable connection comes back (a release, a refill dial)."""
@@ -340,9 +343,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         if not ok:
             m.dialling -= 1
             self.core.dial_failed()
-            while m.waiters and not m.is_closed and m.open + m.dialling < m.max:
-                m.dialling += 1
-                m.granted.append(m.waiters.pop(0))
+            m.grant_capacity()
             return
         conn = FakeConn()
         slot = self.core.dialled(conn, now)
@@ -482,9 +483,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         m.dialling -= 1
         if not ok:
             self.core.dial_failed()
-            while m.waiters and not m.is_closed and m.open + m.dialling < m.max:
-                m.dialling += 1
-                m.granted.append(m.waiters.pop(0))
+            m.grant_capacity()
             return
         conn = FakeConn()
         name = self.endpoints[endpoint % len(self.endpoints)]
@@ -602,69 +601,54 @@ def _fifo(**kw: object) -> PoolCore[FakeConn]:
     )
 
 
+def _window(
+    idle: int, peak: int, broken: int = 0, endpoints: list[str] | None = None
+) -> tuple[PoolCore[FakeConn], list[FakeConn], list[str]]:
+    """A FIFO pool whose demand window starts (at 1.0) with ``idle`` idle connections (on
+    ``endpoints``, if given); ``peak`` callers borrow at once and give them back, the last
+    ``broken`` unusable. Returns the pool, the connections and the reasons of what the window's
+    end (2.0) closed."""
+    core = _fifo()
+    conns = dial_new(core, idle, 0.0)
+    for conn, endpoint in zip(conns, endpoints or [None] * idle, strict=True):
+        core.slot_of(conn).endpoint = endpoint  # type: ignore[union-attr]
+        core.release(conn, 0.0)
+    core.maintain(1.0)  # the first window (it began with an empty pool) closes nothing
+    held = [core.acquire(1.1) for _ in range(peak)]
+    for i, slot in enumerate(held):
+        assert isinstance(slot, Slot)
+        core.release(slot.conn, 1.2, reusable=i < peak - broken)
+    core.take_trash()
+    core.maintain(2.0)
+    return core, conns, [r for _, r in core.take_trash()]
+
+
 def test_demand_victims_come_from_the_most_crowded_endpoint() -> None:
     """Four connections on p0, three on p1, two on p2, one spare: it goes from p0 (taking it from
     a less crowded endpoint would widen the gap between p0 and the rest)."""
-    core = _fifo()
-    conns = dial_new(core, 9, 0.0)
-    for i, conn in enumerate(conns):
-        core.slot_of(conn).endpoint = "p0" if i < 4 else "p1" if i < 7 else "p2"  # type: ignore[union-attr]
-        core.release(conn, 0.0)
-    core.maintain(1.0)  # the first window (it began with an empty pool) closes nothing
-    held = [core.acquire(1.1) for _ in range(8)]  # a peak of 8: 1 spare
-    for slot in held:
-        assert isinstance(slot, Slot)
-        core.release(slot.conn, 1.2)
-    core.maintain(2.0)
-    assert [r for _, r in core.take_trash()] == ["demand"]
+    core, _, closed = _window(9, 8, endpoints=["p0"] * 4 + ["p1"] * 3 + ["p2"] * 2)
+    assert closed == ["demand"]
     assert Counter(s.endpoint for s in core.slots()) == {"p0": 3, "p1": 3, "p2": 2}
 
 
 def test_demand_window_low_water_mark_is_exact() -> None:
     """Five idle, a peak of three in the window: exactly two are closed, three remain."""
-    core = _fifo()
-    for conn in dial_new(core, 5, 0.0):
-        core.release(conn, 0.0)
-    core.maintain(1.0)
-    held = [core.acquire(1.1) for _ in range(3)]
-    for slot in held:
-        assert isinstance(slot, Slot)
-        core.release(slot.conn, 1.2)
-    core.maintain(2.0)
-    assert [r for _, r in core.take_trash()] == ["demand", "demand"]
-    assert core.open_count == 3
+    core, _, closed = _window(5, 3)
+    assert closed == ["demand", "demand"] and core.open_count == 3
 
 
 def test_closes_in_the_window_count_against_the_spare_connections() -> None:
     """Ten open, a peak of five, then the five that served it break: the five idle ones were
     spare at the peak but are needed now — demand closes none of them (before the fix it closed
     all five, leaving nothing for a load it had just seen)."""
-    core = _fifo()
-    for conn in dial_new(core, 10, 0.0):
-        core.release(conn, 0.0)
-    core.maintain(1.0)
-    held = [core.acquire(1.1) for _ in range(5)]
-    for slot in held:
-        assert isinstance(slot, Slot)
-        core.release(slot.conn, 1.2, reusable=False)
-    core.take_trash()
-    core.maintain(2.0)
-    assert core.take_trash() == [] and core.open_count == 5
+    core, _, closed = _window(10, 5, broken=5)
+    assert closed == [] and core.open_count == 5
 
 
 def test_each_close_in_the_window_is_one_spare_connection_less() -> None:
     """Ten open, a peak of three (seven spare), then two of the three break: five are closed."""
-    core = _fifo()
-    for conn in dial_new(core, 10, 0.0):
-        core.release(conn, 0.0)
-    core.maintain(1.0)
-    held = [core.acquire(1.1) for _ in range(3)]
-    for i, slot in enumerate(held):
-        assert isinstance(slot, Slot)
-        core.release(slot.conn, 1.2, reusable=i == 0)
-    core.take_trash()
-    core.maintain(2.0)
-    assert [r for _, r in core.take_trash()] == ["demand"] * 5 and core.open_count == 3
+    core, _, closed = _window(10, 3, broken=2)
+    assert closed == ["demand"] * 5 and core.open_count == 3
 
 
 def test_min_idle_refill_counts_dials_in_flight() -> None:
