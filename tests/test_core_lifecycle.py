@@ -366,6 +366,7 @@ def test_idle_taken_for_io_come_back_in_hand_out_order(
     core.put_back(taken, 7.0)
     assert [w.slot.conn for w in queued if w.slot is not None] == expected[:waiters]
     idle = [s.conn for s in core.idle_slots()]
+    assert core.idle_count == len(idle) == core.stats().idle
     if not meanwhile:
         assert idle == expected[waiters:]
     elif policy is Policy.FIFO:
@@ -672,3 +673,36 @@ def test_a_borrowed_connection_expiring_now_does_not_keep_maintenance_due() -> N
     assert core.next_maintenance > 10.0
     core.release(conn, 10.0)
     assert core.take_trash() == [(conn, "lifetime")]
+
+
+def test_a_new_connection_record_and_a_new_waiter() -> None:
+    """What the shells find on a connection the pool has just taken in, and on a new waiter."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy="round_robin", min_idle=2, max_connections=2), now=0.0
+    )
+    assert core.maintain(0.0) == 2
+    slot = core.dialled_idle(FakeConn(), 2.5)
+    assert (slot.created, slot.released, slot.borrows, slot.turn) == (2.5, 2.5, 0, 0)
+    assert slot.endpoint is None and slot.aux is None and slot.target is None
+    assert slot.suspect is False and slot.taken is False and slot.in_use is False
+    other = core.dialled_idle(FakeConn(), 2.6)
+    slot.endpoint = other.endpoint = "p1"
+    assert core.stats().endpoint_connections == {"p1": 2}
+    waiter = _Waiter()
+    assert (waiter.slot, waiter.dial, waiter.error, waiter.since, waiter.done) == (
+        None,
+        False,
+        None,
+        0.0,
+        False,
+    )
+
+
+def test_wait_time_max_of_a_short_wait() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=1, block=True), now=0.0)
+    (conn,) = dial_new(core, 1, 0.0)
+    assert core.acquire(0.0) is WAIT
+    waiter = _Waiter()
+    core.enqueue(waiter, 0.0)
+    core.release(conn, 0.5)
+    assert waiter.slot is not None and core.stats().wait_time_max == 0.5
