@@ -698,6 +698,13 @@ def test_a_new_connection_record_and_a_new_waiter() -> None:
     )
 
 
+def test_a_dialled_connection_was_last_used_when_created() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=2), now=0.0)
+    (conn,) = dial_new(core, 1, 3.0)
+    slot = core.slot_of(conn)
+    assert slot is not None and slot.created == slot.released == 3.0 and slot.in_use
+
+
 def test_wait_time_max_of_a_short_wait() -> None:
     core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=1, block=True), now=0.0)
     (conn,) = dial_new(core, 1, 0.0)

@@ -779,3 +779,24 @@ def test_a_refill_dial_goes_to_a_caller_waiting_meanwhile() -> None:
     slot = core.dialled_idle(second, 0.4)
     assert waiter.slot is slot and slot.in_use and core.stats().in_use == 2
     assert core.release(second, 0.5) and core.stats().idle == 1
+
+
+def test_when_maintenance_is_next_due() -> None:
+    """The schedule's rules one at a time (docs/design.md, "When maintenance is next due")."""
+    lifo: PoolCore[FakeConn] = PoolCore(
+        make_config(policy="lifo", idle_timeout=1.0, max_connections=4), now=0.0
+    )
+    a, b = dial_new(lifo, 2, 0.0)
+    lifo.maintain(0.5)  # both borrowed: the idle deadline runs from now
+    assert lifo.next_maintenance == 1.5
+    lifo.release(a, 0.7)
+    lifo.maintain(0.8)  # a is idle since 0.7
+    assert lifo.next_maintenance == 1.7
+    lifo.release(b, 0.9)
+    # at min_idle and not below it: nothing due
+    floor: PoolCore[FakeConn] = PoolCore(make_config(min_idle=1, max_connections=2), now=0.0)
+    assert floor.next_maintenance == _REFILL_RETRY  # below min_idle: look again soon
+    assert floor.maintain(0.0) == 1
+    floor.dialled_idle(FakeConn(), 0.1)
+    floor.maintain(0.2)
+    assert floor.next_maintenance == INF
