@@ -529,15 +529,16 @@ class LifecycleMachine(RuleBasedStateMachine):
                 self.lull()
             self.advance(round(timeout / 4 + 0.01, 6))
 
+    @precondition(lambda self: not self.model.is_closed)
     @rule(dice=st.integers(0, 19))
     def close(self, dice: int) -> None:
         """Close the pool (rarely: a closed pool ends the interesting part of a run)."""
-        if dice:
-            return
+        if not dice:
+            self.core.close()
+            self._closed()
+
+    def _closed(self) -> None:
         m = self.model
-        self.core.close()
-        if m.is_closed:
-            return
         m.is_closed = True
         for c in m.idle():
             m.close(c, "closed")
