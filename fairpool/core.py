@@ -49,6 +49,7 @@ __all__ = ["DIAL", "WAIT", "PoolCore", "Slot", "Waiter"]
 
 C = TypeVar("C")
 _INF = math.inf
+_REFILL_RETRY = 1.0  # seconds: check again this soon while the pool is below min_idle
 
 
 class _Token:
@@ -323,6 +324,11 @@ class PoolCore(Generic[C]):
         slot: Slot[C] = Slot(conn, self._seq, now, expires)
         self._slots[conn] = slot
         self.created += 1
+        # A new connection may bring a deadline forward: its own lifetime (jitter can make it
+        # expire before older ones) and, under LIFO, idle pruning once the pool is above min_idle.
+        due = min(expires, self._idle_deadline(now))
+        if due < self.next_maintenance:
+            self.next_maintenance = due
         return slot
 
     # ----------------------------------------------------------------- release
@@ -443,6 +449,10 @@ class PoolCore(Generic[C]):
             d = self._closed_endpoint_borrows
             d[slot.endpoint] = d.get(slot.endpoint, 0) + slot.borrows
         self.trash.append((slot.conn, reason))
+        if self._low:
+            # The demand window's spare connections: one fewer is left of those that sat idle
+            # at its lowest moment (or the load's peak needs one new connection).
+            self._low -= 1
         if self.config.min_idle:
             self.next_maintenance = -_INF  # refill soon
         self._grant_capacity()
@@ -546,7 +556,7 @@ class PoolCore(Generic[C]):
         if timeout is not None:
             floor = cfg.min_idle
             if self._lifo:
-                stale = [s for s in idle if now - s.released >= timeout]
+                stale = [s for s in idle if s.released + timeout <= now]  # as scheduled
                 stale.sort(key=lambda s: s.released)
                 for slot in stale:
                     if len(self._slots) <= floor:
@@ -611,22 +621,35 @@ class PoolCore(Generic[C]):
     def _balanced_victims(self, count: int, keep_one_per_endpoint: bool) -> list[Slot[C]]:
         """Choose up to ``count`` idle connections to close so that the open connections left stay
         balanced over endpoints: always take from the endpoint that holds the most (oldest
-        connection first). With ``keep_one_per_endpoint``, never take an endpoint's last one."""
+        connection first). With ``keep_one_per_endpoint``, never take an endpoint's last one.
+        Never widen the spread (most minus fewest over the endpoints that keep connections) beyond
+        what it was, or 1: when the crowded endpoints' connections are all in use, a sparse
+        endpoint's idle connection stays rather than fall further behind."""
         if count <= 0:
             return []
         per_endpoint: dict[str | None, int] = {}
         for slot in self._slots.values():
             per_endpoint[slot.endpoint] = per_endpoint.get(slot.endpoint, 0) + 1
+        known = [n for e, n in per_endpoint.items() if e is not None]
+        limit = max(max(known, default=0) - min(known, default=0), 1)
         candidates: dict[str | None, list[Slot[C]]] = {}
         for slot in sorted(self._idle, key=lambda s: s.seq, reverse=True):
             candidates.setdefault(slot.endpoint, []).append(slot)  # oldest last: popped first
         keep = 1 if keep_one_per_endpoint else 0
         victims: list[Slot[C]] = []
         while len(victims) < count:
+            top = max((n for e, n in per_endpoint.items() if e is not None), default=0)
             choices = [
                 e
                 for e, idle in candidates.items()
-                if idle and (e is None or per_endpoint[e] > keep)
+                if idle
+                and (
+                    e is None
+                    or (
+                        per_endpoint[e] > keep
+                        and (per_endpoint[e] == 1 or top - per_endpoint[e] < limit)
+                    )
+                )
             ]
             if not choices:
                 break
@@ -635,21 +658,34 @@ class PoolCore(Generic[C]):
             per_endpoint[endpoint] -= 1
         return victims
 
+    def _idle_deadline(self, now: float) -> float:
+        """When idle pruning may next close something: under LIFO the oldest idle connection's
+        idle timeout, while the pool is above ``min_idle`` (at or below it nothing may be pruned,
+        and a dial that lifts it above brings this forward); otherwise the demand window's end."""
+        cfg = self.config
+        if cfg.idle_timeout is None:
+            return _INF
+        if not self._lifo:
+            return self._window_end
+        if len(self._slots) <= cfg.min_idle:
+            return _INF
+        return min((s.released for s in self._idle), default=now) + cfg.idle_timeout
+
     def _schedule(self, now: float) -> None:
         cfg = self.config
-        due = _INF
-        if cfg.idle_timeout is not None:
-            if self._lifo:
-                oldest = min((s.released for s in self._idle), default=now)
-                due = oldest + cfg.idle_timeout
-            else:
-                due = self._window_end
+        due = self._idle_deadline(now)
         if cfg.max_lifetime is not None:
-            due = min(due, min((s.expires for s in self._idle), default=_INF))
+            # every connection not expired yet (a borrowed one may come back idle before it
+            # expires); expired borrowed ones are closed when released
+            due = min(
+                due, min((s.expires for s in self._slots.values() if s.expires > now), default=_INF)
+            )
         if self._period is not None:
             due = min(due, now + self._period)
-        if cfg.min_idle and len(self._slots) + self.dialling < cfg.min_idle:
-            due = min(due, now + 1.0)  # a refill that could not run (waiters, cap): retry soon
+        if cfg.min_idle and len(self._slots) < cfg.min_idle:
+            # below min_idle: a refill that could not run (waiters, cap) or whose dials are still
+            # in flight and may fail: look again soon
+            due = min(due, now + _REFILL_RETRY)
         self.next_maintenance = due
 
     # ------------------------------------------------------------ observation

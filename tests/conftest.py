@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import hypothesis
 import pytest
 
 from fairpool.tools.servers import (
@@ -31,6 +32,23 @@ from fairpool.tools.servers import (
 )
 
 RedisServersFactory = Callable[..., list[RedisServer]]
+
+# Mutation runs (tools/mutation sets FAIRPOOL_MUTATION=1) rerun the core's property tests for every
+# mutant: the same examples each time (a mutant is killed or not, never by luck), no example
+# database shared between the runs of different mutants, no shrinking (a failure is all that counts)
+# and fewer examples (tests/helpers.budget).
+hypothesis.settings.register_profile(
+    "mutation",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[
+        hypothesis.Phase.explicit,
+        hypothesis.Phase.generate,
+    ],  # a failure is enough: no shrinking
+)
+if os.environ.get("FAIRPOOL_MUTATION") == "1":
+    hypothesis.settings.load_profile("mutation")
 
 _SAVED_ENV_KEY = pytest.StashKey[tuple[bool, str | None]]()
 

@@ -38,6 +38,16 @@ class FakeConn:
         return f"C{self.id}"
 
 
+MUTATION = os.environ.get("FAIRPOOL_MUTATION") == "1"
+"""Set by tools/mutation: the core's property tests run derandomized and smaller."""
+
+
+def budget(examples: int) -> int:
+    """Hypothesis examples for a property test: ``examples``, or a fifth of them (at least 20)
+    in a mutation run, where every mutant runs the tests again and each run must take seconds."""
+    return max(20, examples // 5) if MUTATION else examples
+
+
 def borrow(core: PoolCore[FakeConn], now: float) -> FakeConn:
     """Borrow from the core as a shell would: an idle connection, or dial a new one."""
     got = core.acquire(now)

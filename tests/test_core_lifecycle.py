@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections import Counter
 
 import pytest
@@ -13,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fairpool.config import Policy, make_config
-from fairpool.core import WAIT, PoolCore, Slot, Waiter
+from fairpool.core import DIAL, WAIT, PoolCore, Slot, Waiter
+from fairpool.errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
 
-from .helpers import FakeConn, borrow, dial_new
+from .helpers import FakeConn, borrow, budget, dial_new
 
 
 def burst(core: PoolCore[FakeConn], n: int, now: float, endpoints: int = 0) -> list[FakeConn]:
@@ -118,7 +120,7 @@ def test_demand_window_keeps_what_peaks_need() -> None:
         max_size=200,
     ),
 )
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=budget(200), deadline=None)
 def test_pruning_never_touches_in_use_nor_goes_below_min_idle(
     policy: Policy, min_idle: int, ops: list[tuple[str, int]]
 ) -> None:
@@ -301,6 +303,23 @@ def test_expire_hold_waits_for_the_grace() -> None:
     core, _conn, waiter = _held_for("me")
     assert not core.expire_hold(1.004, 0.005) and core.held is not None
     assert core.expire_hold(1.006, 0.005) and waiter.slot is not None
+    core, _conn, waiter = _held_for("me")  # released at 1.0
+    assert not core.expire_hold(1.25, 0.5)
+    assert core.expire_hold(1.5, 0.5) and waiter.slot is not None  # the grace is over at 1.5
+
+
+def test_a_held_connection_left_idle_keeps_its_release_time() -> None:
+    """The only waiter gives up: the connection held for its owner becomes idle as released by
+    the owner at 1.0 (what idle pruning and the LIFO / FIFO order go by), not at 3.0."""
+    core, conn, waiter = _held_for("me")
+    assert core.cancel_wait(waiter, 3.0) is None
+    slot = core.slot_of(conn)
+    assert slot is not None and not slot.in_use and slot.released == 1.0
+    assert [s.conn for s in core.idle_slots()] == [conn]
+
+
+def test_tokens_name_themselves() -> None:
+    assert (repr(DIAL), repr(WAIT)) == ("DIAL", "WAIT")
 
 
 @pytest.mark.parametrize("policy", list(Policy))
@@ -347,6 +366,7 @@ def test_idle_taken_for_io_come_back_in_hand_out_order(
     core.put_back(taken, 7.0)
     assert [w.slot.conn for w in queued if w.slot is not None] == expected[:waiters]
     idle = [s.conn for s in core.idle_slots()]
+    assert core.idle_count == len(idle) == core.stats().idle
     if not meanwhile:
         assert idle == expected[waiters:]
     elif policy is Policy.FIFO:
@@ -373,3 +393,323 @@ def test_another_callers_discard_leaves_the_turn_alone() -> None:
     assert [c for c, _ in core.take_trash()] == [other]
     got = core.acquire(1.001, "me")
     assert isinstance(got, Slot) and got.conn is mine and core.stats().reborrows == 1
+
+
+def test_retire_idle_and_reserve_dial_for_the_shells_own_maintenance() -> None:
+    """Rebalancing (the sync shell's endpoints) closes one chosen idle connection and dials a
+    replacement: only an idle connection is retired; a dial is reserved only below the cap, with
+    nobody waiting and the pool open."""
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=3, block=True), now=0.0)
+    a, b, c = dial_new(core, 3, 0.0)
+    core.release(a, 0.0)
+    slot_a, slot_b = core.slot_of(a), core.slot_of(b)
+    assert slot_a is not None and slot_b is not None
+    assert not core.reserve_dial()  # at the cap
+    assert not core.retire_idle(slot_b, "rebalance")  # in use
+    assert core.retire_idle(slot_a, "rebalance")
+    assert not core.retire_idle(slot_a, "rebalance")  # gone already
+    assert core.take_trash() == [(a, "rebalance")] and core.stats().closed["rebalance"] == 1
+    core.release(c, 0.0, reusable=False)
+    core.take_trash()
+    assert core.reserve_dial() and core.reserve_dial() and core.dialling == 2
+    assert not core.reserve_dial()  # the cap counts the reserved dials
+    core.dial_failed()
+    assert core.acquire(0.1) is DIAL
+    assert core.acquire(0.1) is WAIT
+    core.enqueue(_Waiter(), 0.1)
+    core.dial_failed()  # the capacity goes to the waiter
+    assert not core.reserve_dial()  # ... and a waiter's claim comes first anyway
+    closed: PoolCore[FakeConn] = PoolCore(make_config(max_connections=2), now=0.0)
+    closed.close()
+    assert not closed.reserve_dial()
+
+
+def test_slot_repr() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=2), now=0.0)
+    (conn,) = dial_new(core, 1, 0.0)
+    slot = core.slot_of(conn)
+    assert repr(slot) == "<Slot #1 in_use ? borrows=1>"
+    assert slot is not None
+    slot.endpoint = "10.0.0.1:6379"
+    core.release(conn, 0.0)
+    assert repr(slot) == "<Slot #1 idle 10.0.0.1:6379 borrows=1>"
+
+
+def test_stats_per_endpoint_count_closed_connections_borrows() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(policy="fifo", max_connections=4), now=0.0)
+    conns = dial_new(core, 4, 0.0)
+    for conn, endpoint in zip(conns, ["p0", "p0", None, "p0"], strict=True):
+        core.slot_of(conn).endpoint = endpoint  # type: ignore[union-attr]
+    core.release(conns[3], 0.0, reusable=False)  # 1 borrow on p0, closed
+    for conn in conns[:3]:
+        core.release(conn, 0.0)
+    for _ in range(3):  # FIFO: each borrowed once more
+        got = core.acquire(1.0)
+        assert isinstance(got, Slot)
+        core.release(got.conn, 1.0)
+    got = core.acquire(2.0)  # the first p0 connection again: 3 borrows, then it breaks
+    assert isinstance(got, Slot) and got.conn is conns[0]
+    core.release(got.conn, 2.0, reusable=False)
+    st_ = core.stats()
+    assert st_.endpoint_borrows == {"p0": 6}
+    assert st_.endpoint_connections == {"p0": 1}
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+def test_put_back_after_close_expiry_or_twice(policy: Policy) -> None:
+    """Connections taken out for I/O come back to a pool that was closed meanwhile (closed), past
+    their lifetime (closed, also exactly at it), or twice (the second time changes nothing); the
+    others are usable again."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy=policy, max_connections=4, max_lifetime=10.0, lifetime_jitter=0.0),
+        now=0.0,
+        rng=lambda: 0.0,
+    )
+    old = dial_new(core, 2, 0.0)
+    (young,) = dial_new(core, 1, 5.0)
+    for conn in [*old, young]:
+        core.release(conn, 6.0)
+    taken = core.take_idle()
+    core.put_back(taken, 10.0)  # exactly the lifetime of the two old ones
+    assert sorted(c.id for c, r in core.take_trash() if r == "lifetime") == sorted(
+        c.id for c in old
+    )
+    assert [s.conn for s in core.idle_slots()] == [young] and core.idle_count == 1
+    core.put_back(taken, 10.5)  # again: nothing changes
+    assert not core.trash and core.idle_count == 1 and core.open_count == 1
+    got = core.acquire(11.0)
+    assert isinstance(got, Slot) and got.conn is young and not got.taken
+    assert core.release(young, 11.0)
+    taken = core.take_idle()
+    core.close()
+    core.put_back(taken, 12.0)
+    assert core.take_trash() == [(young, "closed")] and core.open_count == 0
+
+
+def test_put_back_skips_a_closed_slot_and_goes_on() -> None:
+    """A slot in the list that is no longer the pool's does not stop the others coming back."""
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=4), now=0.0)
+    conns = dial_new(core, 2, 0.0)
+    for conn in conns:
+        core.release(conn, 0.0)
+    taken = core.take_idle()
+    stranger = Slot(FakeConn(), 99, 0.0, float("inf"))
+    stranger.taken = True
+    core.put_back([stranger, *taken], 1.0)
+    assert {s.conn for s in core.idle_slots()} == set(conns) and core.idle_count == 2
+
+
+def test_stats_snapshot_every_field() -> None:
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy="round_robin", max_connections=3, block=True), now=0.0
+    )
+    a, b = dial_new(core, 2, 0.0)
+    core.slot_of(a).endpoint = "p0"  # type: ignore[union-attr]
+    assert core.acquire(0.0) is DIAL  # a third, still dialling
+    assert core.acquire(0.0) is WAIT
+    first = _Waiter()
+    core.enqueue(first, 1.0)
+    core.release(a, 3.5)  # handed to the waiter after 2.5 s
+    assert first.slot is not None
+    for t in (4.0, 4.5):  # two callers give up after a second
+        assert core.acquire(t) is WAIT
+        waiter = _Waiter()
+        core.enqueue(waiter, t)
+        with pytest.raises(PoolTimeoutError, match=r"waited 1\.000s"):
+            core.finish_wait(waiter, t + 1.0)
+    assert core.acquire(5.0) is WAIT
+    second = _Waiter()
+    core.enqueue(second, 5.0)
+    core.release(b, 5.0, reusable=False)  # its capacity goes to the second waiter: it dials
+    assert core.finish_wait(second, 6.0) is DIAL
+    st_ = core.stats()
+    expected = {
+        "policy": "round_robin",
+        "max_connections": 3,
+        "idle": 0,
+        "in_use": 1,
+        "dialling": 2,
+        "waiting": 0,
+        "created": 2,
+        "closed": {**dict.fromkeys(st_.closed, 0), "error": 1},
+        "borrows": 3,
+        "hits": 1,
+        "misses": 2,
+        "waits": 4,
+        "wait_time_total": 5.5,
+        "wait_time_max": 2.5,
+        "timeouts": 2,
+        "reborrows": 0,
+        "endpoint_borrows": {"p0": 2},
+        "endpoint_connections": {"p0": 1},
+    }
+    assert {k: v for k, v in st_.as_dict().items() if k in expected} == expected
+
+
+def test_closing_fails_waiters_with_a_clear_message() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=1, block=True), now=0.0)
+    dial_new(core, 1, 0.0)
+    assert core.acquire(0.0) is WAIT
+    waiter = _Waiter()
+    core.enqueue(waiter, 0.0)
+    core.close()
+    with pytest.raises(PoolClosedError) as info:
+        core.finish_wait(waiter, 1.0)
+    assert str(info.value) == "fairpool: the connection pool was closed"
+
+
+def test_a_connection_released_at_its_lifetime_is_not_held() -> None:
+    """Released by its owner exactly when its lifetime ends, while someone waits: it is closed
+    (not held for a turn), and the waiter gets the capacity."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=1, block=True, max_lifetime=10.0, lifetime_jitter=0.0),
+        now=0.0,
+    )
+    (conn,) = dial_new(core, 1, 0.0)
+    assert core.acquire(5.0, "other") is WAIT
+    waiter = _Waiter()
+    core.enqueue(waiter, 5.0)
+    assert core.release(conn, 10.0, True, "me")
+    assert core.held is None and core.holds == 0 and waiter.dial
+    assert core.take_trash() == [(conn, "lifetime")]
+
+
+def test_holds_are_counted() -> None:
+    core, conn, _waiter = _held_for("me")
+    assert core.holds == 1
+    got = core.acquire(1.001, "me")
+    assert isinstance(got, Slot) and got.conn is conn
+    assert core.release(conn, 1.002, True, "me")  # the turn goes on (turn_borrows=4)
+    assert core.holds == 2
+
+
+def test_error_messages_name_the_cause() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=2, block=False), now=0.0)
+    dial_new(core, 2, 0.0)
+    with pytest.raises(PoolExhaustedError) as exhausted:
+        core.acquire(0.0)
+    assert str(exhausted.value) == (
+        "Too many connections: fairpool pool exhausted, all 2 connections in use "
+        "(max_connections); pass block=True to wait for one"
+    )
+    core.close()
+    with pytest.raises(PoolClosedError) as closed:
+        core.acquire(0.0)
+    assert str(closed.value) == "fairpool: the connection pool is closed"
+
+
+def test_turns_and_counters_step_by_step() -> None:
+    """turn_borrows=2 on one connection: every borrow route (dial, idle, reborrow in a turn,
+    hand-off to a waiter) counts one borrow and one hit or miss, and starts or continues the
+    turn that decides whether the next release holds the connection."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=1, block=True, turn_borrows=2), now=0.0
+    )
+    (conn,) = dial_new(core, 1, 0.0)
+    slot = core.slot_of(conn)
+    assert slot is not None and (slot.borrows, slot.turn) == (1, 1)
+    core.release(conn, 0.1)
+    assert core.acquire(0.2, "me") is slot and (slot.borrows, slot.turn) == (2, 1)
+    first = _Waiter()
+    assert core.acquire(0.3, "other") is WAIT
+    core.enqueue(first, 0.3)
+    assert core.release(conn, 0.4, True, "me") and core.held is slot  # turn 1 of 2: held
+    assert core.acquire(0.5, "me") is slot and (slot.borrows, slot.turn) == (3, 2)
+    assert core.release(conn, 0.6, True, "me") and core.held is None  # the turn is over
+    assert first.slot is slot and (slot.borrows, slot.turn) == (4, 1)
+    second = _Waiter()
+    assert core.acquire(0.7, "third") is WAIT
+    core.enqueue(second, 0.7)
+    assert core.release(conn, 0.8, True, "other") and core.held is slot  # other's turn 1: held
+    assert core.acquire(0.9, "other") is slot and (slot.borrows, slot.turn) == (5, 2)
+    st_ = core.stats()
+    assert (st_.borrows, st_.hits, st_.misses, st_.reborrows, core.holds) == (5, 4, 1, 2, 2)
+
+
+def test_nothing_is_handed_out_at_the_end_of_its_lifetime() -> None:
+    """Exactly at ``expires`` a connection is over: neither borrowed from idle nor given back in
+    a turn."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=2, max_lifetime=10.0, lifetime_jitter=0.0), now=0.0
+    )
+    (conn,) = dial_new(core, 1, 0.0)
+    core.release(conn, 1.0)
+    assert core.acquire(10.0) is DIAL
+    assert core.take_trash() == [(conn, "lifetime")]
+    core, conn, waiter = _held_for("me", max_lifetime=10.0, lifetime_jitter=0.0)
+    assert core.acquire(10.0, "me") is WAIT
+    assert core.take_trash() == [(conn, "lifetime")] and waiter.dial
+
+
+def test_round_robin_starts_at_the_first_connection_refilled() -> None:
+    """Connections dialled by the min_idle refill were never handed out: the ring starts at the
+    first of them."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy="round_robin", min_idle=3, max_connections=3), now=0.0
+    )
+    assert core.maintain(0.0) == 3
+    conns = [FakeConn() for _ in range(3)]
+    for conn in conns:
+        core.dialled_idle(conn, 0.1)
+    assert [s.conn for s in core.idle_slots()] == conns
+    assert all(s.borrows == 0 and not s.suspect for s in core.idle_slots())  # never borrowed
+    got = core.acquire(0.2)
+    assert isinstance(got, Slot) and got.conn is conns[0]
+
+
+def test_the_clock_defaults_to_monotonic() -> None:
+    before = time.monotonic()
+    core: PoolCore[FakeConn] = PoolCore(make_config(policy="fifo", idle_timeout=5.0))
+    assert before + 5.0 <= core.next_maintenance <= time.monotonic() + 5.0
+
+
+def test_a_borrowed_connection_expiring_now_does_not_keep_maintenance_due() -> None:
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=2, max_lifetime=10.0, lifetime_jitter=0.0), now=0.0
+    )
+    (conn,) = dial_new(core, 1, 0.0)
+    assert core.next_maintenance == 10.0
+    core.maintain(10.0)  # it is borrowed: closed when it comes back, nothing to do now
+    assert core.next_maintenance > 10.0
+    core.release(conn, 10.0)
+    assert core.take_trash() == [(conn, "lifetime")]
+
+
+def test_a_new_connection_record_and_a_new_waiter() -> None:
+    """What the shells find on a connection the pool has just taken in, and on a new waiter."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(policy="round_robin", min_idle=2, max_connections=2), now=0.0
+    )
+    assert core.maintain(0.0) == 2
+    slot = core.dialled_idle(FakeConn(), 2.5)
+    assert (slot.created, slot.released, slot.borrows, slot.turn) == (2.5, 2.5, 0, 0)
+    assert slot.endpoint is None and slot.aux is None and slot.target is None
+    assert slot.suspect is False and slot.taken is False and slot.in_use is False
+    other = core.dialled_idle(FakeConn(), 2.6)
+    slot.endpoint = other.endpoint = "p1"
+    assert core.stats().endpoint_connections == {"p1": 2}
+    waiter = _Waiter()
+    assert (waiter.slot, waiter.dial, waiter.error, waiter.since, waiter.done) == (
+        None,
+        False,
+        None,
+        0.0,
+        False,
+    )
+
+
+def test_a_dialled_connection_was_last_used_when_created() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=2), now=0.0)
+    (conn,) = dial_new(core, 1, 3.0)
+    slot = core.slot_of(conn)
+    assert slot is not None and slot.created == slot.released == 3.0 and slot.in_use
+
+
+def test_wait_time_max_of_a_short_wait() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=1, block=True), now=0.0)
+    (conn,) = dial_new(core, 1, 0.0)
+    assert core.acquire(0.0) is WAIT
+    waiter = _Waiter()
+    core.enqueue(waiter, 0.0)
+    core.release(conn, 0.5)
+    assert waiter.slot is not None and core.stats().wait_time_max == 0.5

@@ -24,7 +24,7 @@ from fairpool.config import Policy, make_config
 from fairpool.core import DIAL, WAIT, PoolCore, Slot, Waiter
 from fairpool.errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
 
-from .helpers import FakeConn, dial_new
+from .helpers import FakeConn, budget, dial_new
 
 POLICIES = [Policy.LIFO, Policy.FIFO, Policy.ROUND_ROBIN]
 OWNERS = st.none() | st.integers(1, 3)  # None: a caller the shell does not name (no turns)
@@ -542,7 +542,7 @@ class CoreMachine(RuleBasedStateMachine):
 
 
 TestCoreMachine = CoreMachine.TestCase
-TestCoreMachine.settings = settings(max_examples=500, stateful_step_count=60, deadline=None)
+TestCoreMachine.settings = settings(max_examples=budget(500), stateful_step_count=60, deadline=None)
 
 
 # ------------------------------------------------------------------ distribution
