@@ -65,7 +65,7 @@ def _sync_pool(kind: str, host: str, port: int, **kwargs: Any) -> Any:
 
 def _close(pool: Any) -> None:
     if isinstance(pool, fairpool.ConnectionPool):
-        pool.close()
+        pool.shutdown()
     else:
         pool.disconnect()
 
@@ -185,7 +185,7 @@ def test_endpoint_outage(benchmark: Any, figures: Figures, policy: str) -> None:
             socket_connect_timeout=1,
         )
         result = _once(benchmark, lambda: endpoint_outage(pool, servers, down=1, outage=3.0))
-        pool.close()
+        pool.shutdown()
     finally:
         for s in servers:
             s.stop()
@@ -209,7 +209,7 @@ def test_cancel_storm(benchmark: Any, server: RedisServer, figures: Figures, kin
         storm, pool = await cancel_storm(make, seconds=4.0)
         if kind == "fairpool":
             created = pool.stats().created
-            await pool.aclose()
+            await pool.ashutdown()
         else:
             created = len(pool._available_connections) + len(pool._in_use_connections)
             await pool.disconnect()

@@ -416,7 +416,7 @@ def test_cancelled_reconnect_finishes_in_the_background(redis_url: str) -> None:
 
 def test_disconnect_during_abandoned_dials_keeps_counts_exact(redis_url: str) -> None:
     """disconnect() closes the sockets the pool holds; a dial still running for a caller that
-    gave up lands afterwards as a fresh idle connection; aclose() then closes everything."""
+    gave up lands afterwards as a fresh idle connection; ashutdown() then closes everything."""
 
     async def main() -> None:
         fds = len(os.listdir("/proc/self/fd"))
@@ -432,7 +432,7 @@ def test_disconnect_during_abandoned_dials_keeps_counts_exact(redis_url: str) ->
         stats = pool.stats()
         assert (stats.created, stats.open, stats.closed_total) == (2, 2, 0)
         assert await aredis.Redis(connection_pool=pool).ping()
-        await pool.aclose()
+        await pool.ashutdown()
         stats = pool.stats()
         assert (stats.open, stats.closed["closed"]) == (0, 2)
         assert len(os.listdir("/proc/self/fd")) == fds
@@ -440,7 +440,7 @@ def test_disconnect_during_abandoned_dials_keeps_counts_exact(redis_url: str) ->
     arun(main())
 
 
-def test_aclose_stops_abandoned_dials(redis_url: str) -> None:
+def test_ashutdown_stops_abandoned_dials(redis_url: str) -> None:
     async def main() -> None:
         fds = len(os.listdir("/proc/self/fd"))
         pool = ConnectionPool.from_url(redis_url, connection_class=SlowConnection)
@@ -449,7 +449,7 @@ def test_aclose_stops_abandoned_dials(redis_url: str) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await pool.aclose()
+        await pool.ashutdown()
         stats = pool.stats()
         assert (stats.dialling, stats.open, stats.created) == (0, 0, 0)
         await asyncio.sleep(0.4)  # past the dial time: nothing comes back to life

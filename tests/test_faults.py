@@ -180,7 +180,7 @@ def test_kill_storm_errors_per_kill_sync(redis_servers: Servers, load: str) -> N
     assert fp.kills > 0 and rp.kills > 0
     not_worse(fp, rp)
     exact(pool.stats())
-    pool.close()
+    pool.shutdown()
     assert fds() <= before
 
 
@@ -199,7 +199,7 @@ def test_kill_storm_errors_per_kill_asyncio(redis_servers: Servers, load: str) -
         )
         stats = pool.stats() if kind == "fairpool" else None
         if kind == "fairpool":
-            await pool.aclose()
+            await pool.ashutdown()
         else:
             await pool.disconnect()
         return result, stats
@@ -236,7 +236,7 @@ def test_restart_and_stall_fairpool_against_redis_py(redis_servers: Servers) -> 
             results[kind, fault] = under_load(pool, make_fault(), after=2.5)
             if isinstance(pool, fairpool.ConnectionPool):
                 exact(pool.stats())
-                pool.close()
+                pool.shutdown()
             else:
                 pool.disconnect()
     for fault in ("restart", "stall"):
@@ -264,7 +264,7 @@ def test_flaky_proxy_never_misroutes_a_reply(redis_servers: Servers) -> None:
             results[kind] = (load, proxy.resets - resets)
             if isinstance(pool, fairpool.ConnectionPool):
                 exact(pool.stats())
-                pool.close()
+                pool.shutdown()
             else:
                 pool.disconnect()
     (fp, fp_resets), (rp, rp_resets) = results["fairpool"], results["redis-py"]
@@ -295,7 +295,7 @@ def test_endpoint_down_and_back_gets_its_share_soon(redis_servers: Servers, poli
     assert outage.recovered_after is not None and outage.recovered_after < 6.0, outage
     assert outage.errors <= 32, outage  # about one per connection to the endpoint that failed
     exact(pool.stats())
-    pool.close()
+    pool.shutdown()
     time.sleep(0.1)
     assert fds() <= before
 
@@ -306,7 +306,7 @@ def test_cancellation_storm_warms_the_pool(redis_servers: Servers) -> None:
     """300 tasks, each GET under wait_for with a 1-20 ms deadline, on a fresh
     BlockingConnectionPool(max_connections=50): fairpool completes at least as many commands as
     redis.asyncio's pool (best of two paired runs, for noise) and reaches its cap; nothing
-    leaks and the counters are exact after aclose()."""
+    leaks and the counters are exact after ashutdown()."""
     (server,) = redis_servers(1)
     before = fds()
 
@@ -323,7 +323,7 @@ def test_cancellation_storm_warms_the_pool(redis_servers: Servers) -> None:
         stats = None
         if kind == "fairpool":
             stats = pool.stats()
-            await pool.aclose()
+            await pool.ashutdown()
             after = pool.stats()
             assert (after.open, after.dialling) == (0, 0), after
             exact(after)
