@@ -713,3 +713,94 @@ def test_wait_time_max_of_a_short_wait() -> None:
     core.enqueue(waiter, 0.0)
     core.release(conn, 0.5)
     assert waiter.slot is not None and core.stats().wait_time_max == 0.5
+
+
+# ------------------------------------------------------------------------------ the core's part
+def test_broken_connection_makes_older_idle_siblings_to_its_endpoint_suspect() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=8), now=0.0)
+    conns = dial_new(core, 5, 0.0)
+    slots = [core.slot_of(c) for c in conns]
+    for slot, endpoint in zip(slots, ["a", "a", "b", "a", "a"], strict=True):
+        assert slot is not None
+        slot.endpoint = endpoint
+    for c in conns[:3]:
+        core.release(c, 0.0)
+    broken = slots[3]
+    assert broken is not None
+    core.broken(broken)  # a command on conns[3] failed
+    assert [s.suspect for s in slots[:3]] == [True, True, False]  # older, same endpoint only
+    core.release(conns[4], 0.0)
+    assert slots[4] is not None and not slots[4].suspect  # newer: not suspect
+    assert core.needs_check(slots[0], 0.01)  # suspect: full check even when fresh
+    assert not core.needs_check(slots[2], 0.01)
+    assert core.needs_check(slots[2], 0.25)  # idle for health_check_after
+
+
+def test_retire_closes_idle_now_and_borrowed_on_release() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=3), now=0.0)
+    a, b = dial_new(core, 2, 0.0)
+    core.release(a, 0.0)
+    slot_a, slot_b = core.slot_of(a), core.slot_of(b)
+    assert slot_a is not None and slot_b is not None
+    assert core.retire(slot_a, "rebalance") and core.open_count == 1
+    assert core.retire(slot_b, "rebalance") and not core.retire(slot_b, "rebalance")
+    assert core.open_count == 1  # still borrowed
+    core.release(b, 1.0)
+    stats = core.stats()
+    assert stats.closed["rebalance"] == 2 and stats.closed["lifetime"] == 0 and stats.open == 0
+    assert [reason for _, reason in core.take_trash()] == ["rebalance", "rebalance"]
+    got = core.acquire(1.0)
+    assert not isinstance(got, Slot)  # nothing idle: dial
+
+
+def test_broken_marks_only_idle_siblings_created_before_it() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=4), now=0.0)
+    conns = dial_new(core, 3, 0.0)
+    slots = [core.slot_of(c) for c in conns]
+    for slot in slots:
+        assert slot is not None
+        slot.endpoint = "a"
+    core.release(conns[0], 0.0)  # idle and older
+    broken = slots[1]
+    assert broken is not None and slots[0] is not None and slots[2] is not None
+    core.broken(broken)
+    assert slots[0].suspect and not broken.suspect  # the broken one itself is not marked
+    assert not slots[2].suspect  # borrowed and newer: untouched
+    core.broken(slots[0])  # nothing idle is older than the oldest
+    assert not slots[2].suspect
+
+
+def test_needs_check_boundary_is_health_check_after() -> None:
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=2, health_check_after=0.5), now=0.0
+    )
+    (c,) = dial_new(core, 1, 0.0)
+    core.release(c, 1.0)
+    slot = core.slot_of(c)
+    assert slot is not None and not slot.suspect
+    assert not core.needs_check(slot, 1.4999)
+    assert core.needs_check(slot, 1.5)  # exactly health_check_after: checked
+    slot.suspect = True
+    assert core.needs_check(slot, 1.0)
+
+
+def test_retire_refuses_foreign_and_retiring_connections_and_keeps_the_reason() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=4), now=0.0)
+    a, b, c = dial_new(core, 3, 0.0)
+    slot_a, slot_b, slot_c = core.slot_of(a), core.slot_of(b), core.slot_of(c)
+    assert slot_a is not None and slot_b is not None and slot_c is not None
+    assert slot_b.retire is None and slot_b.expires > 1e9
+    assert core.retire(slot_b, "error")  # borrowed: marked, closed on release
+    assert slot_b.retire == "error" and slot_b.expires < 0 and core.open_count == 3
+    assert not core.retire(slot_b, "rebalance")  # already retiring: the first reason stays
+    assert slot_b.retire == "error"
+    core.release(c, 0.0)
+    core.release(a, 0.0)
+    assert core.retire(slot_c, "rebalance") and core.idle_count == 1  # idle: closed at once
+    assert not core.retire(slot_c, "rebalance")  # no longer the pool's
+    core.release(b, 1.0)
+    stats = core.stats()
+    assert stats.closed["error"] == 1 and stats.closed["rebalance"] == 1
+    assert stats.closed["lifetime"] == 0 and stats.open == 1
+    assert [r for _, r in core.take_trash()] == ["rebalance", "error"]
+    assert core.acquire(2.0) is slot_a  # the remaining one is handed out as before

@@ -20,8 +20,6 @@ from redis.backoff import NoBackoff
 
 import fairpool
 import fairpool.asyncio as fasync
-from fairpool.config import make_config
-from fairpool.core import PoolCore, Slot
 from fairpool.tools.faults import (
     FlakyProxy,
     KillStorm,
@@ -35,7 +33,7 @@ from fairpool.tools.faults import (
 )
 from fairpool.tools.servers import RedisServer
 
-from .helpers import NO_RETRY, FakeConn, dial_new
+from .helpers import NO_RETRY
 
 Servers = Callable[..., list[RedisServer]]
 
@@ -48,44 +46,6 @@ def exact(stats: fairpool.PoolStats) -> None:
     """Counters add up: every connection created is open, being closed counted, nothing else."""
     assert stats.created == stats.open + stats.closed_total, stats
     assert stats.open == stats.idle + stats.in_use, stats
-
-
-# ------------------------------------------------------------------------------ the core's part
-def test_broken_connection_makes_older_idle_siblings_to_its_endpoint_suspect() -> None:
-    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=8), now=0.0)
-    conns = dial_new(core, 5, 0.0)
-    slots = [core.slot_of(c) for c in conns]
-    for slot, endpoint in zip(slots, ["a", "a", "b", "a", "a"], strict=True):
-        assert slot is not None
-        slot.endpoint = endpoint
-    for c in conns[:3]:
-        core.release(c, 0.0)
-    broken = slots[3]
-    assert broken is not None
-    core.broken(broken)  # a command on conns[3] failed
-    assert [s.suspect for s in slots[:3]] == [True, True, False]  # older, same endpoint only
-    core.release(conns[4], 0.0)
-    assert slots[4] is not None and not slots[4].suspect  # newer: not suspect
-    assert core.needs_check(slots[0], 0.01)  # suspect: full check even when fresh
-    assert not core.needs_check(slots[2], 0.01)
-    assert core.needs_check(slots[2], 0.25)  # idle for health_check_after
-
-
-def test_retire_closes_idle_now_and_borrowed_on_release() -> None:
-    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=3), now=0.0)
-    a, b = dial_new(core, 2, 0.0)
-    core.release(a, 0.0)
-    slot_a, slot_b = core.slot_of(a), core.slot_of(b)
-    assert slot_a is not None and slot_b is not None
-    assert core.retire(slot_a, "rebalance") and core.open_count == 1
-    assert core.retire(slot_b, "rebalance") and not core.retire(slot_b, "rebalance")
-    assert core.open_count == 1  # still borrowed
-    core.release(b, 1.0)
-    stats = core.stats()
-    assert stats.closed["rebalance"] == 2 and stats.closed["lifetime"] == 0 and stats.open == 0
-    assert [reason for _, reason in core.take_trash()] == ["rebalance", "rebalance"]
-    got = core.acquire(1.0)
-    assert not isinstance(got, Slot)  # nothing idle: dial
 
 
 # --------------------------------------------------------- 1. dead connections on a busy pool
