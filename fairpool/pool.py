@@ -186,8 +186,10 @@ class _Probe:
             try:
                 poller = select.poll()
                 poller.register(sock.fileno(), select.POLLIN)
-            except (OSError, ValueError):
-                return  # a closed socket: stays unarmed, so every borrow takes the slow path
+            except (OSError, ValueError, TypeError):
+                # A closed socket, or a stand-in without a real descriptor (a test double's
+                # mock socket): stays unarmed, so every borrow takes the slow path.
+                return
             self.poll = poller.poll
         self.sock = sock
 
