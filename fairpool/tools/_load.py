@@ -5,12 +5,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from redis.connection import ConnectionPool as RedisConnectionPool
 
 from ..pool import ConnectionPool as FairConnectionPool
 
-__all__ = ["close_pool", "run_workers"]
+__all__ = ["LoadProgress", "close_pool", "run_workers"]
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """What a progress event of a timed load says (each command adds what it runs)."""
+
+    phase: str
+    """Which step of the run this is (each command names its own)."""
+    elapsed: float = 0.0
+    """Seconds of the load so far."""
+    duration: float = 0.0
+    """Seconds the load is to last."""
+    ops: int = 0
+    """Commands completed so far."""
 
 
 def run_workers(

@@ -21,37 +21,10 @@ their statistics), :mod:`.run` (measuring) and :mod:`.report` (the table).
 
 from __future__ import annotations
 
-from .config import (
-    POOL_KINDS,
-    POOL_LABELS,
-    REFERENCE,
-    BenchConfig,
-    BenchInterrupted,
-    default_cpu,
-    parse_pools,
-    parse_threads,
-)
-from .report import render_report, render_table
-from .results import BenchProgress, BenchResult, BenchRow, BenchSummary, percentile
-from .run import make_bench_pool, measure, run_bench
+from . import config, report, results, run
+from .config import *  # noqa: F403
+from .report import *  # noqa: F403
+from .results import *  # noqa: F403
+from .run import *  # noqa: F403
 
-__all__ = [
-    "POOL_KINDS",
-    "POOL_LABELS",
-    "REFERENCE",
-    "BenchConfig",
-    "BenchInterrupted",
-    "BenchProgress",
-    "BenchResult",
-    "BenchRow",
-    "BenchSummary",
-    "default_cpu",
-    "make_bench_pool",
-    "measure",
-    "parse_pools",
-    "parse_threads",
-    "percentile",
-    "render_report",
-    "render_table",
-    "run_bench",
-]
+__all__ = config.__all__ + report.__all__ + results.__all__ + run.__all__

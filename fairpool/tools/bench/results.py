@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._load import LoadProgress
 from ..display import mask_url
 from .config import POOL_LABELS, REFERENCE, BenchConfig
 
@@ -152,20 +153,20 @@ class BenchResult:
         }
 
 
-@dataclass(frozen=True)
-class BenchProgress:
+@dataclass(frozen=True, kw_only=True)
+class BenchProgress(LoadProgress):
     """A progress report to :func:`run_bench`'s callback: ``phase`` is ``"start"``, ``"run"``
     (about ten times a second, with ``elapsed`` and ``ops``) or ``"done"`` (with ``row``).
     ``index`` counts the measurements from 0 up to ``count``."""
 
     pool: str
+    """The pool kind being measured."""
     threads: int
-    phase: str
-    elapsed: float = 0.0
-    duration: float = 0.0
-    ops: int = 0
+    """Its thread count."""
     row: BenchRow | None = None
+    """The measurement (``"done"``)."""
     repeat: int = 0
+    """Which repeat (0-based)."""
     index: int = 0
     count: int = 0
 

@@ -198,7 +198,16 @@ def _measure_one(
     def event(phase: str, elapsed: float = 0.0, ops: int = 0, row: BenchRow | None = None) -> None:
         report(
             BenchProgress(
-                kind, threads, phase, elapsed, config.duration, ops, row, repeat, index, count
+                phase,
+                elapsed,
+                config.duration,
+                ops,
+                pool=kind,
+                threads=threads,
+                row=row,
+                repeat=repeat,
+                index=index,
+                count=count,
             )
         )
 

@@ -30,46 +30,11 @@ The modules, by concept: :mod:`.model` (the configuration, results and progress 
 
 from __future__ import annotations
 
-from .balancer import BalancedConnection, RoundRobinBalancer
-from .model import (
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_POLICIES,
-    POLICY_LABELS,
-    REFERENCE,
-    DemoConfig,
-    DemoInterrupted,
-    DemoProgress,
-    DemoResult,
-    PolicyResult,
-    ProgressCallback,
-    parse_policies,
-)
-from .plot import PLOT_MISSING, plot_available, write_plot
-from .report import render_live, render_report, render_table, summarize
-from .scenario import make_pool, run_demo, run_scenario
+from . import balancer, model, plot, report, scenario
+from .balancer import *  # noqa: F403
+from .model import *  # noqa: F403
+from .plot import *  # noqa: F403
+from .report import *  # noqa: F403
+from .scenario import *  # noqa: F403
 
-__all__ = [
-    "DEFAULT_IDLE_TIMEOUT",
-    "DEFAULT_POLICIES",
-    "PLOT_MISSING",
-    "POLICY_LABELS",
-    "REFERENCE",
-    "BalancedConnection",
-    "DemoConfig",
-    "DemoInterrupted",
-    "DemoProgress",
-    "DemoResult",
-    "PolicyResult",
-    "ProgressCallback",
-    "RoundRobinBalancer",
-    "make_pool",
-    "parse_policies",
-    "plot_available",
-    "render_live",
-    "render_report",
-    "render_table",
-    "run_demo",
-    "run_scenario",
-    "summarize",
-    "write_plot",
-]
+__all__ = balancer.__all__ + model.__all__ + plot.__all__ + report.__all__ + scenario.__all__

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._load import LoadProgress
 from .._options import parse_choice_list
 
 __all__ = [
@@ -96,22 +97,19 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         """Validate the numbers."""
-        if self.proxies < 1:
-            raise ValueError("proxies must be >= 1")
-        if self.burst < 1:
-            raise ValueError("burst must be >= 1")
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
-        if not self.duration > 0:
-            raise ValueError("duration must be > 0")
-        if self.idle_timeout is not None and not self.idle_timeout > 0:
-            raise ValueError("idle_timeout must be > 0")
-        if self.min_idle < 0:
-            raise ValueError("min_idle must be >= 0")
-        if self.hold < 0:
-            raise ValueError("hold must be >= 0")
-        if not self.sample_interval > 0:
-            raise ValueError("sample_interval must be > 0")
+        rules = (
+            ("proxies", self.proxies >= 1, ">= 1"),
+            ("burst", self.burst >= 1, ">= 1"),
+            ("concurrency", self.concurrency >= 1, ">= 1"),
+            ("duration", self.duration > 0, "> 0"),
+            ("idle_timeout", self.idle_timeout is None or self.idle_timeout > 0, "> 0"),
+            ("min_idle", self.min_idle >= 0, ">= 0"),
+            ("hold", self.hold >= 0, ">= 0"),
+            ("sample_interval", self.sample_interval > 0, "> 0"),
+        )
+        for name, valid, rule in rules:
+            if not valid:
+                raise ValueError(f"{name} must be {rule}")
         object.__setattr__(self, "policies", parse_policies(self.policies))
 
     @property
@@ -234,8 +232,8 @@ class DemoResult:
         }
 
 
-@dataclass(frozen=True)
-class DemoProgress:
+@dataclass(frozen=True, kw_only=True)
+class DemoProgress(LoadProgress):
     """A progress report from :func:`run_scenario` to its ``progress`` callback.
 
     ``phase`` is ``"start"``, ``"burst"``, ``"load"`` (repeated about ten times a second, with
@@ -244,11 +242,9 @@ class DemoProgress:
     """
 
     policy: str
-    phase: str
-    elapsed: float = 0.0
-    duration: float = 0.0
-    ops: int = 0
+    """The policy being run."""
     result: PolicyResult | None = None
+    """The figures so far (``"load"``, now and then) or the final ones (``"done"``)."""
 
 
 ProgressCallback = Callable[[DemoProgress], None]

@@ -53,19 +53,15 @@ def make_pool(
     ``min_idle`` do not apply); the other names give a :class:`fairpool.ConnectionPool` with that
     policy.
     """
+    balanced: dict[str, Any] = {
+        "connection_class": BalancedConnection,
+        "max_connections": max_connections,
+        "balancer": balancer,
+    }
     if policy == REFERENCE:
-        return RedisConnectionPool(
-            connection_class=BalancedConnection,
-            max_connections=max_connections,
-            balancer=balancer,
-        )
+        return RedisConnectionPool(**balanced)
     return FairConnectionPool(
-        connection_class=BalancedConnection,
-        max_connections=max_connections,
-        policy=policy,
-        idle_timeout=idle_timeout,
-        min_idle=min_idle,
-        balancer=balancer,
+        policy=policy, idle_timeout=idle_timeout, min_idle=min_idle, **balanced
     )
 
 
@@ -175,7 +171,7 @@ def run_scenario(
     try:
         admin.wait_idle()
         admin.reset_stats()
-        report(DemoProgress(policy, "burst", duration=config.duration))
+        report(DemoProgress(phase="burst", duration=config.duration, policy=policy))
         errors = _burst(pool, config.burst, config.hold, stop)
         if stop.is_set():
             raise DemoInterrupted()
@@ -222,7 +218,9 @@ def run_scenario(
             if elapsed >= next_sample[0] and elapsed < config.duration:
                 next_sample[0] = elapsed + config.sample_interval
                 partial = snapshot(ops, elapsed)
-            report(DemoProgress(policy, "load", elapsed, config.duration, ops, partial))
+            report(
+                DemoProgress("load", elapsed, config.duration, ops, policy=policy, result=partial)
+            )
 
         ops, seconds, errors = _load(pool, config.concurrency, config.duration, stop, tick)
         if stop.is_set():
@@ -230,7 +228,7 @@ def run_scenario(
         if errors:
             raise errors[0]
         result = snapshot(ops, seconds, final=True)
-        report(DemoProgress(policy, "done", seconds, config.duration, ops, result))
+        report(DemoProgress("done", seconds, config.duration, ops, policy=policy, result=result))
         return result
     finally:
         close_pool(pool)
@@ -279,7 +277,7 @@ def run_demo(
                 if stop.is_set():
                     raise DemoInterrupted()
                 if progress is not None:
-                    progress(DemoProgress(policy, "start", duration=config.duration))
+                    progress(DemoProgress(phase="start", duration=config.duration, policy=policy))
                 result.results.append(
                     run_scenario(
                         policy, group.servers, config, admin=admin, stop=stop, progress=progress

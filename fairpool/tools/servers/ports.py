@@ -6,7 +6,7 @@ import random
 import socket
 import threading
 
-__all__ = ["HOST", "free_port", "free_port_pair_for_cluster", "reserve_port"]
+__all__ = ["free_port", "free_port_pair_for_cluster"]
 
 HOST = "127.0.0.1"
 """The only address the servers listen on."""

@@ -29,16 +29,7 @@ from .._extras import missing_extra
 if TYPE_CHECKING:
     import mirakuru
 
-__all__ = [
-    "LOG_TAIL_LINES",
-    "START_TIMEOUT",
-    "PortBusy",
-    "ServerStartError",
-    "spawn",
-    "tail",
-    "track",
-    "untrack",
-]
+__all__ = ["ServerStartError"]
 
 START_TIMEOUT = 10.0
 """Seconds to wait for a server to answer ``PING`` (and, when stopping, to exit after SIGTERM)."""
