@@ -42,6 +42,7 @@ DEFAULT_IDLE_TIMEOUT = 1.0
 """fairpool's ``idle_timeout`` in the demo by default: short enough that the fair pools visibly
 shrink within the default 5 s of load."""
 
+
 class DemoInterrupted(Exception):
     """The run was stopped (its ``stop`` event was set) before it finished."""
 
