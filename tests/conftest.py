@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: real redis-server processes (see fairpool/tools/servers.py).
+"""Shared pytest fixtures: real redis-server processes (see fairpool/tools/servers/).
 
 Fixtures:
     redis_server   -- function scope: a started RedisServer on a free port, stopped after the test.

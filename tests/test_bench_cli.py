@@ -1,4 +1,6 @@
-"""``fairpool bench`` end to end (real redis-server, short durations) and its helpers."""
+"""``fairpool bench`` end to end (real redis-server, short durations) and its parts, by module of
+``fairpool/tools/bench/``: measuring (``run.py``), parsing and statistics (``config.py``,
+``results.py``); the report's layout is checked through ``render_report`` (``report.py``)."""
 
 from __future__ import annotations
 
@@ -276,7 +278,7 @@ def test_module_entry_point_version() -> None:
     assert proc.stdout.startswith("fairpool ")
 
 
-# ------------------------------------------------------------------------------ helpers
+# ------------------------------------------------- the parts: measuring (bench/run.py)
 
 
 def test_measure_in_process(redis_url: str) -> None:
@@ -289,6 +291,9 @@ def test_measure_in_process(redis_url: str) -> None:
     assert ops == len(latencies) > 0
     assert 0.15 < seconds < 2
     assert all(x > 0 for x in latencies)
+
+
+# ------------------------ parsing and statistics (bench/config.py, bench/results.py)
 
 
 def test_parsers_and_percentile() -> None:

@@ -1,7 +1,10 @@
 """``fairpool demo`` end to end (real redis-server processes, short durations) and its parts.
 
 The CLI runs in a subprocess (``sys.executable -m fairpool demo ...``); the scenario's pieces
-(the round-robin "L4 balancer", one policy's run) are also exercised in-process.
+are also exercised in-process, one section per module of ``fairpool/tools/demo/``: the
+round-robin "L4 balancer" (``balancer.py``), one policy's run counted from the servers
+(``scenario.py``, ``measure.py``), the configuration (``model.py``). What the demo prints and
+plots (``report.py``, ``plot.py``, ``fairpool/tools/terminal.py``) is in test_demo_render.py.
 """
 
 from __future__ import annotations
@@ -232,7 +235,7 @@ def test_demo_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture
     assert "usage: fairpool" in capsys.readouterr().err
 
 
-# ------------------------------------------------------------------------------ the parts
+# ------------------------------------------------------------- the L4 balancer (balancer.py)
 
 
 def test_balancer_hands_out_endpoints_in_turn() -> None:
@@ -266,6 +269,9 @@ def test_balanced_connections_spread_over_servers(
         pool.disconnect()
 
 
+# ------------------------------------------------------ one policy's run (scenario, measure)
+
+
 def test_run_scenario_counts_from_the_servers(redis_servers: RedisServersFactory) -> None:
     """One policy in-process: shares come from the servers and match the client's count."""
     servers = redis_servers(2)
@@ -282,6 +288,9 @@ def test_run_scenario_counts_from_the_servers(redis_servers: RedisServersFactory
         assert s.info("clients")["connected_clients"] == 1
 
 
+# ------------------------------------------------------------ the configuration (model.py)
+
+
 def test_parse_policies_and_config_validation() -> None:
     assert parse_policies("redis_py, FIFO,rr,fifo") == ("redis-py", "fifo", "round_robin")
     with pytest.raises(ValueError, match="choose from"):
@@ -294,3 +303,28 @@ def test_parse_policies_and_config_validation() -> None:
         DemoConfig(burst=0)
     assert DemoConfig(burst=500).max_connections == 500
     assert DemoConfig(policies=("lifo",)).policies == ("lifo",)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "rule"),
+    [
+        ("proxies", 0, ">= 1"),
+        ("burst", 0, ">= 1"),
+        ("concurrency", 0, ">= 1"),
+        ("duration", 0.0, "> 0"),
+        ("duration", float("nan"), "> 0"),
+        ("idle_timeout", 0.0, "> 0"),
+        ("min_idle", -1, ">= 0"),
+        ("hold", -0.1, ">= 0"),
+        ("sample_interval", 0.0, "> 0"),
+    ],
+)
+def test_config_names_the_setting_and_its_range(setting: str, value: float, rule: str) -> None:
+    with pytest.raises(ValueError, match=f"^{setting} must be {rule}$"):
+        DemoConfig(**{setting: value})
+
+
+def test_config_accepts_the_edges() -> None:
+    config = DemoConfig(proxies=1, burst=1, concurrency=1, idle_timeout=None, min_idle=0, hold=0)
+    assert (config.proxies, config.burst, config.concurrency, config.hold) == (1, 1, 1, 0)
+    assert config.idle_timeout is None and config.min_idle == 0

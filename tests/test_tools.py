@@ -41,7 +41,7 @@ def test_every_module_imports_without_the_extras() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     names = json.loads(proc.stdout)
-    for module in ("servers", "demo", "bench", "cli", "display"):
+    for module in ("servers", "servers.process", "demo", "demo.plot", "bench", "cli", "terminal"):
         assert f"fairpool.tools.{module}" in names
     assert "fairpool.pool" in names and "fairpool.asyncio" in names
 

@@ -37,9 +37,13 @@ __all__ = [
 ]
 
 
+def _lua(name: str) -> str:
+    return (resources.files("fairpool.scripting") / "lua" / f"{name}.lua").read_text("utf-8")
+
+
 def _load(name: str) -> Script:
-    source = (resources.files("fairpool.scripting") / "lua" / f"{name}.lua").read_text("utf-8")
-    return Script(source, name=f"fairpool.{name}")
+    """The script of ``lua/{name}.lua``, after the lines every one starts with (``prelude.lua``)."""
+    return Script(_lua("prelude") + _lua(name), name=f"fairpool.{name}")
 
 
 SMOOTH_BURSTY_SCRIPT = _load("smooth_bursty")

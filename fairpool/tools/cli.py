@@ -21,13 +21,21 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
+
+import redis
 
 from .. import __version__
+from . import bench, demo
 from ._extras import MissingExtra
+from .display import mask_url, scrub
+from .servers import ServerBinaryNotFound, ServerStartError
+from .terminal import DemoView, consoles, progress_bar
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+_T = TypeVar("_T")
 
 __all__ = ["build_parser", "main"]
 
@@ -36,9 +44,6 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
-
-_DEMO_EXTRA = "Install the demo dependencies with: pip install 'fairpool[demo]'"
-
 
 # --------------------------------------------------------------------------------------------
 # Argument parsing
@@ -91,31 +96,16 @@ def _cpu(text: str) -> int | str | None:
     return _non_negative_int(text)
 
 
-def _policies(text: str) -> tuple[str, ...]:
-    from .demo import parse_policies
+def _usage_error(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+    """An argparse ``type`` calling ``parse``, whose ``ValueError`` becomes a usage error."""
 
-    try:
-        return parse_policies(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    def convert(text: str) -> _T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-
-def _threads(text: str) -> tuple[int, ...]:
-    from .bench import parse_threads
-
-    try:
-        return parse_threads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _pools(text: str) -> tuple[str, ...]:
-    from .bench import parse_pools
-
-    try:
-        return parse_pools(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    demo = sub.add_parser(
+    demo_cmd = sub.add_parser(
         "demo",
         help="show how LIFO concentrates load on a few proxies and FIFO/round-robin do not",
         description=(
@@ -138,32 +128,32 @@ def build_parser() -> argparse.ArgumentParser:
             "the commands (read from the servers' INFO)."
         ),
     )
-    demo.add_argument("--proxies", type=_positive_int, default=4, help="servers (default 4)")
-    demo.add_argument(
+    demo_cmd.add_argument("--proxies", type=_positive_int, default=4, help="servers (default 4)")
+    demo_cmd.add_argument(
         "--burst",
         type=_positive_int,
         default=32,
         help="threads borrowing a connection at once in the burst (default 32)",
     )
-    demo.add_argument(
+    demo_cmd.add_argument(
         "--concurrency",
         type=_positive_int,
         default=2,
         help="threads of the steady load after the burst (default 2)",
     )
-    demo.add_argument(
+    demo_cmd.add_argument(
         "--duration",
         type=_positive_float,
         default=5.0,
         help="seconds of steady load per policy (default 5)",
     )
-    demo.add_argument(
+    demo_cmd.add_argument(
         "--policies",
-        type=_policies,
+        type=_usage_error(demo.parse_policies),
         default=None,
         help="comma-separated: redis-py,lifo,fifo,round_robin (default: all four)",
     )
-    demo.add_argument(
+    demo_cmd.add_argument(
         "--idle-timeout",
         type=_seconds_or_off,
         default=1.0,
@@ -173,24 +163,24 @@ def build_parser() -> argparse.ArgumentParser:
             "'off' keeps every connection; not applied to redis-py, which cannot shrink)"
         ),
     )
-    demo.add_argument(
+    demo_cmd.add_argument(
         "--min-idle",
         type=_non_negative_int,
         default=0,
         metavar="N",
         help="fairpool min_idle: connections kept when shrinking (default 0)",
     )
-    demo.add_argument(
+    demo_cmd.add_argument(
         "--json", action="store_true", help="print machine-readable JSON to stdout, no display"
     )
-    demo.add_argument(
+    demo_cmd.add_argument(
         "--plot",
         metavar="FILE.png",
         default=None,
         help="also write a bar chart of the shares (needs matplotlib: fairpool[plot])",
     )
 
-    bench = sub.add_parser(
+    bench_cmd = sub.add_parser(
         "bench",
         help="PING throughput and latency per pool and thread count",
         description=(
@@ -199,42 +189,42 @@ def build_parser() -> argparse.ArgumentParser:
             "or --url."
         ),
     )
-    bench.add_argument(
+    bench_cmd.add_argument(
         "--threads",
-        type=_threads,
+        type=_usage_error(bench.parse_threads),
         default=(1, 8, 64),
         help="comma-separated thread counts (default 1,8,64)",
     )
-    bench.add_argument(
+    bench_cmd.add_argument(
         "--duration",
         type=_positive_float,
         default=1.0,
         help="seconds per measurement (default 1)",
     )
-    bench.add_argument(
+    bench_cmd.add_argument(
         "--repeats",
         type=_positive_int,
         default=3,
         metavar="N",
         help="interleaved repeats of every measurement; median and range are shown (default 3)",
     )
-    bench.add_argument(
+    bench_cmd.add_argument(
         "--pools",
-        type=_pools,
+        type=_usage_error(bench.parse_pools),
         default=None,
         help="comma-separated: lifo,fifo,round_robin,redis-py,redis-py-blocking (default: all)",
     )
-    bench.add_argument(
+    bench_cmd.add_argument(
         "--max-connections",
         type=_positive_int,
         default=None,
         metavar="N",
         help="cap for every pool (default: one connection per thread)",
     )
-    bench.add_argument(
+    bench_cmd.add_argument(
         "--url", default=None, help="use this server (redis://...) instead of an embedded one"
     )
-    bench.add_argument(
+    bench_cmd.add_argument(
         "--cpu",
         type=_cpu,
         default="auto",
@@ -245,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
             "(default auto: the first CPU, where the platform allows; none: no pinning)"
         ),
     )
-    bench.add_argument(
+    bench_cmd.add_argument(
         "--json", action="store_true", help="print machine-readable JSON to stdout, no display"
     )
     return parser
@@ -298,181 +288,49 @@ def _error(command: str, message: str) -> None:
     print(f"fairpool {command}: {message}", file=sys.stderr)
 
 
-def _consoles(json_mode: bool) -> tuple[Console | None, Console | None]:
-    """(stdout console, stderr console) — both None in JSON mode."""
-    if json_mode:
-        return None, None
-    from rich.console import Console
-
-    out = Console()
-    if not out.is_terminal:  # a pipe or a file: no terminal width to respect
-        out = Console(width=max(out.width, 120))
-    return out, Console(stderr=True)
-
-
-@contextlib.contextmanager
-def _progress_display(console: Console | None) -> Iterator[Any]:
-    """A rich Progress on ``console`` (or None when there is no console)."""
-    if console is None or not console.is_terminal:
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[ops]:>10,} ops"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    with progress:
-        yield progress
-
-
-class _DemoView:
-    """What ``fairpool demo`` shows on stderr while it runs.
-
-    On a terminal: a rich ``Live`` table (the final table's layout) whose rows fill in as each
-    policy runs — per-proxy share and open connections, sampled from the servers — removed when
-    the run ends (the summary goes to stdout). Elsewhere (a pipe, a CI log): one plain line per
-    server start and per finished policy. Nothing in JSON mode (``console`` is None).
-    """
-
-    def __init__(self, console: Console | None, config: Any) -> None:
-        self.console = console
-        self.config = config
-        self.live: Any = None
-        self.result: Any = None
-        self.running: Any = None
-        self.status = ""
-
-    def __enter__(self) -> _DemoView:
-        if self.console is not None and self.console.is_terminal:
-            from rich.live import Live
-            from rich.text import Text
-
-            self.live = Live(
-                Text("starting the servers…"),
-                console=self.console,
-                transient=True,
-                refresh_per_second=8,
-            )
-            self.live.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.stop()
-
-    def servers(self, group: Any) -> None:
-        from .demo import DemoResult
-
-        self.result = DemoResult(
-            config=self.config,
-            server_binary="",
-            server_version="",
-            proxies=[f"{s.host}:{s.port}" for s in group],
-        )
-        if self.console is not None and self.live is None:
-            ports = ", ".join(str(s.port) for s in group)
-            self.console.print(f"Started {len(group)} redis-server proxies on ports {ports}")
-        self._refresh()
-
-    def progress(self, event: Any) -> None:
-        from .demo import POLICY_LABELS
-
-        if self.console is None or self.result is None:
-            return
-        label = POLICY_LABELS.get(event.policy, event.policy)
-        if event.phase in ("start", "burst"):
-            self.running = None
-            self.status = f"{label}: burst of {self.config.burst} connections…"
-        elif event.phase == "load":
-            if event.result is not None:
-                self.running = event.result
-            self.status = f"{label}: load {event.elapsed:.1f} / {event.duration:g} s"
-        elif event.phase == "done" and event.result is not None:
-            self.running = None
-            self.result.results.append(event.result)
-            r = event.result
-            self.status = f"{label}: done"
-            if self.live is None:
-                shares = " ".join(f"{100 * x:.0f}%" for x in r.shares)
-                self.console.print(
-                    f"{label}: shares {shares}, Jain {r.jain:.2f}, "
-                    f"connections {r.open_burst}→{r.open_end}"
-                )
-        self._refresh()
-
-    def _refresh(self) -> None:
-        if self.live is None or self.result is None:
-            return
-        from .demo import render_live
-
-        done = {r.policy for r in self.result.results}
-        current = self.running.policy if self.running is not None else None
-        pending = [p for p in self.config.policies if p not in done and p != current]
-        self.live.update(render_live(self.result, self.running, pending, self.status))
+def _print_result(result: demo.DemoResult | bench.BenchResult, out: Console | None) -> None:
+    """The result on stdout: JSON (``out`` is None in JSON mode) or the report."""
+    if out is None:
+        print(json.dumps(result.as_dict(), indent=2))
+    elif isinstance(result, demo.DemoResult):
+        out.print(demo.render_report(result))
+    else:
+        out.print(bench.render_report(result))
 
 
 def _demo(args: argparse.Namespace) -> int:
-    try:
-        from .demo import (
-            DEFAULT_POLICIES,
-            PLOT_MISSING,
-            DemoConfig,
-            DemoInterrupted,
-            plot_available,
-            render_report,
-            run_demo,
-            write_plot,
-        )
-        from .servers import ServerBinaryNotFound, ServerStartError
-    except ImportError as exc:
-        _error("demo", f"{exc}. {_DEMO_EXTRA}")
+    if args.plot and not demo.plot_available():
+        _error("demo", demo.PLOT_MISSING)
         return EXIT_USAGE
-    if args.plot and not plot_available():
-        _error("demo", PLOT_MISSING)
-        return EXIT_USAGE
-    config = DemoConfig(
+    config = demo.DemoConfig(
         proxies=args.proxies,
         burst=args.burst,
         concurrency=args.concurrency,
         duration=args.duration,
-        policies=args.policies or DEFAULT_POLICIES,
+        policies=args.policies or demo.DEFAULT_POLICIES,
         idle_timeout=args.idle_timeout,
         min_idle=args.min_idle,
     )
-    try:
-        out, err = _consoles(args.json)
-    except ImportError as exc:
-        _error("demo", f"{exc}. {_DEMO_EXTRA}")
-        return EXIT_USAGE
+    out, err = consoles(args.json)
     stopper = _Stopper()
-    view = _DemoView(err, config)
+    view = DemoView(err, config)
     with stopper.installed(), view:
         failure: tuple[int, str] | None = None
         try:
-            result = run_demo(
+            result = demo.run_demo(
                 config, stop=stopper.stop, progress=view.progress, on_servers=view.servers
             )
         except (ServerBinaryNotFound, ServerStartError, MissingExtra) as exc:
             failure = (EXIT_USAGE, str(exc))
-        except (DemoInterrupted, KeyboardInterrupt):
+        except (demo.DemoInterrupted, KeyboardInterrupt):
             failure = (stopper.exit_code, "interrupted; all servers stopped.")
     if failure is not None:  # reported once the live display is gone
         _error("demo", failure[1])
         return failure[0]
-    if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
-    else:
-        assert out is not None
-        out.print(render_report(result))
+    _print_result(result, out)
     if args.plot:
         try:
-            write_plot(result, args.plot)
+            demo.write_plot(result, args.plot)
         except (OSError, RuntimeError) as exc:
             _error("demo", f"could not write {args.plot}: {exc}")
             return EXIT_FAILURE
@@ -483,26 +341,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     try:
-        import redis
-
-        from .bench import (
-            POOL_KINDS,
-            BenchConfig,
-            BenchInterrupted,
-            BenchProgress,
-            render_report,
-            run_bench,
-        )
-        from .display import mask_url, scrub
-        from .servers import ServerBinaryNotFound, ServerStartError
-    except ImportError as exc:
-        _error("bench", f"{exc}. {_DEMO_EXTRA}")
-        return EXIT_USAGE
-    try:
-        config = BenchConfig(
+        config = bench.BenchConfig(
             threads=args.threads,
             duration=args.duration,
-            pools=args.pools or POOL_KINDS,
+            pools=args.pools or bench.POOL_KINDS,
             url=args.url,
             max_connections=args.max_connections,
             cpu=args.cpu,
@@ -511,16 +353,12 @@ def _bench(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _error("bench", str(exc))
         return EXIT_USAGE
-    try:
-        out, err = _consoles(args.json)
-    except ImportError as exc:
-        _error("bench", f"{exc}. {_DEMO_EXTRA}")
-        return EXIT_USAGE
+    out, err = consoles(args.json)
     stopper = _Stopper()
-    with stopper.installed(), _progress_display(err) as progress:
+    with stopper.installed(), progress_bar(err) as progress:
         task = None
 
-        def on_progress(event: BenchProgress) -> None:
+        def on_progress(event: bench.BenchProgress) -> None:
             nonlocal task
             if progress is None:
                 return
@@ -532,10 +370,10 @@ def _bench(args: argparse.Namespace) -> int:
 
         failure: tuple[int, str] | None = None
         try:
-            result = run_bench(config, stop=stopper.stop, progress=on_progress)
+            result = bench.run_bench(config, stop=stopper.stop, progress=on_progress)
         except (ServerBinaryNotFound, ServerStartError, MissingExtra) as exc:
             failure = (EXIT_USAGE, str(exc))
-        except (BenchInterrupted, KeyboardInterrupt):
+        except (bench.BenchInterrupted, KeyboardInterrupt):
             failure = (
                 stopper.exit_code,
                 "interrupted." if args.url else "interrupted; server stopped.",
@@ -550,11 +388,7 @@ def _bench(args: argparse.Namespace) -> int:
     if failure is not None:  # reported once the progress display is gone
         _error("bench", failure[1])
         return failure[0]
-    if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
-    else:
-        assert out is not None
-        out.print(render_report(result))
+    _print_result(result, out)
     return EXIT_OK
 
 
@@ -566,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
+    except MissingExtra as exc:  # the message says what to install
+        _error(args.command, str(exc))
+        return EXIT_USAGE
     except KeyboardInterrupt:
         _error(args.command, "interrupted.")
         return EXIT_SIGINT
@@ -575,8 +412,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = f"failed: {exc!r}"
         url = getattr(args, "url", None)
         if url:
-            from .display import scrub
-
             message = scrub(message, url)
         _error(args.command, message)
         return EXIT_FAILURE

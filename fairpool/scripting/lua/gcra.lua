@@ -11,11 +11,7 @@
 --   retry_after  microseconds until this request would be allowed (0 when allowed)
 --   reset_after  microseconds until the limiter is back to a full burst
 -- The TAT is written only when allowed, with a PX expiry of reset_after. O(1).
--- Before Redis 5 a write after TIME needs effects replication; from 7.0 the call is a no-op.
-if redis.replicate_commands then
-  redis.replicate_commands()
-end
-
+-- prelude.lua comes first (effects replication); ratelimit.py joins the two.
 local key = KEYS[1]
 local emission = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])

@@ -14,11 +14,7 @@
 -- by the *next* caller (this one waits only until the old next_free_micros). A new key starts
 -- with no stored permits and next_free = now, like a freshly created Guava RateLimiter.
 -- O(1): one HMGET, one HSET, one PEXPIRE.
--- Before Redis 5 a write after TIME needs effects replication; from 7.0 the call is a no-op.
-if redis.replicate_commands then
-  redis.replicate_commands()
-end
-
+-- prelude.lua comes first (effects replication); ratelimit.py joins the two.
 local key = KEYS[1]
 local rate = tonumber(ARGV[1])
 local max_permits = tonumber(ARGV[2])
