@@ -40,9 +40,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .config import Policy, PoolConfig
+from .config import PoolConfig
 from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
 from .policies import make_idle_set
+from .slot import DIAL, WAIT, Slot, Waiter, _Token
 from .stats import CLOSE_REASONS, PoolStats
 
 __all__ = ["DIAL", "WAIT", "PoolCore", "Slot", "Waiter"]
@@ -50,88 +51,6 @@ __all__ = ["DIAL", "WAIT", "PoolCore", "Slot", "Waiter"]
 C = TypeVar("C")
 _INF = math.inf
 _REFILL_RETRY = 1.0  # seconds: check again this soon while the pool is below min_idle
-
-
-class _Token:
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-
-DIAL = _Token("DIAL")
-"""Returned by :meth:`PoolCore.acquire`: capacity is reserved; dial a new connection."""
-WAIT = _Token("WAIT")
-"""Returned by :meth:`PoolCore.acquire`: the pool is exhausted; queue a :class:`Waiter`."""
-
-
-class Slot(Generic[C]):
-    """The pool's record of one connection."""
-
-    __slots__ = (
-        "aux",
-        "borrows",
-        "conn",
-        "created",
-        "endpoint",
-        "expires",
-        "in_use",
-        "released",
-        "retire",
-        "seq",
-        "suspect",
-        "taken",
-        "target",
-        "turn",
-    )
-
-    def __init__(self, conn: C, seq: int, now: float, expires: float) -> None:
-        self.conn = conn
-        self.seq = seq  # creation order: the round-robin ring position
-        self.created = now
-        self.expires = expires  # monotonic time after which it is retired (inf = never)
-        self.released = now  # last time it was released (or created): "last used"
-        self.endpoint: str | None = None  # host:port the socket is connected to (set by the shell)
-        self.borrows = 0
-        self.in_use = False
-        self.suspect = False  # must be verified before reuse (an older sibling was found dead)
-        self.retire: str | None = None  # close it when released, for this reason (see retire())
-        self.aux: Any = None  # the shell's own per-connection data
-        self.target: Any = None  # the configured endpoint it was dialled to (endpoints=[...])
-        self.turn = 0  # borrows in a row by its current caller (see turn_borrows)
-        self.taken = False  # out of the idle set for the shell's I/O (take_idle / put_back)
-
-    def __repr__(self) -> str:
-        state = "in_use" if self.in_use else "idle"
-        return f"<Slot #{self.seq} {state} {self.endpoint or '?'} borrows={self.borrows}>"
-
-
-class Waiter:
-    """A caller queued for a connection. Shells subclass it and implement :meth:`wake`.
-
-    The core fills in exactly one of :attr:`slot` (a connection handed over), :attr:`dial`
-    (capacity reserved for it) or :attr:`error` (the pool was closed) and then calls :meth:`wake`.
-    """
-
-    __slots__ = ("dial", "error", "since", "slot")
-
-    def __init__(self) -> None:
-        self.slot: Slot[object] | None = None
-        self.dial = False
-        self.error: BaseException | None = None
-        self.since = 0.0
-
-    @property
-    def done(self) -> bool:
-        """Whether the core has settled this waiter."""
-        return self.slot is not None or self.dial or self.error is not None
-
-    def wake(self) -> None:
-        """Wake the waiting caller (the core calls it under the pool lock; must not block)."""
-        raise NotImplementedError
 
 
 class PoolCore(Generic[C]):
@@ -152,7 +71,9 @@ class PoolCore(Generic[C]):
         self._rng = rng
         self._period = period  # run maintenance at least this often (the shell has periodic work)
         self._idle = make_idle_set(config.policy)
-        self._lifo = config.policy is Policy.LIFO
+        # needs_check()'s threshold: a shell whose every borrow must go through its own connect
+        # hook sets it below zero (no connection is ever fresh).
+        self.check_after = config.health_check_after
         self._slots: dict[C, Slot[C]] = {}
         self._waiters: deque[Waiter] = deque()
         self._seq = 0
@@ -201,6 +122,7 @@ class PoolCore(Generic[C]):
                 held.borrows += 1
                 self.hits += 1
                 self.reborrows += 1
+                held.fresh = not self.needs_check(held, now)
                 return held
             self._settle(now)
         if not self._waiters and not self.closed:
@@ -213,6 +135,7 @@ class PoolCore(Generic[C]):
                     slot.turn = 1
                     slot.borrows += 1
                     self.hits += 1
+                    slot.fresh = not self.needs_check(slot, now)
                     if n < self._low:
                         self._low = n
                     return slot
@@ -379,6 +302,7 @@ class PoolCore(Generic[C]):
             self.hits += 1
             self._count_wait(now - waiter.since)
             self._idle.handed_out(slot)
+            slot.fresh = not self.needs_check(slot, now)
             waiter.slot = slot  # type: ignore[assignment]
             waiter.wake()
         elif self._max_idle is not None and self.idle_count >= self._max_idle:
@@ -436,10 +360,26 @@ class PoolCore(Generic[C]):
 
     def needs_check(self, slot: Slot[C], now: float) -> bool:
         """Whether a borrowed idle connection gets the full borrow check (``health_check``): it
-        is suspect, or it has been idle for ``health_check_after`` seconds. (Every borrow also
-        gets the shell's cheap readiness poll; this decides only the configured check. The
-        shells inline the same test on their fast paths.)"""
-        return slot.suspect or now - slot.released >= self.config.health_check_after
+        is suspect, or it has been idle for ``health_check_after`` seconds (:attr:`check_after`).
+        Every borrow also gets the shell's cheap readiness poll; this decides only the configured
+        check. The core records the answer in ``slot.fresh`` whenever it hands a connection out,
+        so the shells' fast paths read it instead of deciding again."""
+        return slot.suspect or now - slot.released >= self.check_after
+
+    @property
+    def turn_possible(self) -> bool:
+        """Whether naming the caller (``owner``) can matter to the next :meth:`acquire` or
+        :meth:`release`: a connection is held for a turn, or callers wait (a release may start
+        one). A shell for which naming the caller costs something names it only then."""
+        return self.held is not None or bool(self._waiters)
+
+    def borrowed(self, conn: C) -> Slot[C] | None:
+        """``conn``'s slot if it is borrowed now (a release would take it), else ``None``: a
+        foreign connection, a second release, one held for a turn or taken out for I/O."""
+        slot = self._slots.get(conn)
+        if slot is None or not slot.in_use or slot is self.held or slot.taken:
+            return None
+        return slot
 
     def _drop(self, slot: Slot[C], reason: str) -> None:
         """Forget a connection that is not idle and queue it for closing."""
@@ -502,15 +442,13 @@ class PoolCore(Generic[C]):
                 back.append(slot)
         if not back:
             return
-        if self.config.policy is not Policy.ROUND_ROBIN and self.idle_count:
-            # Connections released during the I/O are idle already: re-push everything in the
-            # order of last release (the order FIFO and LIFO idle sets keep).
-            meanwhile = list(self._idle)
-            for slot in meanwhile:
-                self._idle.remove(slot)
-                slot.in_use = True
-            self.idle_count = 0
-            back = meanwhile + back
+        # Connections released during the I/O are idle already: those the policy places by last
+        # release are re-pushed with the returning ones, in that order.
+        meanwhile = self._idle.reorder()
+        for slot in meanwhile:
+            slot.in_use = True
+        self.idle_count -= len(meanwhile)
+        back = meanwhile + back
         back.sort(key=lambda s: s.released)
         for slot in back:
             self._release_as_before(slot, now)
@@ -554,27 +492,15 @@ class PoolCore(Generic[C]):
                 self._drop_idle(slot, "lifetime")
         timeout = cfg.idle_timeout
         if timeout is not None:
-            floor = cfg.min_idle
-            if self._lifo:
-                stale = [s for s in idle if s.released + timeout <= now]  # as scheduled
-                stale.sort(key=lambda s: s.released)
-                for slot in stale:
-                    if len(self._slots) <= floor:
-                        break
-                    self._drop_idle(slot, "idle")
-            elif now >= self._window_end:
-                # Shrink by demand: at every moment of the window at least `_low` connections
-                # sat idle, so the load never needed them. While there is traffic, keep one
-                # connection per endpoint so that every proxy keeps its share; a window with no
-                # borrows at all lets the pool fall to min_idle.
-                borrows = self.hits + self.misses
-                busy = borrows != self._window_borrows
-                surplus = min(self._low, self.idle_count, len(self._slots) - floor)
-                for slot in self._balanced_victims(surplus, keep_one_per_endpoint=busy):
-                    self._drop_idle(slot, "demand")
+            # the policy's pruning strategy (by age, or by demand: _demand_victims)
+            room = len(self._slots) - cfg.min_idle
+            reason, victims = idle.prune(now, timeout, room, self._demand_victims)
+            for slot in victims:
+                self._drop_idle(slot, reason)
+            if now >= self._window_end:
                 self._low = self.idle_count
                 self._window_end = now + timeout
-                self._window_borrows = borrows
+                self._window_borrows = self.hits + self.misses
         need = 0
         if not self._waiters:
             need = max(0, cfg.min_idle - len(self._slots) - self.dialling)
@@ -582,6 +508,17 @@ class PoolCore(Generic[C]):
             self.dialling += need
         self._schedule(now)
         return need
+
+    def _demand_victims(self, now: float) -> tuple[str, list[Slot[C]]]:
+        """Shrink by demand (the fair policies' pruning): when the demand window ends, at every
+        moment of it at least ``_low`` connections sat idle, so the load never needed them. While
+        there is traffic, keep one connection per endpoint so that every proxy keeps its share; a
+        window with no borrows at all lets the pool fall to ``min_idle``."""
+        if now < self._window_end:
+            return "demand", []
+        busy = self.hits + self.misses != self._window_borrows
+        surplus = min(self._low, self.idle_count, len(self._slots) - self.config.min_idle)
+        return "demand", self._balanced_victims(surplus, keep_one_per_endpoint=busy)
 
     def retire_idle(self, slot: Slot[C], reason: str) -> bool:
         """Close a specific idle connection (the shell's own maintenance, e.g. rebalancing).
@@ -659,17 +596,13 @@ class PoolCore(Generic[C]):
         return victims
 
     def _idle_deadline(self, now: float) -> float:
-        """When idle pruning may next close something: under LIFO the oldest idle connection's
-        idle timeout, while the pool is above ``min_idle`` (at or below it nothing may be pruned,
-        and a dial that lifts it above brings this forward); otherwise the demand window's end."""
+        """When idle pruning may next close something (the policy's answer, see
+        :meth:`~fairpool.policies.IdleSet.prune_deadline`)."""
         cfg = self.config
         if cfg.idle_timeout is None:
             return _INF
-        if not self._lifo:
-            return self._window_end
-        if len(self._slots) <= cfg.min_idle:
-            return _INF
-        return min((s.released for s in self._idle), default=now) + cfg.idle_timeout
+        room = len(self._slots) - cfg.min_idle
+        return self._idle.prune_deadline(now, cfg.idle_timeout, room, self._window_end)
 
     def _schedule(self, now: float) -> None:
         cfg = self.config

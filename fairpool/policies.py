@@ -1,9 +1,13 @@
 """Idle-connection orders: where a borrow finds its connection.
 
-Each policy is a small container of idle :class:`~fairpool.core.Slot` objects with the same
+Each policy is a small container of idle :class:`~fairpool.slot.Slot` objects with the same
 interface — ``push`` (a connection became idle), ``pop`` (the next one to hand out, or ``None``),
 ``remove`` (a specific idle connection is being closed), ``__len__`` and ``__iter__``
-(hand-out order). The core pool calls them under its lock; none does I/O.
+(hand-out order) — and its own pruning strategy for ``idle_timeout`` (``prune`` and
+``prune_deadline``): LIFO closes each connection idle for ``idle_timeout``; the fair policies,
+whose rotation keeps every connection's idle time short, shrink by demand (the core's demand
+window). ``reorder`` says which idle connections sit by last release (FIFO, LIFO) rather than by
+creation (the round-robin ring). The core pool calls them under its lock; none does I/O.
 
 * :class:`LifoIdle` — a stack: the most recently released connection goes out first.
 * :class:`FifoIdle` — a queue: the least recently released connection goes out first.
@@ -13,15 +17,17 @@ interface — ``push`` (a connection became idle), ``pop`` (the next one to hand
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right, insort
 from collections import deque
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .config import Policy
+from .slot import Slot
 
-if TYPE_CHECKING:
-    from .core import Slot
+Victims = tuple[str, list[Slot[Any]]]
+"""What a pruning closes: the close reason and the idle connections, oldest first."""
 
 __all__ = ["FifoIdle", "IdleSet", "LifoIdle", "RoundRobinIdle", "make_idle_set"]
 
@@ -45,6 +51,28 @@ class IdleSet:
 
     def handed_out(self, slot: Slot[Any]) -> None:
         """Note that ``slot`` was handed out by another route (a dial or a direct hand-off)."""
+
+    def prune(
+        self, now: float, timeout: float, room: int, by_demand: Callable[[float], Victims]
+    ) -> Victims:
+        """The idle connections ``idle_timeout`` (``timeout``) closes now, at most ``room`` of
+        them (the connections above ``min_idle``). The fair policies shrink by demand: the
+        core's ``by_demand(now)`` chooses."""
+        return by_demand(now)
+
+    def prune_deadline(self, now: float, timeout: float, room: int, window_end: float) -> float:
+        """When :meth:`prune` may next close something: for the fair policies the end of the
+        core's demand window."""
+        return window_end
+
+    def reorder(self) -> list[Slot[Any]]:
+        """Take out (and return) the idle connections placed by their last release, so that
+        connections put back after I/O can be placed among them by the same rule: every one for
+        FIFO and LIFO; none for the round-robin ring, which orders by creation."""
+        slots = list(self)
+        for slot in slots:
+            self.remove(slot)
+        return slots
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -76,6 +104,23 @@ class LifoIdle(IdleSet):
 
     def __iter__(self) -> Iterator[Slot[Any]]:
         return iter(self._stack[::-1])
+
+    def prune(
+        self, now: float, timeout: float, room: int, by_demand: Callable[[float], Victims]
+    ) -> Victims:
+        """Under LIFO the idle connections at the bottom of the stack are the ones the load does
+        not need: close each that has been idle for ``timeout``, oldest first."""
+        stale = [s for s in self._stack if s.released + timeout <= now]
+        stale.sort(key=lambda s: s.released)
+        return "idle", stale[: max(room, 0)]
+
+    def prune_deadline(self, now: float, timeout: float, room: int, window_end: float) -> float:
+        """The oldest idle connection's idle timeout, while there is room to prune (at or below
+        ``min_idle`` nothing may be pruned, and a dial that lifts the pool above it brings this
+        forward)."""
+        if room <= 0:
+            return math.inf
+        return min((s.released for s in self._stack), default=now) + timeout
 
 
 class FifoIdle(IdleSet):
@@ -137,6 +182,9 @@ class RoundRobinIdle(IdleSet):
 
     def handed_out(self, slot: Slot[Any]) -> None:
         self._cursor = slot.seq
+
+    def reorder(self) -> list[Slot[Any]]:
+        return []  # the ring is in creation order: put-back connections find their place
 
     def __len__(self) -> int:
         return len(self._seqs)
