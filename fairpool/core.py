@@ -38,7 +38,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from .config import PoolConfig
 from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
