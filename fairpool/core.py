@@ -209,6 +209,17 @@ class PoolCore(Generic[C]):
             self._settle(now)
         return None
 
+    def give_back(self, got: object, waiter: Waiter | None, now: float) -> None:
+        """Undo a borrow in progress (the caller was interrupted or cancelled): leave the queue if
+        ``waiter`` is given, and hand back what was granted — a :class:`Slot` is released, a
+        :data:`DIAL` reservation freed. ``got`` is what :meth:`acquire` returned when there is no
+        waiter."""
+        granted = self.cancel_wait(waiter, now) if waiter is not None else got
+        if granted is DIAL:
+            self.dial_failed()
+        elif isinstance(granted, Slot):
+            self.release(granted.conn, now)
+
     def _unqueue(self, waiter: Waiter) -> None:
         with contextlib.suppress(ValueError):
             self._waiters.remove(waiter)

@@ -158,8 +158,8 @@ class Planner(Generic[C]):
         used first (:data:`DIAL_ONE`); at the cap a connection to the crowded endpoint is retired
         — an idle one at once, a borrowed one when it is released (``rebalance`` in
         ``stats().closed``; it is added to ``retiring``, and while it is out no other is retired
-        and the answer is :data:`WAIT_RETIRE`) — and replaced by a dial. :data:`DONE` when the spread is even and
-        no retired connection is still out, or nothing can be moved."""
+        and the answer is :data:`WAIT_RETIRE`) — and replaced by a dial. :data:`DONE` when the
+        spread is even and no retired connection is still out, or nothing can be moved."""
         core, endpoints = self.core, self.endpoints
         if endpoints is None or core.closed:
             return DONE

@@ -410,3 +410,27 @@ def test_turns_and_borrowed_answers() -> None:
     assert taken == [slot] and core.borrowed(conn) is None
     core.put_back(taken, 0.5)
     assert core.borrowed(conn) is None and core.idle_count == 1
+
+
+def test_give_back_undoes_a_borrow_in_progress() -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=1, block=True), now=0.0)
+    assert core.acquire(0.0) is DIAL
+    core.give_back(DIAL, None, 0.0)  # a dial abandoned: the capacity is free again
+    assert core.dialling == 0 and core.acquire(0.0) is DIAL
+    conn = FakeConn()
+    slot = core.dialled(conn, 0.0)
+    core.give_back(slot, None, 0.0)  # a connection abandoned before use: idle again
+    assert core.idle_count == 1 and core.borrowed(conn) is None
+    assert core.acquire(0.0) is slot
+    waiting, granted = _Waiter(), _Waiter()
+    assert core.acquire(0.0) is WAIT
+    core.enqueue(waiting, 0.0)
+    core.give_back(WAIT, waiting, 0.1)  # still queued: leaves the queue
+    assert core.waiting == 0
+    core.enqueue(granted, 0.1)
+    core.release(conn, 0.2)
+    assert granted.slot is slot
+    core.give_back(WAIT, granted, 0.3)  # handed a connection as it gave up: back to the pool
+    assert core.idle_count == 1 and core.in_use_count == 0
+    core.give_back(WAIT, None, 0.3)  # nothing granted, nothing queued
+    assert core.idle_count == 1 and core.dialling == 0

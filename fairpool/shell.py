@@ -1,0 +1,367 @@
+"""What the sync and the asyncio pool share, written once: :class:`PoolShell`.
+
+Both public pools (:class:`fairpool.ConnectionPool`, :class:`fairpool.asyncio.ConnectionPool`)
+subclass redis-py's pool of their kind *and* :class:`PoolShell`, which holds every behaviour that
+does not depend on how I/O is done: the settings and the core, the dial / reconnect / probe /
+rebalancing plans (:class:`~fairpool.lifecycle.Planner`), the critical-section helper
+(:meth:`PoolShell._locked`: lock, core call, take the trash, unlock — the caller then closes the
+trash), redis-py's pool surface (``_available_connections``, ``_in_use_connections``,
+``stats()``, ``set_retry()``, ``from_url()``, ...), the release-event decision, the borrow check's
+decisions, the sync/asyncio mix-up check and the redis-py metrics hooks. The two I/O layers —
+:mod:`fairpool.pool` with :mod:`fairpool.threads`, :mod:`fairpool.asyncio` with
+:mod:`fairpool.tasks` — add only what needs threads or the event loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, TypeVar
+
+from .config import Policy, PoolConfig, check_connection_kwargs, make_config, url_kwargs
+from .core import PoolCore
+from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
+from .lifecycle import Planner
+from .metrics.redispy import record_counts, record_wait
+from .slot import Slot
+from .stats import PoolStats
+
+__all__ = ["PoolShell", "guarded_connection_kwargs", "policy_from_queue_class"]
+
+logger = logging.getLogger("fairpool")
+
+_S = TypeVar("_S", bound="PoolShell")
+Trash = list[tuple[Any, str]]
+
+POOL_KEYWORDS = ("connection_class", "max_connections", "cache_factory", "queue_class")
+"""Pool arguments that are not settings, offered as suggestions for a misspelt keyword."""
+
+
+SETTING_NAMES = tuple(inspect.signature(make_config).parameters)
+"""fairpool's settings: ``make_config``'s keyword arguments, which the pools take too."""
+
+
+def settings_of(arguments: dict[str, Any]) -> dict[str, Any]:
+    """fairpool's settings among a pool constructor's ``arguments`` (its ``locals()``)."""
+    return {name: arguments[name] for name in SETTING_NAMES if name in arguments}
+
+
+class _NoLock:
+    """The asyncio pool's critical sections need no lock (no ``await`` inside one)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+NO_LOCK = _NoLock()
+
+
+def guarded_connection_kwargs(wrong_client: Callable[[str], bool], what: str, instead: str) -> Any:
+    """The pools' ``connection_kwargs`` property: redis-py's (a live dict, see
+    ``docs/migrating.md``), except that a client of the other kind (sync or asyncio) reading it
+    — every client does in its constructor — gets ``TypeError`` naming the pool to use instead,
+    before it can borrow anything. ``wrong_client(module name of the reader)`` tells them apart."""
+
+    def get(pool: Any) -> dict[str, Any]:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if wrong_client(caller):
+            raise TypeError(mixup_message(pool, what, caller, instead))
+        kwargs: dict[str, Any] = pool._connection_kwargs
+        return kwargs
+
+    def set(pool: Any, value: dict[str, Any]) -> None:
+        pool._connection_kwargs = value
+
+    return property(get, set, doc="The keyword arguments new connections are built with (live).")
+
+
+def mixup_message(pool: Any, what: str, caller: str, instead: str) -> str:
+    """The error for a sync pool used by an asyncio client, or the reverse."""
+    return f"{type(pool).__module__}.{type(pool).__name__} is {what} ({caller}): use {instead}"
+
+
+def policy_from_queue_class(
+    queue_class: object, pairs: Iterable[tuple[type, Policy]], accepted: str
+) -> Policy:
+    """``BlockingConnectionPool(queue_class=...)``'s policy: the first of ``pairs`` (a queue class
+    and its policy) that ``queue_class`` subclasses; FIFO for ``None``. ``accepted`` names the
+    classes for the error."""
+    if queue_class is None:
+        return Policy.FIFO
+    if isinstance(queue_class, type):
+        for cls, policy in pairs:
+            if issubclass(queue_class, cls):
+                return policy
+    raise (ValueError if isinstance(queue_class, type) else TypeError)(
+        f"fairpool setting 'queue_class' must be {accepted} (a class, or None); or pass "
+        f'policy="lifo", "fifo" or "round_robin" instead; got {queue_class!r}'
+    )
+
+
+def quietly(fn: Callable[[], object]) -> None:
+    """Call ``fn`` (a close), logging and swallowing its error."""
+    try:
+        fn()
+    except Exception as exc:  # closing a dead socket may fail; nothing to do about it
+        logger.debug("fairpool: ignoring error while closing a connection: %r", exc)
+
+
+def _first_borrow(ref: weakref.ref[PoolShell]) -> Callable[..., Any]:
+    """The first borrow after construction (or a reset) checks that its caller is a client of
+    the pool's kind — it catches a pool assigned to an existing client's ``connection_pool`` of
+    the other kind (sync or asyncio) — before it takes anything, so nothing leaks; later borrows
+    go straight to ``get_connection``."""
+
+    def first_borrow(*args: Any, **kwargs: Any) -> Any:
+        pool = ref()
+        assert pool is not None
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if type(pool)._WRONG_CLIENT(caller):
+            what, instead = pool._MIXUP
+            raise TypeError(mixup_message(pool, what, caller, instead))
+        pool.__dict__.pop("get_connection", None)
+        return type(pool).get_connection(pool, *args, **kwargs)
+
+    return first_borrow
+
+
+class PoolShell:
+    """The behaviour both pools share (see the module docstring). Not a pool by itself: the I/O
+    layers set ``_mutex`` (their lock, or :data:`NO_LOCK`), the class attributes below, and
+    implement the I/O."""
+
+    config: PoolConfig
+    _core: PoolCore[Any]
+    _planner: Planner[Any]
+    _endpoints: EndpointSet | None
+    _mutex: Any
+    _connection_kwargs: dict[str, Any]
+    connection_class: Any
+    connection_kwargs: dict[str, Any]
+
+    _PARSE_URL: ClassVar[Any]  # redis-py's parse_url of the same kind
+    _SIBLINGS: ClassVar[tuple[type, ...]]  # redis-py's connection classes of the same kind
+    _RELEASED_EVENT: ClassVar[type]  # redis-py's after-release event of the same kind
+    _REAUTH_LISTENER: ClassVar[type]  # ... and its default listener for it
+    _WRONG_CLIENT: ClassVar[Any]  # (module name) -> whether it is a client of the other kind
+    _MIXUP: ClassVar[tuple[str, str]]  # what this pool is, and what to use instead
+    _COLLECTOR: ClassVar[Any]  # () -> redis-py's metrics collector of the same kind
+    _records_wait = False  # BlockingConnectionPool reports each borrow's wait (as redis-py's)
+
+    # ---------------------------------------------------------- construction
+    def _configure(
+        self,
+        settings: dict[str, Any],
+        connection_kwargs: dict[str, Any],
+        chain: Callable[[Any, Callable[[Any], object]], Callable[[Any], Any]],
+    ) -> None:
+        """Validate fairpool's settings; with ``on_connect``, wrap the connection's handshake
+        (``redis_connect_func``) so that it runs after every connect."""
+        self.config = make_config(**settings)
+        on_connect = settings.get("on_connect")
+        if on_connect is not None:
+            connection_kwargs["redis_connect_func"] = chain(
+                connection_kwargs.get("redis_connect_func"), on_connect
+            )
+
+    def _new_core(self) -> None:
+        """A fresh core (no connections, zero counters) and its planner."""
+        config = self.config
+        endpoints = config.endpoints
+        self._endpoints = EndpointSet(endpoints) if endpoints else None
+        self._core = PoolCore(config, period=REBALANCE_PERIOD if endpoints else None)
+        self._planner = Planner(self._core, self._endpoints)
+        # Armed on every fresh core: the next borrow checks that its caller is of the right kind
+        # (an instance attribute shadowing the method until then; a weak reference, no cycle).
+        self.__dict__["get_connection"] = _first_borrow(weakref.ref(self))
+
+    def _reject_unknown_kwargs(self) -> None:
+        """Check the keyword arguments that will reach the connection class (see
+        :func:`fairpool.config.check_connection_kwargs`); on a bad one stop the pool's
+        background maintenance, already started, and raise."""
+        try:
+            check_connection_kwargs(
+                type(self).__name__,
+                self.connection_class,
+                self.connection_kwargs,
+                POOL_KEYWORDS,
+                self._SIBLINGS,
+            )
+        except TypeError:
+            self._stop_maintainer()
+            raise
+        # if observability is on, the hot paths record from the first borrow
+        type(self)._COLLECTOR()
+
+    def _stop_maintainer(self) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def from_url(cls: type[_S], url: str, **kwargs: Any) -> _S:
+        """Build a pool from a ``redis://``, ``rediss://`` or ``unix://`` URL.
+
+        fairpool's settings may be given as query parameters and are converted to their types
+        (``?policy=round_robin&max_idle=8&block=true&timeout=2``); the rest is redis-py's
+        ``ConnectionPool.from_url``.
+        """
+        return cls(**url_kwargs(cls._PARSE_URL, url, kwargs))
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------- the lock
+    def _locked(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, Trash]:
+        """The critical section, once: under the lock call ``fn(*args)`` (a core or planner
+        call) and take the connections the core retired; the caller closes them afterwards,
+        with no lock held."""
+        with self._mutex:
+            result = fn(*args)
+            return result, self._core.take_trash()
+
+    # ------------------------------------------------------------ settings
+    @property
+    def policy(self) -> Policy:
+        """The idle policy."""
+        return self.config.policy
+
+    @property
+    def block(self) -> bool:
+        """Whether a borrow at the cap waits (``True``) or raises at once."""
+        return self.config.block
+
+    @property
+    def timeout(self) -> float | None:
+        """How long a blocked borrow waits (``None`` = forever)."""
+        return self.config.timeout
+
+    @property
+    def closed(self) -> bool:
+        """Whether the pool was shut down for good (``close()`` / ``aclose()`` leave it usable)."""
+        return self._core.closed
+
+    # ------------------------------------------------------------- dialling
+    def make_connection(self, endpoint: Endpoint | None = None) -> Any:
+        """Create a new (unconnected) connection from the current ``connection_kwargs`` (with
+        ``endpoint``'s host and port, if given). The cap is enforced by the core before this is
+        called, not here."""
+        kwargs = self.connection_kwargs
+        if endpoint is not None:
+            kwargs = dict(kwargs)
+            kwargs["host"], kwargs["port"] = endpoint
+        return self.connection_class(**kwargs)
+
+    def _new_connection(self, target: Endpoint | None) -> Any:
+        """``make_connection()`` as redis-py calls it (no argument) for the pool's own address,
+        so that a subclass overriding it without the ``endpoint`` parameter keeps working."""
+        return self.make_connection() if target is None else self.make_connection(target)
+
+    def _check_kind(self, polled: bool) -> tuple[bool, Any]:
+        """The borrow check's plan: whether to peek for pending data (the readiness poll saw
+        something, or ``health_check="peek"``), and the configured check (``"ping"``, a
+        callable, or ``None`` when the peek is all)."""
+        check = self.config.health_check
+        peek = polled or check == "peek"
+        return peek, (None if check in ("peek", "none") else check)
+
+    # --------------------------------------------------------- release
+    def _release_event_needed(self, connection: Any) -> bool:
+        """Whether dispatching redis-py's after-release event (streaming credential re-auth
+        listens to it) would do anything: not when nobody listens, nor when the only listener is
+        redis-py's default re-auth listener and the connection has no pending token."""
+        dispatcher = getattr(self, "_event_dispatcher", None)  # none before redis-py 5.1
+        listeners = getattr(dispatcher, "_event_listeners_mapping", {}).get(
+            self._RELEASED_EVENT, ()
+        )
+        if not listeners:
+            return False
+        return not (
+            len(listeners) == 1
+            and type(listeners[0]) is self._REAUTH_LISTENER
+            and getattr(connection, "_re_auth_token", True) is None
+        )
+
+    def _ignored_release(self, connection: Any, slot: Slot[Any] | None) -> None:
+        logger.debug(
+            "fairpool: ignoring release of %r: %s",
+            connection,
+            "not a connection of this pool" if slot is None else "it is not borrowed",
+        )
+
+    # ------------------------------------------------------------- metrics
+    def _record(self, idle_delta: int, used_delta: int) -> None:
+        """Report connection-state changes to redis-py's observability, when it is enabled."""
+        found = type(self)._COLLECTOR()
+        if found is not None:
+            record_counts(found, self, idle_delta, used_delta)
+
+    def _record_borrow(self, started: float, now: float) -> None:
+        """A borrow from the idle set (with a collector): one idle connection becomes used, and
+        a ``BlockingConnectionPool`` reports the wait, as redis-py's does."""
+        found = type(self)._COLLECTOR()
+        if found is not None:
+            record_counts(found, self, -1, 1)
+            if self._records_wait:
+                record_wait(found, self, now - started)
+
+    # ------------------------------------------ redis-py's pool surface
+    def stats(self) -> PoolStats:
+        """An immutable snapshot of the pool's counters (see :class:`~fairpool.stats.PoolStats`)."""
+        with self._mutex:
+            return self._core.stats()
+
+    def set_retry(self, retry: Any) -> None:
+        """Set the retry policy of new and existing connections."""
+        self.connection_kwargs.update({"retry": retry})
+        with self._mutex:
+            conns = [slot.conn for slot in self._core.slots()]
+        for conn in conns:
+            conn.retry = retry
+
+    def _get_free_connections(self) -> list[Any]:
+        with self._mutex:
+            return [slot.conn for slot in self._core.idle_slots()]
+
+    def _get_in_use_connections(self) -> set[Any]:
+        with self._mutex:
+            return {slot.conn for slot in self._core.slots() if slot.in_use}
+
+    def _in_use_and_idle(self, inuse_connections: bool) -> tuple[list[Any], list[Slot[Any]]]:
+        """For ``disconnect()`` and re-auth: the borrowed connections (when asked) and the idle
+        ones, taken out of the pool for the I/O (return them with ``core.put_back``)."""
+        with self._mutex:
+            core = self._core
+            in_use = [s.conn for s in core.slots() if s.in_use] if inuse_connections else []
+            return in_use, core.take_idle()
+
+    @property
+    def _available_connections(self) -> list[Any]:
+        """Idle connections, next to be handed out first (redis-py's attribute, read-only)."""
+        return self._get_free_connections()
+
+    @_available_connections.setter
+    def _available_connections(self, value: Iterable[Any]) -> None:
+        pass  # redis-py's constructors assign it; the core holds the real state
+
+    @property
+    def _in_use_connections(self) -> set[Any]:
+        """Borrowed connections (redis-py's attribute, read-only)."""
+        return self._get_in_use_connections()
+
+    @_in_use_connections.setter
+    def _in_use_connections(self, value: Iterable[Any]) -> None:
+        pass
+
+    @property
+    def _created_connections(self) -> int:
+        """Open connections plus those being dialled (redis-py's attribute, read-only)."""
+        return self._core.open_count + self._core.dialling
+
+    @_created_connections.setter
+    def _created_connections(self, value: int) -> None:
+        pass  # redis-py's own bookkeeping writes it; the core keeps the real count
