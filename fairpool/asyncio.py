@@ -53,7 +53,7 @@ from ._compat import (
     run_close_hooks,
 )
 from ._compat import arecorder as _arecorder
-from .config import HealthCheck, Policy
+from .config import Policy
 from .endpoints import Endpoint
 from .errors import PoolExhaustedError
 from .lifecycle import DONE, JOIN, REBALANCE_BUDGET, THROWAWAY, WAIT_RETIRE, Planner
@@ -64,7 +64,7 @@ from .shell import (
     Trash,
     guarded_connection_kwargs,
     policy_from_queue_class,
-    settings_of,
+    with_settings,
 )
 from .slot import DIAL, WAIT, Slot
 from .tasks import (
@@ -139,29 +139,15 @@ class ConnectionPool(PoolShell, RedisAsyncConnectionPool):
     )
     _COLLECTOR = staticmethod(async_collector)
 
+    @with_settings
     def __init__(
         self,
         connection_class: type[AbstractConnection] = Connection,
         max_connections: int | None = None,
         maint_notifications_config: Any = None,
-        *,
-        policy: Policy | str = Policy.FIFO,
-        max_idle: int | None = None,
-        min_idle: int = 0,
-        block: bool = False,
-        timeout: float | None = None,
-        turn_borrows: int = 4,
-        idle_timeout: float | None = None,
-        max_lifetime: float | None = None,
-        lifetime_jitter: float = 0.05,
-        health_check: HealthCheck = "peek",
-        health_check_after: float = 0.25,
-        maintenance_interval: float | None = None,
-        endpoints: Any = None,
-        on_connect: Callable[[Any], object] | None = None,
-        **connection_kwargs: Any,
+        **kwargs: Any,
     ) -> None:
-        self._configure(settings_of(locals()), connection_kwargs, _chain_connect)
+        connection_kwargs = self._configure(max_connections, kwargs, _chain_connect)
         self._maint_task: asyncio.Task[None] | None = None
         # redis.asyncio connects through ensure_connection(); a subclass overriding it gets it
         # called on every borrow, as redis.asyncio does (and gives up the quick path for it).

@@ -14,17 +14,10 @@ I/O the core asks for after releasing the lock:
   woken"; a released connection goes straight to the oldest waiter (strict hand-off), so service
   order equals arrival order and a newcomer never overtakes a waiter.
 
-Turns (``turn_borrows``): handing a connection to a waiting thread costs a thread switch, which in
-CPython costs as much as a round trip to Redis. So when callers wait, a shell that names the
-caller (``owner``) may let it keep its connection for a few borrows in a row:
-:meth:`~PoolCore.release` then *holds* the connection for its owner instead of handing it over,
-and the owner's next :meth:`~PoolCore.acquire` gets it back. Any other call (another caller's
-borrow or release, or :meth:`~PoolCore.expire_hold` when the owner does not come back) first hands
-the held connection to the oldest waiter, as if it had just been released. At most one connection
-is held at a time, so a turn ends as soon as any other caller touches the pool; waiters keep their
-arrival order and a newcomer still never overtakes one. (A :meth:`~PoolCore.discard` — another
-borrower's connection failing its check — leaves the turn alone: the capacity it frees goes to
-the oldest waiter, who dials.)
+Turns (``turn_borrows``): while callers wait, a release by a caller the shell names (``owner``)
+whose turn is young *holds* the connection for that caller's next :meth:`~PoolCore.acquire`
+instead of handing it over (sparing a thread switch); any other call first hands the held
+connection to the oldest waiter. docs/design.md ("Turns") has the whole rule.
 
 Everything here runs under the shell's lock, so every method is short and allocation-light; the
 borrow/release hot path is a handful of attribute updates.
@@ -38,22 +31,22 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from .config import PoolConfig
 from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
 from .policies import make_idle_set
 from .slot import DIAL, WAIT, Slot, Waiter, _Token
-from .stats import CLOSE_REASONS, PoolStats
+from .stats import CLOSE_REASONS, PoolStats, snapshot
+from .upkeep import Upkeep
 
 __all__ = ["DIAL", "WAIT", "PoolCore", "Slot", "Waiter"]
 
 C = TypeVar("C")
 _INF = math.inf
-_REFILL_RETRY = 1.0  # seconds: check again this soon while the pool is below min_idle
 
 
-class PoolCore(Generic[C]):
+class PoolCore(Upkeep[C]):
     """Policies, caps, the waiter queue, lifecycle decisions and counters. No I/O.
 
     ``rng`` returns floats in ``[0, 1)`` for the lifetime jitter (inject one for tests).
@@ -488,150 +481,6 @@ class PoolCore(Generic[C]):
             waiter.wake()
         self.next_maintenance = _INF
 
-    # ------------------------------------------------------------- maintenance
-    def maintain(self, now: float) -> int:
-        """Prune and plan the ``min_idle`` refill. Returns how many connections to dial now
-        (capacity for them is reserved; report each with :meth:`dialled_idle` or
-        :meth:`dial_failed`). Closes are queued in :attr:`trash`."""
-        if self.closed:
-            self.next_maintenance = _INF
-            return 0
-        cfg = self.config
-        idle = self._idle
-        if cfg.max_lifetime is not None:
-            for slot in [s for s in idle if now >= s.expires]:
-                self._drop_idle(slot, "lifetime")
-        timeout = cfg.idle_timeout
-        if timeout is not None:
-            # the policy's pruning strategy (by age, or by demand: _demand_victims)
-            room = len(self._slots) - cfg.min_idle
-            reason, victims = idle.prune(now, timeout, room, self._demand_victims)
-            for slot in victims:
-                self._drop_idle(slot, reason)
-            if now >= self._window_end:
-                self._low = self.idle_count
-                self._window_end = now + timeout
-                self._window_borrows = self.hits + self.misses
-        need = 0
-        if not self._waiters:
-            need = max(0, cfg.min_idle - len(self._slots) - self.dialling)
-            need = min(need, self._max - len(self._slots) - self.dialling)
-            self.dialling += need
-        self._schedule(now)
-        return need
-
-    def _demand_victims(self, now: float) -> tuple[str, list[Slot[C]]]:
-        """Shrink by demand (the fair policies' pruning): when the demand window ends, at every
-        moment of it at least ``_low`` connections sat idle, so the load never needed them. While
-        there is traffic, keep one connection per endpoint so that every proxy keeps its share; a
-        window with no borrows at all lets the pool fall to ``min_idle``."""
-        if now < self._window_end:
-            return "demand", []
-        busy = self.hits + self.misses != self._window_borrows
-        surplus = min(self._low, self.idle_count, len(self._slots) - self.config.min_idle)
-        return "demand", self._balanced_victims(surplus, keep_one_per_endpoint=busy)
-
-    def retire_idle(self, slot: Slot[C], reason: str) -> bool:
-        """Close a specific idle connection (the shell's own maintenance, e.g. rebalancing).
-        Returns ``False`` if it is no longer idle."""
-        if slot.in_use or self._slots.get(slot.conn) is not slot:
-            return False
-        self._drop_idle(slot, reason)
-        return True
-
-    def retire(self, slot: Slot[C], reason: str) -> bool:
-        """Close a connection for ``reason`` (e.g. ``"rebalance"``): at once if it is idle, else
-        when it is released (it is then handed to nobody; the capacity it frees goes to the
-        oldest waiter, who dials). Returns ``False`` if the pool no longer holds it or it is
-        already retiring."""
-        if self._slots.get(slot.conn) is not slot or slot.retire is not None:
-            return False
-        if not slot.in_use:
-            self._drop_idle(slot, reason)
-            return True
-        slot.retire = reason
-        slot.expires = -_INF  # the release path already retires expired connections
-        return True
-
-    def reserve_dial(self) -> bool:
-        """Reserve capacity for a dial the shell starts on its own (not for a caller): ``False``
-        at the cap, when callers are waiting, or when the pool is closed."""
-        if self.closed or self._waiters or len(self._slots) + self.dialling >= self._max:
-            return False
-        self.dialling += 1
-        return True
-
-    def _drop_idle(self, slot: Slot[C], reason: str) -> None:
-        self._idle.remove(slot)
-        self.idle_count -= 1
-        self._drop(slot, reason)
-
-    def _balanced_victims(self, count: int, keep_one_per_endpoint: bool) -> list[Slot[C]]:
-        """Choose up to ``count`` idle connections to close so that the open connections left stay
-        balanced over endpoints: always take from the endpoint that holds the most (oldest
-        connection first). With ``keep_one_per_endpoint``, never take an endpoint's last one.
-        Never widen the spread (most minus fewest over the endpoints that keep connections) beyond
-        what it was, or 1: when the crowded endpoints' connections are all in use, a sparse
-        endpoint's idle connection stays rather than fall further behind."""
-        if count <= 0:
-            return []
-        per_endpoint: dict[str | None, int] = {}
-        for slot in self._slots.values():
-            per_endpoint[slot.endpoint] = per_endpoint.get(slot.endpoint, 0) + 1
-        known = [n for e, n in per_endpoint.items() if e is not None]
-        limit = max(max(known, default=0) - min(known, default=0), 1)
-        candidates: dict[str | None, list[Slot[C]]] = {}
-        for slot in sorted(self._idle, key=lambda s: s.seq, reverse=True):
-            candidates.setdefault(slot.endpoint, []).append(slot)  # oldest last: popped first
-        keep = 1 if keep_one_per_endpoint else 0
-        victims: list[Slot[C]] = []
-        while len(victims) < count:
-            top = max((n for e, n in per_endpoint.items() if e is not None), default=0)
-            choices = [
-                e
-                for e, idle in candidates.items()
-                if idle
-                and (
-                    e is None
-                    or (
-                        per_endpoint[e] > keep
-                        and (per_endpoint[e] == 1 or top - per_endpoint[e] < limit)
-                    )
-                )
-            ]
-            if not choices:
-                break
-            endpoint = max(choices, key=lambda e: (per_endpoint[e], -candidates[e][-1].seq))
-            victims.append(candidates[endpoint].pop())
-            per_endpoint[endpoint] -= 1
-        return victims
-
-    def _idle_deadline(self, now: float) -> float:
-        """When idle pruning may next close something (the policy's answer, see
-        :meth:`~fairpool.policies.IdleSet.prune_deadline`)."""
-        cfg = self.config
-        if cfg.idle_timeout is None:
-            return _INF
-        room = len(self._slots) - cfg.min_idle
-        return self._idle.prune_deadline(now, cfg.idle_timeout, room, self._window_end)
-
-    def _schedule(self, now: float) -> None:
-        cfg = self.config
-        due = self._idle_deadline(now)
-        if cfg.max_lifetime is not None:
-            # every connection not expired yet (a borrowed one may come back idle before it
-            # expires); expired borrowed ones are closed when released
-            due = min(
-                due, min((s.expires for s in self._slots.values() if s.expires > now), default=_INF)
-            )
-        if self._period is not None:
-            due = min(due, now + self._period)
-        if cfg.min_idle and len(self._slots) < cfg.min_idle:
-            # below min_idle: a refill that could not run (waiters, cap) or whose dials are still
-            # in flight and may fail: look again soon
-            due = min(due, now + _REFILL_RETRY)
-        self.next_maintenance = due
-
     # ------------------------------------------------------------ observation
     def idle_slots(self) -> Iterator[Slot[C]]:
         """Idle connections in hand-out order."""
@@ -662,29 +511,6 @@ class PoolCore(Generic[C]):
 
     def stats(self) -> PoolStats:
         """An immutable snapshot of the counters."""
-        borrows = dict(self._closed_endpoint_borrows)
-        conns: dict[str, int] = {}
-        for slot in self._slots.values():
-            if slot.endpoint is not None:
-                borrows[slot.endpoint] = borrows.get(slot.endpoint, 0) + slot.borrows
-                conns[slot.endpoint] = conns.get(slot.endpoint, 0) + 1
-        return PoolStats(
-            policy=self.config.policy.value,
-            max_connections=self._max,
-            idle=self.idle_count,
-            in_use=self.in_use_count,
-            dialling=self.dialling,
-            waiting=len(self._waiters),
-            created=self.created,
-            closed=dict(self._closed_counts),
-            borrows=self.hits + self.misses,
-            hits=self.hits,
-            misses=self.misses,
-            waits=self.waits,
-            wait_time_total=self.wait_total,
-            wait_time_max=self.wait_max,
-            timeouts=self.timeouts,
-            reborrows=self.reborrows,
-            endpoint_borrows=borrows,
-            endpoint_connections=conns,
+        return snapshot(
+            self, self._slots.values(), self._closed_counts, self._closed_endpoint_borrows
         )

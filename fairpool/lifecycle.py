@@ -68,7 +68,8 @@ class Planner(Generic[C]):
     def dial_order(self, now: float, only: Endpoint | None = None) -> list[Endpoint | None]:
         """The targets a dial tries, best first: the endpoint holding the fewest connections
         (see :meth:`EndpointSet.dial_order`), or ``only`` that one (a probe); ``[None]`` — the
-        pool's own address — without endpoints."""
+        pool's own address — without endpoints. (With endpoints every target, and so every
+        connection's ``target``, is one of them.)"""
         endpoints = self.endpoints
         if endpoints is None:
             return [None]
@@ -78,14 +79,14 @@ class Planner(Generic[C]):
 
     def dialling(self, target: Endpoint | None) -> None:
         """An attempt to connect to ``target`` starts."""
-        if target is not None and self.endpoints is not None:
-            self.endpoints.dialling(target)
+        if self.endpoints is not None:
+            self.endpoints.dialling(target)  # type: ignore[arg-type]
 
     def dial_error(self, target: Endpoint | None, now: float) -> None:
         """The attempt to connect to ``target`` failed: its breaker opens (the dial goes on to the
         next target, or gives up with :meth:`dial_abandoned`)."""
-        if target is not None and self.endpoints is not None:
-            self.endpoints.dialled(target, False, now)
+        if self.endpoints is not None:
+            self.endpoints.dialled(target, False, now)  # type: ignore[arg-type]
 
     def dial_abandoned(self) -> None:
         """Every target failed: the dial's reserved capacity is freed."""
@@ -97,8 +98,8 @@ class Planner(Generic[C]):
         """The attempt to connect to ``target`` worked: its breaker closes and the connection
         joins the pool, borrowed by the caller (``for_caller``) or idle (a refill, a rebalancing
         dial, a probe, a dial whose caller gave up)."""
-        if target is not None and self.endpoints is not None:
-            self.endpoints.dialled(target, True, now)
+        if self.endpoints is not None:
+            self.endpoints.dialled(target, True, now)  # type: ignore[arg-type]
         core = self.core
         slot = core.dialled(conn, now) if for_caller else core.dialled_idle(conn, now)
         slot.target = target
@@ -114,17 +115,17 @@ class Planner(Generic[C]):
         """Whether a borrowed connection whose socket is gone may reconnect where it was: not
         while its endpoint is down (the caller gets a connection to another endpoint instead, and
         the endpoint's probe tells when it is back)."""
-        endpoints, target = self.endpoints, slot.target
-        return endpoints is None or target is None or endpoints.up(target)
+        endpoints = self.endpoints
+        return endpoints is None or endpoints.up(slot.target)
 
     def reconnect_failed(self, slot: Slot[C], now: float) -> bool:
         """A reconnect in place failed (the shell has discarded the connection). With endpoints
         the endpoint is backed off and the caller should get another connection (``True``);
         without them the caller gets the error (``False``)."""
-        endpoints, target = self.endpoints, slot.target
-        if endpoints is None or target is None:
+        endpoints = self.endpoints
+        if endpoints is None:
             return False
-        endpoints.report(target, False, now)
+        endpoints.report(slot.target, False, now)
         return True
 
     # ----------------------------------------------------------- maintenance

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right, insort
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .config import Policy
@@ -29,7 +29,14 @@ from .slot import Slot
 Victims = tuple[str, list[Slot[Any]]]
 """What a pruning closes: the close reason and the idle connections, oldest first."""
 
-__all__ = ["FifoIdle", "IdleSet", "LifoIdle", "RoundRobinIdle", "make_idle_set"]
+__all__ = [
+    "FifoIdle",
+    "IdleSet",
+    "LifoIdle",
+    "RoundRobinIdle",
+    "balanced_victims",
+    "make_idle_set",
+]
 
 
 class IdleSet:
@@ -194,6 +201,51 @@ class RoundRobinIdle(IdleSet):
         i = bisect_right(seqs, self._cursor)
         by_seq = self._by_seq
         return iter([by_seq[s] for s in seqs[i:] + seqs[:i]])
+
+
+def balanced_victims(
+    slots: Iterable[Slot[Any]], idle: Iterable[Slot[Any]], count: int, keep_one_per_endpoint: bool
+) -> list[Slot[Any]]:
+    """Demand pruning's choice (the fair policies, :meth:`fairpool.core.PoolCore.maintain`):
+    of the ``idle`` connections among all the pool's ``slots``, choose up to ``count`` to close
+    so that the open connections left stay balanced over endpoints: always take from the
+    endpoint that holds the most (oldest connection first). With ``keep_one_per_endpoint``,
+    never take an endpoint's last one. Never widen the spread (most minus fewest over the
+    endpoints that keep connections) beyond what it was, or 1: when the crowded endpoints'
+    connections are all in use, a sparse
+    endpoint's idle connection stays rather than fall further behind."""
+    if count <= 0:
+        return []
+    per_endpoint: dict[str | None, int] = {}
+    for slot in slots:
+        per_endpoint[slot.endpoint] = per_endpoint.get(slot.endpoint, 0) + 1
+    known = [n for e, n in per_endpoint.items() if e is not None]
+    limit = max(max(known, default=0) - min(known, default=0), 1)
+    candidates: dict[str | None, list[Slot[Any]]] = {}
+    for slot in sorted(idle, key=lambda s: s.seq, reverse=True):
+        candidates.setdefault(slot.endpoint, []).append(slot)  # oldest last: popped first
+    keep = 1 if keep_one_per_endpoint else 0
+    victims: list[Slot[Any]] = []
+    while len(victims) < count:
+        top = max((n for e, n in per_endpoint.items() if e is not None), default=0)
+        choices = [
+            e
+            for e, idle in candidates.items()
+            if idle
+            and (
+                e is None
+                or (
+                    per_endpoint[e] > keep
+                    and (per_endpoint[e] == 1 or top - per_endpoint[e] < limit)
+                )
+            )
+        ]
+        if not choices:
+            break
+        endpoint = max(choices, key=lambda e: (per_endpoint[e], -candidates[e][-1].seq))
+        victims.append(candidates[endpoint].pop())
+        per_endpoint[endpoint] -= 1
+    return victims
 
 
 _CLASSES: dict[Policy, type[IdleSet]] = {

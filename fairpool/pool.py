@@ -40,7 +40,7 @@ from ._compat import (
     repr_leaks_secrets,
 )
 from ._compat import recorder as _recorder
-from .config import HealthCheck, Policy
+from .config import Policy
 from .endpoints import Endpoint
 from .lifecycle import DONE, JOIN, REBALANCE_BUDGET, THROWAWAY, WAIT_RETIRE
 from .metrics.redispy import collector
@@ -50,7 +50,7 @@ from .shell import (
     guarded_connection_kwargs,
     policy_from_queue_class,
     quietly,
-    settings_of,
+    with_settings,
 )
 from .slot import DIAL, WAIT, Slot
 from .threads import (
@@ -128,30 +128,16 @@ class ConnectionPool(PoolShell, RedisConnectionPool):
     )
     _COLLECTOR = staticmethod(collector)
 
+    @with_settings
     def __init__(
         self,
         connection_class: type[ConnectionInterface] = Connection,
         max_connections: int | None = None,
         cache_factory: Any = None,
         maint_notifications_config: Any = None,
-        *,
-        policy: Policy | str = Policy.FIFO,
-        max_idle: int | None = None,
-        min_idle: int = 0,
-        block: bool = False,
-        timeout: float | None = None,
-        turn_borrows: int = 4,
-        idle_timeout: float | None = None,
-        max_lifetime: float | None = None,
-        lifetime_jitter: float = 0.05,
-        health_check: HealthCheck = "peek",
-        health_check_after: float = 0.25,
-        maintenance_interval: float | None = None,
-        endpoints: Any = None,
-        on_connect: Callable[[Any], object] | None = None,
-        **connection_kwargs: Any,
+        **kwargs: Any,
     ) -> None:
-        self._configure(settings_of(locals()), connection_kwargs, _chain_connect)
+        connection_kwargs = self._configure(max_connections, kwargs, _chain_connect)
         self._maintainer: Maintainer | None = None
         super().__init__(
             connection_class,

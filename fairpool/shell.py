@@ -40,13 +40,24 @@ POOL_KEYWORDS = ("connection_class", "max_connections", "cache_factory", "queue_
 """Pool arguments that are not settings, offered as suggestions for a misspelt keyword."""
 
 
-SETTING_NAMES = tuple(inspect.signature(make_config).parameters)
-"""fairpool's settings: ``make_config``'s keyword arguments, which the pools take too."""
+SETTING_NAMES = frozenset(inspect.signature(make_config).parameters)
+"""fairpool's settings: ``make_config``'s keyword arguments (declared there once), which the
+pools take among their keyword arguments."""
 
 
-def settings_of(arguments: dict[str, Any]) -> dict[str, Any]:
-    """fairpool's settings among a pool constructor's ``arguments`` (its ``locals()``)."""
-    return {name: arguments[name] for name in SETTING_NAMES if name in arguments}
+def with_settings(init: Callable[..., None]) -> Callable[..., None]:
+    """Give a pool's ``__init__`` (``(self, <redis-py's positional arguments>, **kwargs)``) the
+    signature it really accepts, for ``help()`` and introspection: its own parameters, then
+    fairpool's settings as keyword-only ones (from ``make_config``), then
+    ``**connection_kwargs``."""
+    own = list(inspect.signature(init).parameters.values())[:-1]
+    taken = {p.name for p in own}
+    settings = [
+        p for p in inspect.signature(make_config).parameters.values() if p.name not in taken
+    ]
+    rest = inspect.Parameter("connection_kwargs", inspect.Parameter.VAR_KEYWORD)
+    init.__signature__ = inspect.Signature([*own, *settings, rest])  # type: ignore[attr-defined]
+    return init
 
 
 class _NoLock:
@@ -157,18 +168,23 @@ class PoolShell:
     # ---------------------------------------------------------- construction
     def _configure(
         self,
-        settings: dict[str, Any],
-        connection_kwargs: dict[str, Any],
+        max_connections: int | None,
+        kwargs: dict[str, Any],
         chain: Callable[[Any, Callable[[Any], object]], Callable[[Any], Any]],
-    ) -> None:
-        """Validate fairpool's settings; with ``on_connect``, wrap the connection's handshake
-        (``redis_connect_func``) so that it runs after every connect."""
-        self.config = make_config(**settings)
+    ) -> dict[str, Any]:
+        """Split a constructor's keyword arguments into fairpool's settings (validated into
+        :attr:`config`) and the connection keyword arguments, which it returns; with
+        ``on_connect``, wrap the connection's handshake (``redis_connect_func``) so that it runs
+        after every connect."""
+        settings = {k: v for k, v in kwargs.items() if k in SETTING_NAMES}
+        connection_kwargs = {k: v for k, v in kwargs.items() if k not in SETTING_NAMES}
+        self.config = make_config(max_connections=max_connections, **settings)
         on_connect = settings.get("on_connect")
         if on_connect is not None:
             connection_kwargs["redis_connect_func"] = chain(
                 connection_kwargs.get("redis_connect_func"), on_connect
             )
+        return connection_kwargs
 
     def _new_core(self) -> None:
         """A fresh core (no connections, zero counters) and its planner."""

@@ -65,8 +65,9 @@ def test_without_endpoints_the_dial_goes_to_the_pool_address() -> None:
     assert p.core.acquire(0.0) is DIAL
     p.dialling(None)
     p.dial_error(None, 0.0)  # nothing to back off
-    slot = p.connected(FakeConn(), None, 0.0)
+    slot = p.connected(FakeConn(), None, 0.5)
     assert slot.in_use and slot.target is None and p.core.dialling == 0
+    assert slot.created == 0.5 and slot.released == 0.5
     assert p.probes_due(0.0, force=True) == []
     assert p.may_reconnect(slot)
     assert p.reconnect_failed(slot, 0.0) is False
@@ -160,8 +161,10 @@ def test_reconnect_in_place_only_while_the_endpoint_is_up() -> None:
     assert not p.may_reconnect(slot)
     other = dial(p, 1.0)
     assert other.target != slot.target and p.may_reconnect(other)
-    untargeted = p.connected(FakeConn(), None, 1.0, for_caller=False)
-    assert p.may_reconnect(untargeted) and p.reconnect_failed(untargeted, 1.0) is False
+    assert p.endpoints.failures(slot.target) == 1  # the same outage: counted once
+    assert p.reconnect_failed(slot, 1.1) and p.endpoints.failures(slot.target) == 1
+    assert p.reconnect_failed(slot, 1.0 + BACKOFF_BASE)  # a failure after the back-off counts
+    assert p.endpoints.failures(slot.target) == 2
 
 
 def test_probes_due_after_the_back_off_or_when_forced() -> None:
@@ -434,3 +437,17 @@ def test_give_back_undoes_a_borrow_in_progress() -> None:
     assert core.idle_count == 1 and core.in_use_count == 0
     core.give_back(WAIT, None, 0.3)  # nothing granted, nothing queued
     assert core.idle_count == 1 and core.dialling == 0
+
+
+def test_rebalance_retires_the_crowded_endpoints_only_idle_connection_at_once() -> None:
+    p = planner(2, max_connections=2)
+    p.dialling(B)
+    p.dial_error(B, 0.0)
+    borrowed = dial(p, 0.0)
+    idle = dial(p, 0.0, for_caller=False)
+    assert borrowed.target == idle.target == A
+    p.endpoints.report(B, True, 1.0)  # type: ignore[union-attr]
+    retiring: list[Slot[FakeConn]] = []
+    assert p.rebalance_step(retiring, 1.0) is DIAL_ONE  # the idle one goes: its capacity is free
+    assert retiring == [] and p.core.take_trash() == [(idle.conn, "rebalance")]
+    assert borrowed.retire is None

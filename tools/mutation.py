@@ -36,6 +36,7 @@ MODULES = [
     "fairpool/policies.py",
     "fairpool/slot.py",
     "fairpool/lifecycle.py",
+    "fairpool/upkeep.py",
 ]
 TESTS = [
     "tests/test_core_properties.py",
