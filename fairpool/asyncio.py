@@ -25,55 +25,38 @@ reconnect request) the bookkeeping runs in a ``finally`` so a cancellation canno
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import queue
-import warnings
-import weakref
-from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any, TypeVar
 
 from redis.asyncio import connection as _aconnection
-from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, parse_url
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.connection import ConnectionPool as RedisAsyncConnectionPool
 
 from ._compat import (
     ASYNC_SHOULD_RECONNECT,
     AsyncAfterConnectionReleasedEvent,
-    AsyncReAuthConnectionListener,
     async_can_read,
     get_connection_args_deprecated,
-    get_pool_name,
-    maint_notifications_enabled,
     pool_init_kwargs,
     redacted_repr,
     repr_leaks_secrets,
-    run_close_hooks,
 )
 from ._compat import arecorder as _arecorder
 from .config import Policy
 from .endpoints import Endpoint
-from .errors import PoolExhaustedError
-from .lifecycle import DONE, JOIN, REBALANCE_BUDGET, THROWAWAY, WAIT_RETIRE, Planner
-from .metrics.redispy import async_collector
-from .shell import (
-    NO_LOCK,
-    PoolShell,
-    Trash,
-    guarded_connection_kwargs,
-    policy_from_queue_class,
-    with_settings,
-)
+from .lifecycle import Planner
+from .shell import NO_LOCK, BlockingShell, Kind, Trash, warn_on_arguments, with_settings
 from .slot import DIAL, WAIT, Slot
 from .tasks import (
     NO_STREAM,
     Deadlines,
+    TaskLifecycle,
     TaskWaiter,
     abort,
-    disconnect_quietly,
-    maintenance_loop,
+    chain_connect,
     quiet,
     shielded,
     stream_endpoint,
@@ -89,14 +72,11 @@ logger = logging.getLogger("fairpool")
 
 _P = TypeVar("_P", bound="ConnectionPool")
 
-_SYNC_CLIENT_MODULES = frozenset({"redis.client", "redis.cluster", "redis.sentinel"})
-"""redis-py's sync client modules: they never read an asyncio pool's ``connection_kwargs``."""
-
 _ENSURE = getattr(RedisAsyncConnectionPool, "ensure_connection", None)
 """redis.asyncio's connect-and-verify hook (redis-py ≥ 7; older versions connect inline)."""
 
 
-class ConnectionPool(PoolShell, RedisAsyncConnectionPool):
+class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
     """A fair, drop-in replacement for ``redis.asyncio.ConnectionPool``.
 
     Pass it to a client as ``redis.asyncio.Redis(connection_pool=fairpool.asyncio.ConnectionPool(
@@ -125,20 +105,6 @@ class ConnectionPool(PoolShell, RedisAsyncConnectionPool):
     pool usable, as in redis.asyncio; :meth:`ashutdown` closes it for good.
     """
 
-    if repr_leaks_secrets(RedisAsyncConnectionPool):  # redis-py 6.x shows passwords
-        __repr__ = redacted_repr
-
-    _PARSE_URL = staticmethod(parse_url)
-    _SIBLINGS = (Connection, SSLConnection)
-    _RELEASED_EVENT = AsyncAfterConnectionReleasedEvent
-    _REAUTH_LISTENER = AsyncReAuthConnectionListener
-    _WRONG_CLIENT = staticmethod(_SYNC_CLIENT_MODULES.__contains__)
-    _MIXUP = (
-        "an asyncio pool and cannot serve redis-py's sync clients",
-        "fairpool.ConnectionPool (or fairpool.BlockingConnectionPool)",
-    )
-    _COLLECTOR = staticmethod(async_collector)
-
     @with_settings
     def __init__(
         self,
@@ -147,7 +113,7 @@ class ConnectionPool(PoolShell, RedisAsyncConnectionPool):
         maint_notifications_config: Any = None,
         **kwargs: Any,
     ) -> None:
-        connection_kwargs = self._configure(max_connections, kwargs, _chain_connect)
+        connection_kwargs = self._configure(max_connections, kwargs, chain_connect)
         self._maint_task: asyncio.Task[None] | None = None
         # redis.asyncio connects through ensure_connection(); a subclass overriding it gets it
         # called on every borrow, as redis.asyncio does (and gives up the quick path for it).
@@ -166,6 +132,10 @@ class ConnectionPool(PoolShell, RedisAsyncConnectionPool):
         if not hasattr(self, "_lock"):  # redis.asyncio 5.0's pool has no lock; later ones do
             self._lock = asyncio.Lock()
         self._reject_unknown_kwargs()
+
+    if repr_leaks_secrets(RedisAsyncConnectionPool):  # redis-py 6.x shows passwords
+        __repr__ = redacted_repr
+    _KIND = Kind(asynchronous=True, module=_aconnection)
 
     # ----------------------------------------------------------------- state
     def reset(self) -> None:
@@ -188,8 +158,6 @@ class ConnectionPool(PoolShell, RedisAsyncConnectionPool):
             return  # no loop yet: the maintenance task starts on first use
         self._ensure_maintainer()
 
-    connection_kwargs = guarded_connection_kwargs(_SYNC_CLIENT_MODULES.__contains__, *_MIXUP)
-
     async def _connect(self, conn: Any) -> None:
         """Connect a new or disconnected connection the way redis.asyncio does: through
         ``ensure_connection`` (so overrides of it are honoured), or ``connect()`` where redis-py
@@ -206,12 +174,7 @@ class ConnectionPool(PoolShell, RedisAsyncConnectionPool):
         Raises ``MaxConnectionsError`` at the cap when ``block`` is off, ``ConnectionError`` after
         waiting ``timeout`` seconds when it is on, and ``PoolClosedError`` after :meth:`ashutdown`.
         """
-        if (command_name is not None or keys or options) and _GET_CONNECTION_ARGS_DEPRECATED:
-            warnings.warn(
-                "get_connection() arguments are deprecated and ignored",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+        warn_on_arguments(_GET_CONNECTION_ARGS_DEPRECATED, command_name, keys, options)
         if self._lock.locked():
             # redis.asyncio's maintenance-notification handlers are rewriting pool state (and
             # may be disconnecting idle connections) under the pool lock: wait for them.
@@ -309,7 +272,7 @@ class ConnectionPool(PoolShell, RedisAsyncConnectionPool):
                 await record(connection_pool=self, duration_seconds=monotonic() - dial_started)
         wait = getattr(_aconnection, "record_connection_wait_time", None)
         if self._records_wait and wait is not None:
-            await wait(pool_name=get_pool_name(self), duration_seconds=monotonic() - started)
+            await wait(pool_name=self._pool_name(), duration_seconds=monotonic() - started)
 
     async def _wait(self, waiter: TaskWaiter) -> Any:
         """Sleep until the core grants ``waiter`` a connection or a dial, or its deadline passes
@@ -395,48 +358,6 @@ class ConnectionPool(PoolShell, RedisAsyncConnectionPool):
         assert error is not None
         raise error
 
-    def _adopt(self, task: asyncio.Task[Any], planner: Planner[Any]) -> None:
-        """A connection dialled for a caller that gave up joins the pool: the oldest waiter
-        gets it, or it becomes idle (closed at once if the pool was closed or reset meanwhile).
-        A failed dial has already freed its reservation. Synchronous (a done callback)."""
-        if task.cancelled() or task.exception() is not None:
-            return
-        conn, target = task.result()
-        if planner is not self._planner:  # reset() forgot the pool this dial was reserved in
-            abort(conn)
-            return
-        slot = planner.connected(conn, target, monotonic(), for_caller=False)
-        slot.aux = stream_of(conn)
-        slot.endpoint = stream_endpoint(conn)
-        if _arecorder._async_metrics_collector is not None:
-            self._record(1, 0)  # a new idle connection (a waiter it went to records its use)
-        self._abort_trash(planner)
-
-    def _reconnected(self, task: asyncio.Task[Any], conn: Any, planner: Planner[Any]) -> None:
-        """A reconnect in place finished after its caller gave up: the connection goes back to
-        the pool (oldest waiter or idle), or is closed if the reconnect failed."""
-        core = planner.core
-        if task.cancelled() or task.exception() is not None:
-            abort(conn)
-            core.discard(conn, "error")
-        else:
-            slot = core.slot_of(conn)
-            if slot is not None:
-                slot.endpoint = stream_endpoint(conn)
-                slot.suspect = False
-            if core.release(conn, monotonic()) and _arecorder._async_metrics_collector is not None:
-                self._record(1, -1)
-        self._abort_trash(planner)
-
-    def _abort_trash(self, planner: Planner[Any]) -> None:
-        """Close what the core retired without awaiting (from a done callback, or where a
-        cancellation may be under way)."""
-        trash = planner.core.take_trash()
-        for conn, _reason in trash:
-            abort(conn)
-        if trash and _arecorder._async_metrics_collector is not None:
-            self._record(-len(trash), 0)
-
     async def _prepare(self, slot: Slot[Any], now: float) -> Any:
         """Make a borrowed idle connection ready: reconnect it if its socket is gone, verify it if
         it has been idle a while (or is suspect). Returns ``None`` if it failed its check (it is
@@ -492,7 +413,7 @@ class ConnectionPool(PoolShell, RedisAsyncConnectionPool):
                 reader = getattr(conn, "_reader", None)
                 if reader is not None and (reader.at_eof() or reader.exception() is not None):
                     return False  # the server closed it, or the transport failed
-                if await async_can_read(conn) and not maint_notifications_enabled(self):
+                if await async_can_read(conn) and not self._pushes_expected():
                     # Pending data: under RESP3 it may be a legitimate push message (maintenance
                     # notifications); otherwise it is a stale reply and the connection is out of
                     # sync.
@@ -512,39 +433,6 @@ class ConnectionPool(PoolShell, RedisAsyncConnectionPool):
 
     async def _discard(self, conn: Any, reason: str) -> None:
         await self._close(self._locked(self._core.discard, conn, reason)[1])
-
-    def can_get_connection(self) -> bool:
-        """Whether a borrow now would get a connection without waiting (redis.asyncio's API)."""
-        core = self._core
-        if core.closed or core.waiting:
-            return False
-        return core.idle_count > 0 or core.open_count + core.dialling < core.config.max_connections
-
-    def get_available_connection(self) -> Any:
-        """Take a connection without connecting or checking it (redis.asyncio's API; prefer
-        :meth:`get_connection`). Raises ``MaxConnectionsError`` when none is available now,
-        even when ``block`` is on (this method cannot wait)."""
-        core = self._core
-        now = monotonic()
-        got = core.acquire(now)
-        if got is WAIT:
-            raise PoolExhaustedError(
-                f"Too many connections: fairpool pool exhausted, all {core.config.max_connections}"
-                " connections in use (max_connections)"
-            )
-        if got is DIAL:
-            planner = self._planner
-            target = planner.dial_order(now)[0]
-            try:
-                conn = self._new_connection(target)
-            except BaseException:
-                core.dial_failed()
-                raise
-            planner.dialling(target)
-            slot = planner.connected(conn, target, now)
-            slot.aux = stream_of(conn)
-            return conn
-        return got.conn  # type: ignore[union-attr]
 
     # -------------------------------------------------------------- release
     async def release(self, connection: Any) -> None:
@@ -623,195 +511,8 @@ class ConnectionPool(PoolShell, RedisAsyncConnectionPool):
         redis.asyncio's ``SentinelConnectionPool`` refuses connections to a stale master."""
         return True
 
-    # ---------------------------------------------------------- maintenance
-    async def maintain(self) -> None:
-        """Run pruning and the ``min_idle`` refill now (normally done lazily on release, or by
-        the maintenance task): close what the core retires, dial what ``min_idle`` needs; with
-        ``endpoints``, probe every endpoint that is down (one dial each) and rebalance."""
-        await self._maintain(background=False, force=True)
 
-    async def _maintain(self, background: bool, force: bool = False) -> None:
-        """:meth:`maintain`; with ``background`` (a release found it due) the endpoint probes and
-        rebalancing run in a task of their own, so that no caller waits for them; ``force``
-        probes endpoints still in back-off too (an explicit ``maintain()``)."""
-        remaining, trash = self._locked(self._core.maintain, monotonic())
-        try:
-            if trash:
-                await self._close(trash)
-            while remaining:
-                remaining -= 1
-                await self._dial(for_caller=False)
-        except Exception as exc:  # the failed dial gave back its own reservation
-            logger.warning("fairpool: min_idle refill failed: %r", exc)
-        finally:
-            if remaining:
-                self._planner.refill_failed(remaining)
-                self._abort_trash(self._planner)
-        if self._endpoints is None:
-            return
-        if not background:
-            await self._tend_endpoints(force)
-        elif self._tending is None or self._tending.done():
-            self._tending = asyncio.get_running_loop().create_task(
-                self._tend_endpoints(False), name=f"fairpool-endpoints-{id(self):x}"
-            )
-
-    async def _tend_endpoints(self, force: bool) -> None:
-        """Probe the endpoints that are down and due (every one that is down when ``force``),
-        then rebalance (see :meth:`~fairpool.lifecycle.Planner.rebalance_step`; gives up after
-        :data:`~fairpool.lifecycle.REBALANCE_BUDGET` seconds, the next maintenance goes on)."""
-        planner = self._planner
-        for endpoint in planner.probes_due(monotonic(), force):
-            await self._probe_endpoint(planner, endpoint)
-        deadline = monotonic() + REBALANCE_BUDGET
-        retiring: list[Slot[Any]] = []  # borrowed connections retired, not yet released
-        while monotonic() < deadline:
-            step, trash = self._locked(planner.rebalance_step, retiring, monotonic())
-            if trash:
-                await self._close(trash)
-            if step is DONE:
-                return
-            if step is WAIT_RETIRE:
-                await asyncio.sleep(0.005)  # a retired borrowed connection frees capacity
-                continue
-            try:
-                await self._dial(for_caller=False)
-            except Exception as exc:
-                logger.info("fairpool: rebalancing dial failed: %r", exc)
-                return
-
-    async def _probe_endpoint(self, planner: Planner[Any], endpoint: Endpoint) -> None:
-        """The half-open probe: one dial to an endpoint that is down. With spare capacity the
-        connection joins the pool; at the cap it is a throwaway connection, closed at once."""
-        plan = planner.probe_plan(endpoint)
-        if plan is JOIN:
-            try:
-                await self._dial(for_caller=False, only=endpoint)
-            except Exception as exc:  # reported: the endpoint stays down, backed off further
-                logger.info("fairpool: probe of %s failed: %r", endpoint, exc)
-        elif plan is THROWAWAY:
-            conn = self._new_connection(endpoint)
-            ok = False
-            try:
-                await self._connect(conn)
-                ok = True
-            except Exception as exc:
-                logger.info("fairpool: probe of %s failed: %r", endpoint, exc)
-            finally:
-                planner.probe_done(endpoint, ok, monotonic())
-                await disconnect_quietly(conn)
-
-    def _ensure_maintainer(self) -> None:
-        """Start the maintenance task (``maintenance_interval``) in the running loop, once."""
-        interval = self.config.maintenance_interval
-        if interval is None or self._core.closed:
-            return
-        loop = asyncio.get_running_loop()
-        task = self._maint_task
-        if task is not None and not task.done() and task.get_loop() is loop:
-            return
-        self._maint_task = loop.create_task(
-            maintenance_loop(weakref.ref(self), interval),
-            name=f"fairpool-maintenance-{id(self):x}",
-        )
-
-    async def _close(self, trash: Trash, wait: bool = False) -> None:
-        """Close connections the core retired. Each close normally completes without suspending
-        (``disconnect(nowait=True)``); if one is cancelled, the rest are closed without waiting
-        before the cancellation propagates, so none is left open."""
-        for i, (conn, _reason) in enumerate(trash):
-            try:
-                await (conn.disconnect() if wait else conn.disconnect(nowait=True))
-            except Exception as exc:
-                logger.debug("fairpool: ignoring error while closing a connection: %r", exc)
-            except BaseException:
-                for other, _ in trash[i + 1 :]:
-                    abort(other)
-                raise
-        if trash and _arecorder._async_metrics_collector is not None:
-            self._record(-len(trash), 0)
-
-    # --------------------------------------------------------- whole pool
-    async def disconnect(self, inuse_connections: bool = True) -> None:
-        """Close the sockets of idle connections (and, by default, of borrowed ones), as
-        redis.asyncio does: the connections stay in the pool and reconnect when next used. For
-        shutting the pool down for good use :meth:`ashutdown`."""
-        in_use, idle = self._in_use_and_idle(inuse_connections)
-        try:  # idle ones are out of the pool while their sockets are closed
-            await asyncio.gather(
-                *(disconnect_quietly(c, wait=True) for c in [s.conn for s in idle] + in_use)
-            )
-        finally:
-            trash = self._locked(self._core.put_back, idle, monotonic())[1]
-            if trash:
-                await self._close(trash)
-
-    async def aclose(self) -> None:
-        """Run redis.asyncio's close hooks and disconnect every connection, idle and borrowed,
-        as redis.asyncio's ``aclose()`` does: the pool stays usable and connections reconnect
-        when next used; waiting tasks keep waiting. The maintenance task stops and starts again
-        on next use. ``await redis.asyncio.Redis.aclose()`` calls this when the client owns its
-        pool, and so does leaving ``async with pool:``. To close the pool for good use
-        :meth:`ashutdown`."""
-        await run_close_hooks(self)
-        self._stop_maintainer()
-        await self.disconnect()
-
-    async def ashutdown(self) -> None:
-        """Close the pool for good: idle connections now, borrowed ones when they come back;
-        waiting tasks and later borrows get :class:`~fairpool.errors.PoolClosedError`; the
-        maintenance task stops. Shutting down twice is harmless. (fairpool's ``aclose()`` did
-        this in earlier versions; redis.asyncio's pools have no equivalent.)"""
-        await run_close_hooks(self)
-        trash = self._locked(self._core.close)[1]
-        self._stop_maintainer()
-        self._deadlines.clear()
-        await self._close(trash, wait=True)
-        # Dials still running for callers that gave up, and endpoint maintenance: stop them
-        # (each frees its reservation and closes its socket), so that no connection outlives
-        # the pool.
-        background = list(self._orphans)
-        if self._tending is not None:
-            background.append(self._tending)
-        for task in background:
-            task.cancel()
-        if background:
-            await asyncio.gather(*background, return_exceptions=True)
-
-    def _stop_maintainer(self) -> None:
-        task, self._maint_task = self.__dict__.get("_maint_task"), None
-        if task is not None and not task.done():
-            with contextlib.suppress(RuntimeError):  # its loop is closed
-                task.cancel()
-
-    @property
-    def maintenance_task(self) -> asyncio.Task[None] | None:
-        """The background maintenance task, if ``maintenance_interval`` is set and it started."""
-        return self._maint_task
-
-    async def re_auth_callback(self, token: Any) -> None:
-        """Re-authenticate idle connections now (each taken out of the pool while it is done)
-        and borrowed ones when they are released."""
-        in_use, idle = self._in_use_and_idle(True)
-        try:
-            for slot in idle:
-                auth = slot.conn
-                await auth.retry.call_with_retry(
-                    lambda c=auth: c.send_command("AUTH", token.try_get("oid"), token.get_value()),
-                    lambda error: self._mock(error),
-                )
-                await auth.retry.call_with_retry(
-                    lambda c=auth: c.read_response(), lambda error: self._mock(error)
-                )
-        finally:
-            trash = self._locked(self._core.put_back, idle, monotonic())[1]
-            if trash:
-                await self._close(trash)
-        for conn in in_use:
-            conn.set_re_auth_token(token)
-
-
-class BlockingConnectionPool(ConnectionPool):
+class BlockingConnectionPool(BlockingShell, ConnectionPool):
     """fairpool's asyncio pool with ``redis.asyncio.BlockingConnectionPool``'s defaults:
     ``block=True``, ``max_connections=50``, ``timeout=20``; like redis.asyncio's, it reports
     each borrow's wait time to redis-py's observability.
@@ -821,56 +522,11 @@ class BlockingConnectionPool(ConnectionPool):
     ``policy="fifo"`` when no ``policy`` is given; without either the policy is ``"fifo"``.
     """
 
-    _records_wait = True
-
-    def __init__(
-        self,
-        max_connections: int | None = 50,
-        timeout: float | None = 20,
-        connection_class: type[AbstractConnection] = Connection,
-        queue_class: type | None = None,
-        *,
-        block: bool = True,
-        policy: Policy | str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if policy is None:
-            policy = policy_from_queue_class(
-                queue_class,
-                (
-                    (asyncio.LifoQueue, Policy.LIFO),
-                    (asyncio.Queue, Policy.FIFO),
-                    (queue.LifoQueue, Policy.LIFO),
-                    (queue.Queue, Policy.FIFO),
-                ),
-                "asyncio.LifoQueue, asyncio.Queue, queue.LifoQueue or queue.Queue",
-            )
-        super().__init__(
-            connection_class,
-            max_connections,
-            policy=policy,
-            block=block,
-            timeout=timeout,
-            **kwargs,
-        )
-
-
-def _chain_connect(
-    previous: Callable[[Any], object] | None, on_connect: Callable[[Any], object]
-) -> Callable[[Any], Awaitable[None]]:
-    """An async ``redis_connect_func`` (redis.asyncio calls it after every connect, instead of
-    the connection's own handshake) that runs the handshake — or the user's own
-    ``redis_connect_func`` — and then ``on_connect`` (awaited if it returns an awaitable)."""
-
-    async def connect_func(connection: Any) -> None:
-        if previous is None:
-            await connection.on_connect()
-        else:
-            result = previous(connection)
-            if inspect.isawaitable(result):
-                await result
-        result = on_connect(connection)
-        if inspect.isawaitable(result):
-            await result
-
-    return connect_func
+    _QUEUES = (
+        (asyncio.LifoQueue, Policy.LIFO),
+        (asyncio.Queue, Policy.FIFO),
+        (queue.LifoQueue, Policy.LIFO),
+        (queue.Queue, Policy.FIFO),
+    )
+    _QUEUE_NAMES = "asyncio.LifoQueue, asyncio.Queue, queue.LifoQueue or queue.Queue"
+    _DEFAULT_CONNECTION = Connection

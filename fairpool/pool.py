@@ -16,14 +16,11 @@ import logging
 import os
 import queue
 import threading
-import time
-import warnings
-from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from redis import connection as _connection
-from redis.connection import Connection, SSLConnection, parse_url
+from redis.connection import Connection
 from redis.connection import ConnectionPool as RedisConnectionPool
 
 from . import threads as _threads
@@ -31,10 +28,7 @@ from ._compat import (
     SYNC_SHOULD_RECONNECT,
     AfterConnectionReleasedEvent,
     CacheProxyConnection,
-    ReAuthConnectionListener,
     get_connection_args_deprecated,
-    get_pool_name,
-    maint_notifications_enabled,
     pool_init_kwargs,
     redacted_repr,
     repr_leaks_secrets,
@@ -42,22 +36,15 @@ from ._compat import (
 from ._compat import recorder as _recorder
 from .config import Policy
 from .endpoints import Endpoint
-from .lifecycle import DONE, JOIN, REBALANCE_BUDGET, THROWAWAY, WAIT_RETIRE
-from .metrics.redispy import collector
-from .shell import (
-    PoolShell,
-    Trash,
-    guarded_connection_kwargs,
-    policy_from_queue_class,
-    quietly,
-    with_settings,
-)
+from .shell import BlockingShell, Kind, quietly, warn_on_arguments, with_settings
 from .slot import DIAL, WAIT, Slot
 from .threads import (
     UNARMED,
     Maintainer,
     Probe,
+    ThreadLifecycle,
     ThreadWaiter,
+    chain_connect,
     peer_endpoint,
     raw_connection,
 )
@@ -72,22 +59,12 @@ logger = logging.getLogger("fairpool")
 
 _P = TypeVar("_P", bound="ConnectionPool")
 
-_CLOSED = -1
-"""``ConnectionPool._fork_gen`` after :meth:`ConnectionPool.close`: the next borrow or release
-goes through ``_checkpid()``, which restarts background maintenance."""
-
 # redis-py 5.0's clients pass the command name to get_connection(); later ones pass nothing and
 # deprecate arguments, which fairpool then warns about too.
 _GET_CONNECTION_ARGS_DEPRECATED = get_connection_args_deprecated(RedisConnectionPool)
 
-_ASYNC_CLIENT = "redis.asyncio"
 
-
-def _asyncio_client(caller: str) -> bool:
-    return caller.startswith(_ASYNC_CLIENT)
-
-
-class ConnectionPool(PoolShell, RedisConnectionPool):
+class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
     """A fair, drop-in replacement for ``redis.ConnectionPool``.
 
     Pass it to a client as ``redis.Redis(connection_pool=fairpool.ConnectionPool(...))``. The
@@ -113,20 +90,6 @@ class ConnectionPool(PoolShell, RedisConnectionPool):
     """
 
     _DEFAULTS: ClassVar[dict[str, Any]] = {}
-    cache: Any = None  # client-side caching's cache (redis-py 5.0's pool has no such attribute)
-    if repr_leaks_secrets(RedisConnectionPool):  # redis-py 6.x shows passwords; fairpool never
-        __repr__ = redacted_repr
-
-    _PARSE_URL = staticmethod(parse_url)
-    _SIBLINGS = (Connection, SSLConnection)
-    _RELEASED_EVENT = AfterConnectionReleasedEvent
-    _REAUTH_LISTENER = ReAuthConnectionListener
-    _WRONG_CLIENT = staticmethod(_asyncio_client)
-    _MIXUP = (
-        "a sync pool and cannot serve redis.asyncio clients",
-        "fairpool.asyncio.ConnectionPool (or fairpool.asyncio.BlockingConnectionPool)",
-    )
-    _COLLECTOR = staticmethod(collector)
 
     @with_settings
     def __init__(
@@ -137,7 +100,7 @@ class ConnectionPool(PoolShell, RedisConnectionPool):
         maint_notifications_config: Any = None,
         **kwargs: Any,
     ) -> None:
-        connection_kwargs = self._configure(max_connections, kwargs, _chain_connect)
+        connection_kwargs = self._configure(max_connections, kwargs, chain_connect)
         self._maintainer: Maintainer | None = None
         super().__init__(
             connection_class,
@@ -150,6 +113,10 @@ class ConnectionPool(PoolShell, RedisConnectionPool):
             **connection_kwargs,
         )
         self._reject_unknown_kwargs()
+
+    if repr_leaks_secrets(RedisConnectionPool):  # redis-py 6.x shows passwords; fairpool never
+        __repr__ = redacted_repr
+    _KIND = Kind(asynchronous=False, module=_connection)
 
     # ----------------------------------------------------------------- state
     def reset(self) -> None:
@@ -176,8 +143,6 @@ class ConnectionPool(PoolShell, RedisConnectionPool):
         except Exception:
             pass
 
-    connection_kwargs = guarded_connection_kwargs(_asyncio_client, *_MIXUP)
-
     def _checkpid(self) -> None:
         """redis-py's fork check (a forked child resets the pool); also restarts background
         maintenance on the first use after :meth:`close`."""
@@ -193,12 +158,7 @@ class ConnectionPool(PoolShell, RedisConnectionPool):
     # --------------------------------------------------------------- borrow
     def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
         """Borrow a connection, connected and ready to send a command."""
-        if (command_name is not None or keys or options) and _GET_CONNECTION_ARGS_DEPRECATED:
-            warnings.warn(
-                "get_connection() arguments are deprecated and ignored",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+        warn_on_arguments(_GET_CONNECTION_ARGS_DEPRECATED, command_name, keys, options)
         if self._fork_gen != _threads.fork_generation:
             self._checkpid()
         now = monotonic()
@@ -262,7 +222,7 @@ class ConnectionPool(PoolShell, RedisConnectionPool):
                 record(connection_pool=self, duration_seconds=monotonic() - dial_started)
         wait = getattr(_connection, "record_connection_wait_time", None)
         if self._records_wait and wait is not None:
-            wait(pool_name=get_pool_name(self), duration_seconds=monotonic() - started)
+            wait(pool_name=self._pool_name(), duration_seconds=monotonic() - started)
 
     def _wait(self, waiter: ThreadWaiter) -> Any:
         core = self._core
@@ -371,11 +331,7 @@ class ConnectionPool(PoolShell, RedisConnectionPool):
             # Pending data: under RESP3 it may be a legitimate push message (client-side caching
             # invalidations, maintenance notifications); otherwise it is a stale reply and the
             # connection is out of sync. (EOF makes can_read() raise.)
-            if (
-                peek
-                and conn.can_read()
-                and not (self.cache is not None or maint_notifications_enabled(self))
-            ):
+            if peek and conn.can_read() and not self._pushes_expected():
                 return False
             if not due or check is None:
                 return True
@@ -444,20 +400,6 @@ class ConnectionPool(PoolShell, RedisConnectionPool):
         if taken and now >= core.next_maintenance:
             self._maintain(background=True)
 
-    def _start_keeper(self, keeper: _TurnKeeper) -> None:
-        """Start the turn keeper; if no thread can be started, end the turn now instead (a held
-        connection must never wait for a keeper that does not run)."""
-        try:
-            keeper.start()
-        except Exception as exc:
-            logger.warning("fairpool: cannot start the turn keeper thread: %r", exc)
-            with self._lock:
-                if self._keeper is keeper:
-                    self._keeper = None
-                self._core.expire_hold(monotonic(), 0.0)
-                trash = self._core.take_trash()
-            self._close(trash)
-
     def _after_release(self, connection: Any) -> None:
         """Dispatch ``AfterConnectionReleasedEvent`` (streaming credential re-auth listens to it)
         before the connection can be handed to anyone else, when it would do anything."""
@@ -465,177 +407,8 @@ class ConnectionPool(PoolShell, RedisConnectionPool):
             dispatcher: Any = self._event_dispatcher
             dispatcher.dispatch(AfterConnectionReleasedEvent(connection))  # type: ignore[no-untyped-call]
 
-    # ---------------------------------------------------------- maintenance
-    def maintain(self) -> None:
-        """Run pruning and the ``min_idle`` refill now (normally done lazily on release, or by
-        the maintenance thread): close what the core retires, dial what ``min_idle`` needs; with
-        ``endpoints``, probe every endpoint that is down (one dial each) and rebalance."""
-        self._maintain(background=False, force=True)
 
-    def _maintain(self, background: bool, force: bool = False) -> None:
-        """:meth:`maintain`; with ``background`` (a release found it due) the endpoint probes
-        and rebalancing dials run in a short-lived thread, so that no caller waits for them;
-        ``force`` probes endpoints still in back-off too (an explicit ``maintain()``)."""
-        if self._fork_gen != _threads.fork_generation:
-            self._checkpid()
-        remaining, trash = self._locked(self._core.maintain, monotonic())
-        self._close(trash)
-        try:
-            while remaining:
-                remaining -= 1
-                self._dial(for_caller=False)
-        except Exception as exc:  # the failed dial gave back its own reservation
-            logger.warning("fairpool: min_idle refill failed: %r", exc)
-        finally:
-            if remaining:
-                self._close(self._locked(self._planner.refill_failed, remaining)[1])
-        if self._endpoints is None:
-            return
-        if not background:
-            self._tend_endpoints(force)
-            return
-        with self._lock:
-            if self._tending:
-                return
-            self._tending = True
-        try:
-            threading.Thread(
-                target=self._tend_endpoints_then_clear,
-                name=f"fairpool-endpoints-{id(self):x}",
-                daemon=True,
-            ).start()
-        except Exception as exc:  # no thread to be had: do it here rather than never
-            logger.warning("fairpool: cannot start the endpoint thread: %r", exc)
-            self._tend_endpoints_then_clear()
-
-    def _tend_endpoints_then_clear(self) -> None:
-        try:
-            self._tend_endpoints(force=False)
-        except Exception as exc:
-            logger.warning("fairpool: endpoint maintenance failed: %r", exc)
-        finally:
-            with self._lock:
-                self._tending = False
-
-    def _tend_endpoints(self, force: bool) -> None:
-        """Probe the endpoints that are down and due (every one that is down when ``force``),
-        then rebalance (see :meth:`~fairpool.lifecycle.Planner.rebalance_step`; gives up after
-        :data:`~fairpool.lifecycle.REBALANCE_BUDGET` seconds, the next maintenance goes on)."""
-        planner = self._planner
-        for endpoint in self._locked(planner.probes_due, monotonic(), force)[0]:
-            self._probe_endpoint(endpoint)
-        deadline = monotonic() + REBALANCE_BUDGET
-        retiring: list[Slot[Any]] = []  # borrowed connections retired, not yet released
-        while monotonic() < deadline:
-            step, trash = self._locked(planner.rebalance_step, retiring, monotonic())
-            self._close(trash)
-            if step is DONE:
-                return
-            if step is WAIT_RETIRE:
-                time.sleep(0.005)  # a retired borrowed connection frees its capacity on release
-                continue
-            try:
-                self._dial(for_caller=False)
-            except Exception as exc:
-                logger.info("fairpool: rebalancing dial failed: %r", exc)
-                return
-
-    def _probe_endpoint(self, endpoint: Endpoint) -> None:
-        """The half-open probe: one dial to an endpoint that is down. With spare capacity the
-        connection joins the pool; at the cap it is a throwaway connection, closed at once."""
-        plan = self._locked(self._planner.probe_plan, endpoint)[0]
-        if plan is JOIN:
-            try:
-                self._dial(for_caller=False, only=endpoint)
-            except Exception as exc:  # reported: the endpoint stays down, backed off further
-                logger.info("fairpool: probe of %s failed: %r", endpoint, exc)
-        elif plan is THROWAWAY:
-            conn = self._new_connection(endpoint)
-            ok = False
-            try:
-                conn.connect()
-                ok = True
-            except Exception as exc:
-                logger.info("fairpool: probe of %s failed: %r", endpoint, exc)
-            finally:
-                quietly(conn.disconnect)
-                self._locked(self._planner.probe_done, endpoint, ok, monotonic())
-
-    def _close(self, trash: Trash) -> None:
-        for conn, _reason in trash:
-            quietly(conn.disconnect)
-        if trash and _recorder._metrics_collector is not None:
-            self._record(-len(trash), 0)
-
-    # --------------------------------------------------------- whole pool
-    def disconnect(self, inuse_connections: bool = True) -> None:
-        """Close the sockets of idle connections (and, by default, of borrowed ones), as
-        redis-py does: the connections stay in the pool and reconnect when next used. For
-        shutting the pool down for good use :meth:`shutdown`."""
-        self._checkpid()
-        in_use, idle = self._in_use_and_idle(inuse_connections)
-        try:
-            for conn in [s.conn for s in idle] + in_use:
-                quietly(conn.disconnect)
-        finally:
-            self._close(self._locked(self._core.put_back, idle, monotonic())[1])
-
-    def close(self) -> None:
-        """Disconnect every connection, idle and borrowed, as redis-py's ``close()`` does: the
-        pool stays usable and connections reconnect when next used; waiting callers keep
-        waiting. The maintenance thread stops and starts again on the next borrow or release.
-        ``redis.Redis.close()`` calls this when the client owns its pool, and so does leaving
-        ``with pool:``. To close the pool for good use :meth:`shutdown`."""
-        self.disconnect()
-        with self._lock:
-            self._fork_gen = _CLOSED
-            maintainer, self._maintainer = self._maintainer, None
-        if maintainer is not None:
-            maintainer.stop()
-
-    def shutdown(self) -> None:
-        """Close the pool for good: idle connections now, borrowed ones when they come back;
-        waiting callers and later borrows get :class:`~fairpool.errors.PoolClosedError`.
-        Shutting down twice is harmless. (fairpool's ``close()`` did this in earlier versions;
-        redis-py's pools have no equivalent.)"""
-        self._checkpid()
-        trash = self._locked(self._core.close)[1]
-        self._stop_maintainer()
-        self._close(trash)
-
-    def _stop_maintainer(self) -> None:
-        maintainer, self._maintainer = self.__dict__.get("_maintainer"), None
-        if maintainer is not None:
-            maintainer.stop()
-
-    def re_auth_callback(self, token: Any) -> None:
-        """Re-authenticate idle connections now (outside the lock, each taken out of the pool
-        while it is done) and borrowed ones when they are released."""
-        in_use, idle = self._in_use_and_idle(True)
-        try:
-            for slot in idle:
-                conn = slot.conn
-                conn.retry.call_with_retry(
-                    lambda c=conn: c.send_command("AUTH", token.try_get("oid"), token.get_value()),
-                    lambda error: self._mock(error),
-                )
-                conn.retry.call_with_retry(
-                    lambda c=conn: c.read_response(), lambda error: self._mock(error)
-                )
-        finally:
-            # put back into a closed pool, past their lifetime, over max_idle: closed
-            self._close(self._locked(self._core.put_back, idle, monotonic())[1])
-        for conn in in_use:
-            conn.set_re_auth_token(token)
-
-    def __enter__(self: _P) -> _P:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class BlockingConnectionPool(ConnectionPool):
+class BlockingConnectionPool(BlockingShell, ConnectionPool):
     """fairpool's pool with redis-py ``BlockingConnectionPool``'s defaults: ``block=True``,
     ``max_connections=50``, ``timeout=20``; like redis-py's, it reports each borrow's wait time
     to redis-py's observability when that is enabled.
@@ -644,47 +417,6 @@ class BlockingConnectionPool(ConnectionPool):
     ``policy="lifo"`` and ``queue.Queue`` to ``policy="fifo"`` when no ``policy`` is given.
     """
 
-    _records_wait = True
-
-    def __init__(
-        self,
-        max_connections: int | None = 50,
-        timeout: float | None = 20,
-        connection_class: type[ConnectionInterface] = Connection,
-        queue_class: type | None = None,
-        *,
-        block: bool = True,
-        policy: Policy | str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if policy is None:
-            policy = policy_from_queue_class(
-                queue_class,
-                ((queue.LifoQueue, Policy.LIFO), (queue.Queue, Policy.FIFO)),
-                "queue.LifoQueue or queue.Queue",
-            )
-        super().__init__(
-            connection_class,
-            max_connections,
-            policy=policy,
-            block=block,
-            timeout=timeout,
-            **kwargs,
-        )
-
-
-def _chain_connect(
-    previous: Callable[[Any], object] | None, on_connect: Callable[[Any], object]
-) -> Callable[[Any], None]:
-    """A ``redis_connect_func`` (redis-py calls it after every connect, instead of the
-    connection's own ``on_connect`` handshake) that runs the handshake — or the user's own
-    ``redis_connect_func`` — and then ``on_connect``."""
-
-    def connect_func(connection: Any) -> None:
-        if previous is None:
-            connection.on_connect()
-        else:
-            previous(connection)
-        on_connect(connection)
-
-    return connect_func
+    _QUEUES = ((queue.LifoQueue, Policy.LIFO), (queue.Queue, Policy.FIFO))
+    _QUEUE_NAMES = "queue.LifoQueue or queue.Queue"
+    _DEFAULT_CONNECTION = Connection

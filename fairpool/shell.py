@@ -17,19 +17,28 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
+import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
+from ._compat import (
+    AfterConnectionReleasedEvent,
+    AsyncAfterConnectionReleasedEvent,
+    AsyncReAuthConnectionListener,
+    ReAuthConnectionListener,
+    get_pool_name,
+    maint_notifications_enabled,
+)
 from .config import Policy, PoolConfig, check_connection_kwargs, make_config, url_kwargs
 from .core import PoolCore
 from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
 from .lifecycle import Planner
-from .metrics.redispy import record_counts, record_wait
+from .metrics.redispy import async_collector, collector, record_counts, record_wait
 from .slot import Slot
 from .stats import PoolStats
 
-__all__ = ["PoolShell", "guarded_connection_kwargs", "policy_from_queue_class"]
+__all__ = ["Kind", "PoolShell", "policy_from_queue_class", "warn_on_arguments"]
 
 logger = logging.getLogger("fairpool")
 
@@ -73,16 +82,61 @@ class _NoLock:
 NO_LOCK = _NoLock()
 
 
-def guarded_connection_kwargs(wrong_client: Callable[[str], bool], what: str, instead: str) -> Any:
+_SYNC_CLIENT_MODULES = frozenset({"redis.client", "redis.cluster", "redis.sentinel"})
+"""redis-py's sync client modules: they never read an asyncio pool's ``connection_kwargs``."""
+
+
+def _asyncio_client(caller: str) -> bool:
+    return caller.startswith("redis.asyncio")
+
+
+class Kind:
+    """What tells the two pools apart, beyond their I/O: redis-py's module of their kind, its
+    after-release event and default listener, the metrics collector, and how to recognise a
+    client of the other kind (``wrong_client(module name)``) with the advice to give it."""
+
+    __slots__ = ("collector", "instead", "listener", "module", "released", "what", "wrong_client")
+
+    def __init__(self, asynchronous: bool, module: Any) -> None:
+        self.module = module
+        self.released: type
+        self.listener: type
+        self.collector: Callable[[], Any]
+        self.wrong_client: Callable[[str], bool]
+        if asynchronous:
+            self.released = AsyncAfterConnectionReleasedEvent
+            self.listener = AsyncReAuthConnectionListener
+            self.collector = async_collector
+            self.wrong_client = _SYNC_CLIENT_MODULES.__contains__
+            self.what = "an asyncio pool and cannot serve redis-py's sync clients"
+            self.instead = "fairpool.ConnectionPool (or fairpool.BlockingConnectionPool)"
+        else:
+            self.released, self.listener = AfterConnectionReleasedEvent, ReAuthConnectionListener
+            self.collector, self.wrong_client = collector, _asyncio_client
+            self.what = "a sync pool and cannot serve redis.asyncio clients"
+            self.instead = (
+                "fairpool.asyncio.ConnectionPool (or fairpool.asyncio.BlockingConnectionPool)"
+            )
+
+    def mixup(self, pool: Any, caller: str) -> TypeError:
+        """The error for a client of the other kind (``caller``, its module) using ``pool``."""
+        return TypeError(
+            f"{type(pool).__module__}.{type(pool).__name__} is {self.what} ({caller}): "
+            f"use {self.instead}"
+        )
+
+
+def _guarded_connection_kwargs() -> Any:
     """The pools' ``connection_kwargs`` property: redis-py's (a live dict, see
     ``docs/migrating.md``), except that a client of the other kind (sync or asyncio) reading it
     — every client does in its constructor — gets ``TypeError`` naming the pool to use instead,
-    before it can borrow anything. ``wrong_client(module name of the reader)`` tells them apart."""
+    before it can borrow anything."""
 
     def get(pool: Any) -> dict[str, Any]:
         caller = sys._getframe(1).f_globals.get("__name__", "")
-        if wrong_client(caller):
-            raise TypeError(mixup_message(pool, what, caller, instead))
+        kind: Kind = pool._KIND
+        if kind.wrong_client(caller):
+            raise kind.mixup(pool, caller)
         kwargs: dict[str, Any] = pool._connection_kwargs
         return kwargs
 
@@ -92,9 +146,15 @@ def guarded_connection_kwargs(wrong_client: Callable[[str], bool], what: str, in
     return property(get, set, doc="The keyword arguments new connections are built with (live).")
 
 
-def mixup_message(pool: Any, what: str, caller: str, instead: str) -> str:
-    """The error for a sync pool used by an asyncio client, or the reverse."""
-    return f"{type(pool).__module__}.{type(pool).__name__} is {what} ({caller}): use {instead}"
+def warn_on_arguments(deprecated: bool, command_name: Any, keys: Any, options: Any) -> None:
+    """redis-py 5.1+ deprecates ``get_connection()``'s arguments (its clients pass none; 5.0's
+    pass the command name): warn as redis-py does when it does."""
+    if deprecated and (command_name is not None or keys or options):
+        warnings.warn(
+            "get_connection() arguments are deprecated and ignored",
+            DeprecationWarning,
+            stacklevel=3,
+        )
 
 
 def policy_from_queue_class(
@@ -133,9 +193,8 @@ def _first_borrow(ref: weakref.ref[PoolShell]) -> Callable[..., Any]:
         pool = ref()
         assert pool is not None
         caller = sys._getframe(1).f_globals.get("__name__", "")
-        if type(pool)._WRONG_CLIENT(caller):
-            what, instead = pool._MIXUP
-            raise TypeError(mixup_message(pool, what, caller, instead))
+        if pool._KIND.wrong_client(caller):
+            raise pool._KIND.mixup(pool, caller)
         pool.__dict__.pop("get_connection", None)
         return type(pool).get_connection(pool, *args, **kwargs)
 
@@ -154,15 +213,10 @@ class PoolShell:
     _mutex: Any
     _connection_kwargs: dict[str, Any]
     connection_class: Any
-    connection_kwargs: dict[str, Any]
 
-    _PARSE_URL: ClassVar[Any]  # redis-py's parse_url of the same kind
-    _SIBLINGS: ClassVar[tuple[type, ...]]  # redis-py's connection classes of the same kind
-    _RELEASED_EVENT: ClassVar[type]  # redis-py's after-release event of the same kind
-    _REAUTH_LISTENER: ClassVar[type]  # ... and its default listener for it
-    _WRONG_CLIENT: ClassVar[Any]  # (module name) -> whether it is a client of the other kind
-    _MIXUP: ClassVar[tuple[str, str]]  # what this pool is, and what to use instead
-    _COLLECTOR: ClassVar[Any]  # () -> redis-py's metrics collector of the same kind
+    _KIND: ClassVar[Kind]
+    cache: Any = None  # client-side caching's cache (sync pools of redis-py 5.1+ only)
+    connection_kwargs = _guarded_connection_kwargs()
     _records_wait = False  # BlockingConnectionPool reports each borrow's wait (as redis-py's)
 
     # ---------------------------------------------------------- construction
@@ -207,13 +261,13 @@ class PoolShell:
                 self.connection_class,
                 self.connection_kwargs,
                 POOL_KEYWORDS,
-                self._SIBLINGS,
+                (self._KIND.module.Connection, self._KIND.module.SSLConnection),
             )
         except TypeError:
             self._stop_maintainer()
             raise
         # if observability is on, the hot paths record from the first borrow
-        type(self)._COLLECTOR()
+        self._KIND.collector()
 
     def _stop_maintainer(self) -> None:
         raise NotImplementedError
@@ -226,7 +280,7 @@ class PoolShell:
         (``?policy=round_robin&max_idle=8&block=true&timeout=2``); the rest is redis-py's
         ``ConnectionPool.from_url``.
         """
-        return cls(**url_kwargs(cls._PARSE_URL, url, kwargs))
+        return cls(**url_kwargs(cls._KIND.module.parse_url, url, kwargs))
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
@@ -277,6 +331,17 @@ class PoolShell:
         so that a subclass overriding it without the ``endpoint`` parameter keeps working."""
         return self.make_connection() if target is None else self.make_connection(target)
 
+    def _pushes_expected(self) -> bool:
+        """Whether pending data on an idle connection may be a legitimate push message
+        (client-side caching invalidations, maintenance notifications under RESP3) rather than a
+        stale reply that puts the connection out of sync."""
+        return self.cache is not None or maint_notifications_enabled(self)
+
+    def _pool_name(self) -> str:
+        """The pool's name in redis-py's metrics."""
+        name: str = get_pool_name(self)
+        return name
+
     def _check_kind(self, polled: bool) -> tuple[bool, Any]:
         """The borrow check's plan: whether to peek for pending data (the readiness poll saw
         something, or ``health_check="peek"``), and the configured check (``"ping"``, a
@@ -291,14 +356,13 @@ class PoolShell:
         listens to it) would do anything: not when nobody listens, nor when the only listener is
         redis-py's default re-auth listener and the connection has no pending token."""
         dispatcher = getattr(self, "_event_dispatcher", None)  # none before redis-py 5.1
-        listeners = getattr(dispatcher, "_event_listeners_mapping", {}).get(
-            self._RELEASED_EVENT, ()
-        )
+        kind = self._KIND
+        listeners = getattr(dispatcher, "_event_listeners_mapping", {}).get(kind.released, ())
         if not listeners:
             return False
         return not (
             len(listeners) == 1
-            and type(listeners[0]) is self._REAUTH_LISTENER
+            and type(listeners[0]) is kind.listener
             and getattr(connection, "_re_auth_token", True) is None
         )
 
@@ -312,14 +376,14 @@ class PoolShell:
     # ------------------------------------------------------------- metrics
     def _record(self, idle_delta: int, used_delta: int) -> None:
         """Report connection-state changes to redis-py's observability, when it is enabled."""
-        found = type(self)._COLLECTOR()
+        found = self._KIND.collector()
         if found is not None:
             record_counts(found, self, idle_delta, used_delta)
 
     def _record_borrow(self, started: float, now: float) -> None:
         """A borrow from the idle set (with a collector): one idle connection becomes used, and
         a ``BlockingConnectionPool`` reports the wait, as redis-py's does."""
-        found = type(self)._COLLECTOR()
+        found = self._KIND.collector()
         if found is not None:
             record_counts(found, self, -1, 1)
             if self._records_wait:
@@ -381,3 +445,34 @@ class PoolShell:
     @_created_connections.setter
     def _created_connections(self, value: int) -> None:
         pass  # redis-py's own bookkeeping writes it; the core keeps the real count
+
+
+class BlockingShell:
+    """``BlockingConnectionPool``'s defaults, for both pools (put it before the pool class):
+    ``block=True``, ``max_connections=50``, ``timeout=20``, the policy from redis-py's
+    ``queue_class`` when no ``policy`` is given, and each borrow's wait time reported to
+    redis-py's observability (as redis-py's ``BlockingConnectionPool`` does)."""
+
+    _records_wait = True
+    _QUEUES: ClassVar[tuple[tuple[type, Policy], ...]]  # queue classes and their policies
+    _QUEUE_NAMES: ClassVar[str]  # the accepted queue classes, for the error
+    _DEFAULT_CONNECTION: ClassVar[type]  # redis-py's default connection class of the kind
+
+    def __init__(
+        self,
+        max_connections: int | None = 50,
+        timeout: float | None = 20,
+        connection_class: type | None = None,
+        queue_class: type | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("policy") is None:
+            kwargs["policy"] = policy_from_queue_class(queue_class, self._QUEUES, self._QUEUE_NAMES)
+        kwargs.setdefault("block", True)
+        pool: Any = super()
+        pool.__init__(
+            connection_class or self._DEFAULT_CONNECTION,
+            max_connections,
+            timeout=timeout,
+            **kwargs,
+        )

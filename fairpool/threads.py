@@ -12,10 +12,14 @@ import time
 import weakref
 from collections.abc import Callable
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._compat import CacheProxyConnection
-from .slot import Waiter
+from ._compat import recorder as _recorder
+from .endpoints import Endpoint
+from .lifecycle import DONE, JOIN, REBALANCE_BUDGET, THROWAWAY, WAIT_RETIRE
+from .shell import PoolShell, Trash, quietly
+from .slot import Slot, Waiter
 
 if TYPE_CHECKING:
     from .pool import ConnectionPool
@@ -31,6 +35,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger("fairpool")
+
+_L = TypeVar("_L", bound="ThreadLifecycle")
+
+CLOSED = -1
+"""``ConnectionPool._fork_gen`` after ``close()``: the next borrow or release goes through
+``_checkpid()``, which restarts background maintenance."""
 
 # Fork detection without a getpid() system call per borrow: the child bumps a generation number.
 fork_generation = 0
@@ -238,3 +248,220 @@ class Maintainer:
     def alive(self) -> bool:
         """Whether the thread is running."""
         return self._thread.is_alive()
+
+
+class ThreadLifecycle(PoolShell):
+    """The sync pool's maintenance and whole-pool actions (a base of
+    :class:`fairpool.ConnectionPool`): the refill, endpoint probes and rebalancing as the
+    planner says, and ``disconnect`` / ``close`` / ``shutdown`` / re-authentication."""
+
+    _lock: Any
+    _maintainer: Maintainer | None
+    _keeper: TurnKeeper | None
+    _fork_gen: int
+    _tending: bool
+    _dial: Callable[..., Any]
+    _checkpid: Callable[[], None]
+    _mock: Callable[[Any], Any]
+
+    def _start_keeper(self, keeper: TurnKeeper) -> None:
+        """Start the turn keeper; if no thread can be started, end the turn now instead (a held
+        connection must never wait for a keeper that does not run)."""
+        try:
+            keeper.start()
+        except Exception as exc:
+            logger.warning("fairpool: cannot start the turn keeper thread: %r", exc)
+            with self._lock:
+                if self._keeper is keeper:
+                    self._keeper = None
+                self._core.expire_hold(monotonic(), 0.0)
+                trash = self._core.take_trash()
+            self._close(trash)
+
+    # ---------------------------------------------------------- maintenance
+    def maintain(self) -> None:
+        """Run pruning and the ``min_idle`` refill now (normally done lazily on release, or by
+        the maintenance thread): close what the core retires, dial what ``min_idle`` needs; with
+        ``endpoints``, probe every endpoint that is down (one dial each) and rebalance."""
+        self._maintain(background=False, force=True)
+
+    def _maintain(self, background: bool, force: bool = False) -> None:
+        """:meth:`maintain`; with ``background`` (a release found it due) the endpoint probes
+        and rebalancing dials run in a short-lived thread, so that no caller waits for them;
+        ``force`` probes endpoints still in back-off too (an explicit ``maintain()``)."""
+        if self._fork_gen != fork_generation:
+            self._checkpid()
+        remaining, trash = self._locked(self._core.maintain, monotonic())
+        self._close(trash)
+        try:
+            while remaining:
+                remaining -= 1
+                self._dial(for_caller=False)
+        except Exception as exc:  # the failed dial gave back its own reservation
+            logger.warning("fairpool: min_idle refill failed: %r", exc)
+        finally:
+            if remaining:
+                self._close(self._locked(self._planner.refill_failed, remaining)[1])
+        if self._endpoints is None:
+            return
+        if not background:
+            self._tend_endpoints(force)
+            return
+        with self._lock:
+            if self._tending:
+                return
+            self._tending = True
+        try:
+            threading.Thread(
+                target=self._tend_endpoints_then_clear,
+                name=f"fairpool-endpoints-{id(self):x}",
+                daemon=True,
+            ).start()
+        except Exception as exc:  # no thread to be had: do it here rather than never
+            logger.warning("fairpool: cannot start the endpoint thread: %r", exc)
+            self._tend_endpoints_then_clear()
+
+    def _tend_endpoints_then_clear(self) -> None:
+        try:
+            self._tend_endpoints(force=False)
+        except Exception as exc:
+            logger.warning("fairpool: endpoint maintenance failed: %r", exc)
+        finally:
+            with self._lock:
+                self._tending = False
+
+    def _tend_endpoints(self, force: bool) -> None:
+        """Probe the endpoints that are down and due (every one that is down when ``force``),
+        then rebalance (see :meth:`~fairpool.lifecycle.Planner.rebalance_step`; gives up after
+        :data:`~fairpool.lifecycle.REBALANCE_BUDGET` seconds, the next maintenance goes on)."""
+        planner = self._planner
+        for endpoint in self._locked(planner.probes_due, monotonic(), force)[0]:
+            self._probe_endpoint(endpoint)
+        deadline = monotonic() + REBALANCE_BUDGET
+        retiring: list[Slot[Any]] = []  # borrowed connections retired, not yet released
+        while monotonic() < deadline:
+            step, trash = self._locked(planner.rebalance_step, retiring, monotonic())
+            self._close(trash)
+            if step is DONE:
+                return
+            if step is WAIT_RETIRE:
+                time.sleep(0.005)  # a retired borrowed connection frees its capacity on release
+                continue
+            try:
+                self._dial(for_caller=False)
+            except Exception as exc:
+                logger.info("fairpool: rebalancing dial failed: %r", exc)
+                return
+
+    def _probe_endpoint(self, endpoint: Endpoint) -> None:
+        """The half-open probe: one dial to an endpoint that is down. With spare capacity the
+        connection joins the pool; at the cap it is a throwaway connection, closed at once. A
+        failure is reported (the endpoint stays down, backed off further) and logged."""
+        plan = self._locked(self._planner.probe_plan, endpoint)[0]
+        try:
+            if plan is JOIN:
+                self._dial(for_caller=False, only=endpoint)
+            elif plan is THROWAWAY:
+                self._throwaway_probe(endpoint)
+        except Exception as exc:
+            logger.info("fairpool: probe of %s failed: %r", endpoint, exc)
+
+    def _throwaway_probe(self, endpoint: Endpoint) -> None:
+        conn = self._new_connection(endpoint)
+        ok = False
+        try:
+            conn.connect()
+            ok = True
+        finally:
+            quietly(conn.disconnect)
+            self._locked(self._planner.probe_done, endpoint, ok, monotonic())
+
+    def _close(self, trash: Trash) -> None:
+        for conn, _reason in trash:
+            quietly(conn.disconnect)
+        if trash and _recorder._metrics_collector is not None:
+            self._record(-len(trash), 0)
+
+    # --------------------------------------------------------- whole pool
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the sockets of idle connections (and, by default, of borrowed ones), as
+        redis-py does: the connections stay in the pool and reconnect when next used. For
+        shutting the pool down for good use :meth:`shutdown`."""
+        self._checkpid()
+        in_use, idle = self._in_use_and_idle(inuse_connections)
+        try:
+            for conn in [s.conn for s in idle] + in_use:
+                quietly(conn.disconnect)
+        finally:
+            self._close(self._locked(self._core.put_back, idle, monotonic())[1])
+
+    def close(self) -> None:
+        """Disconnect every connection, idle and borrowed, as redis-py's ``close()`` does: the
+        pool stays usable and connections reconnect when next used; waiting callers keep
+        waiting. The maintenance thread stops and starts again on the next borrow or release.
+        ``redis.Redis.close()`` calls this when the client owns its pool, and so does leaving
+        ``with pool:``. To close the pool for good use :meth:`shutdown`."""
+        self.disconnect()
+        with self._lock:
+            self._fork_gen = CLOSED
+            maintainer, self._maintainer = self._maintainer, None
+        if maintainer is not None:
+            maintainer.stop()
+
+    def shutdown(self) -> None:
+        """Close the pool for good: idle connections now, borrowed ones when they come back;
+        waiting callers and later borrows get :class:`~fairpool.errors.PoolClosedError`.
+        Shutting down twice is harmless. (fairpool's ``close()`` did this in earlier versions;
+        redis-py's pools have no equivalent.)"""
+        self._checkpid()
+        trash = self._locked(self._core.close)[1]
+        self._stop_maintainer()
+        self._close(trash)
+
+    def _stop_maintainer(self) -> None:
+        maintainer, self._maintainer = self.__dict__.get("_maintainer"), None
+        if maintainer is not None:
+            maintainer.stop()
+
+    def re_auth_callback(self, token: Any) -> None:
+        """Re-authenticate idle connections now (outside the lock, each taken out of the pool
+        while it is done) and borrowed ones when they are released."""
+        in_use, idle = self._in_use_and_idle(True)
+        try:
+            for slot in idle:
+                conn = slot.conn
+                conn.retry.call_with_retry(
+                    lambda c=conn: c.send_command("AUTH", token.try_get("oid"), token.get_value()),
+                    lambda error: self._mock(error),
+                )
+                conn.retry.call_with_retry(
+                    lambda c=conn: c.read_response(), lambda error: self._mock(error)
+                )
+        finally:
+            # put back into a closed pool, past their lifetime, over max_idle: closed
+            self._close(self._locked(self._core.put_back, idle, monotonic())[1])
+        for conn in in_use:
+            conn.set_re_auth_token(token)
+
+    def __enter__(self: _L) -> _L:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def chain_connect(
+    previous: Callable[[Any], object] | None, on_connect: Callable[[Any], object]
+) -> Callable[[Any], None]:
+    """A ``redis_connect_func`` (redis-py calls it after every connect, instead of the
+    connection's own ``on_connect`` handshake) that runs the handshake — or the user's own
+    ``redis_connect_func`` — and then ``on_connect``."""
+
+    def connect_func(connection: Any) -> None:
+        if previous is None:
+            connection.on_connect()
+        else:
+            previous(connection)
+        on_connect(connection)
+
+    return connect_func
