@@ -158,18 +158,21 @@ class Planner(Generic[C]):
         up (one that recovered, or was added), until the spread is within one. Spare capacity is
         used first (:data:`DIAL_ONE`); at the cap a connection to the crowded endpoint is retired
         — an idle one at once, a borrowed one when it is released (``rebalance`` in
-        ``stats().closed``; it is added to ``retiring``, and while it is out no other is retired
-        and the answer is :data:`WAIT_RETIRE`) — and replaced by a dial. :data:`DONE` when the
+        ``stats().closed``; it is added to ``retiring`` until its replacement can be dialled, and
+        meanwhile no other is retired and the answer is :data:`WAIT_RETIRE`) — and replaced by a
+        dial. :data:`DONE` when the
         spread is even and no retired connection is still out, or nothing can be moved."""
         core, endpoints = self.core, self.endpoints
         if endpoints is None or core.closed:
             return DONE
-        retiring[:] = [s for s in retiring if core.slot_of(s.conn) is s]
-        plan = endpoints.rebalance(staying(core.slots()), now)
         if retiring:
-            # A move under way: retire no more until it is done (they would be counted twice),
-            # but use capacity that frees meanwhile.
-            return DIAL_ONE if plan is not None and core.reserve_dial() else WAIT_RETIRE
+            # Moves under way: each retired connection is owed its replacement, dialled as soon
+            # as capacity frees (its own, when it is released); no other is retired meanwhile.
+            if core.reserve_dial():
+                retiring.pop(0)
+                return DIAL_ONE
+            return WAIT_RETIRE
+        plan = endpoints.rebalance(staying(core.slots()), now)
         if plan is None:
             return DONE
         if core.reserve_dial():
