@@ -13,7 +13,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._compat import arecorder as _arecorder
 from ._compat import run_close_hooks
@@ -22,9 +22,6 @@ from .errors import PoolExhaustedError
 from .lifecycle import DONE, JOIN, REBALANCE_BUDGET, THROWAWAY, WAIT_RETIRE, Planner
 from .shell import PoolShell, Trash
 from .slot import DIAL, WAIT, Slot, Waiter
-
-if TYPE_CHECKING:
-    from .asyncio import ConnectionPool
 
 __all__ = [
     "DIAL_TIMEOUT",
@@ -198,7 +195,7 @@ async def shielded(
         raise
 
 
-async def maintenance_loop(pool_ref: weakref.ref[ConnectionPool], interval: float) -> None:
+async def maintenance_loop(pool_ref: weakref.ref[TaskLifecycle], interval: float) -> None:
     """The optional maintenance task: one per pool, holding only a weak reference to it; it ends
     when the pool is shut down or collected (and ``aclose()`` / ``ashutdown()`` cancel it)."""
     while True:
@@ -391,7 +388,7 @@ class TaskLifecycle(PoolShell):
         if task is not None and not task.done() and task.get_loop() is loop:
             return
         self._maint_task = loop.create_task(
-            maintenance_loop(weakref.ref(self), interval),  # type: ignore[arg-type]
+            maintenance_loop(weakref.ref(self), interval),
             name=f"fairpool-maintenance-{id(self):x}",
         )
 

@@ -12,7 +12,7 @@ import time
 import weakref
 from collections.abc import Callable
 from time import monotonic
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ._compat import CacheProxyConnection
 from ._compat import recorder as _recorder
@@ -20,9 +20,6 @@ from .endpoints import Endpoint
 from .lifecycle import DONE, JOIN, REBALANCE_BUDGET, THROWAWAY, WAIT_RETIRE
 from .shell import PoolShell, Trash, quietly
 from .slot import Slot, Waiter
-
-if TYPE_CHECKING:
-    from .pool import ConnectionPool
 
 __all__ = [
     "HOLD_GRACE",
@@ -160,7 +157,7 @@ class TurnKeeper:
 
     QUIET_TICKS = 200  # HOLD_GRACE ticks without a hold before the thread exits
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ThreadLifecycle) -> None:
         self._pool = weakref.ref(pool)
         self._thread = threading.Thread(
             target=self._run, name=f"fairpool-turns-{id(pool):x}", daemon=True
@@ -209,7 +206,7 @@ class TurnKeeper:
         return self._thread.is_alive()
 
 
-def _close_quietly(pool: ConnectionPool, trash: list[tuple[Any, str]]) -> None:
+def _close_quietly(pool: ThreadLifecycle, trash: list[tuple[Any, str]]) -> None:
     try:
         pool._close(trash)
     except Exception as exc:  # e.g. an observability backend failing: never kill the caller
@@ -220,7 +217,7 @@ class Maintainer:
     """The optional maintenance thread (``maintenance_interval``): one daemon thread per pool,
     holding only a weak reference to it, stopped by ``close()`` or when the pool is collected."""
 
-    def __init__(self, pool: ConnectionPool, interval: float) -> None:
+    def __init__(self, pool: ThreadLifecycle, interval: float) -> None:
         self._pool = weakref.ref(pool)
         self._interval = interval
         self._stop = threading.Event()
