@@ -200,14 +200,16 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
                 self._borrowed(started, None)
                 return conn
             now = monotonic()
-            with self._lock:
+            with self._lock:  # the next idle connection, a dial, or a place in the queue
                 got = core.acquire(now)
-                if got is WAIT:
-                    waiter = ThreadWaiter()
-                    core.enqueue(waiter, now)
-                trash = core.take_trash() if core.trash else None
-            if trash:
-                self._close(trash)
+                waiter = self._enqueue(now) if got is WAIT else None
+                trash = core.take_trash()
+            self._close(trash)
+
+    def _enqueue(self, now: float) -> ThreadWaiter:
+        waiter = ThreadWaiter()
+        self._core.enqueue(waiter, now)
+        return waiter
 
     def _borrowed(self, started: float, dial_started: float | None) -> None:
         """Report a borrow made on the slow path to redis-py's observability: the connection
