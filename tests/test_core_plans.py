@@ -453,3 +453,22 @@ def test_rebalance_retires_the_crowded_endpoints_only_idle_connection_at_once() 
     assert p.rebalance_step(retiring, 1.0) is DIAL_ONE  # the idle one goes: its capacity is free
     assert retiring == [] and p.core.take_trash() == [(idle.conn, "rebalance")]
     assert borrowed.retire is None
+
+
+def test_give_back_while_a_connection_is_held_for_a_turn() -> None:
+    """A queued caller giving up while a connection is held for someone's turn: the held
+    connection goes on (here to the idle set, nobody else waits) and keeps its release time."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=1, block=True, turn_borrows=2), now=0.0
+    )
+    assert core.acquire(0.0) is DIAL
+    conn = FakeConn()
+    slot = core.dialled(conn, 0.0)
+    waiter = _Waiter()
+    assert core.acquire(0.1) is WAIT
+    core.enqueue(waiter, 0.1)
+    core.release(conn, 0.2, owner="me")
+    assert core.held is slot
+    core.give_back(WAIT, waiter, 0.3)
+    assert core.held is None and core.waiting == 0 and core.idle_count == 1
+    assert slot.released == 0.2 and waiter.slot is None
