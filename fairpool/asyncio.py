@@ -174,7 +174,8 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
         Raises ``MaxConnectionsError`` at the cap when ``block`` is off, ``ConnectionError`` after
         waiting ``timeout`` seconds when it is on, and ``PoolClosedError`` after :meth:`ashutdown`.
         """
-        warn_on_arguments(_GET_CONNECTION_ARGS_DEPRECATED, command_name, keys, options)
+        if (command_name is not None or keys or options) and _GET_CONNECTION_ARGS_DEPRECATED:
+            warn_on_arguments()
         if self._lock.locked():
             # redis.asyncio's maintenance-notification handlers are rewriting pool state (and
             # may be disconnecting idle connections) under the pool lock: wait for them.

@@ -100,15 +100,21 @@ class PoolCore(Upkeep[C]):
         self._schedule(start)
 
     # ------------------------------------------------------------------ borrow
-    def acquire(self, now: float, owner: object = None) -> Slot[C] | _Token:
+    def acquire(
+        self, now: float, owner: object = None, who: Callable[[], object] | None = None
+    ) -> Slot[C] | _Token:
         """Borrow: an idle :class:`Slot` (marked in use), :data:`DIAL` or :data:`WAIT`.
 
-        ``owner`` identifies the caller (the shell's thread id) for turns; the connection held for
-        it, if any, is handed back. Raises :class:`PoolClosedError` on a closed pool and
-        :class:`PoolExhaustedError` at the cap when ``block`` is off.
+        ``owner`` identifies the caller (the shell's thread) for turns — or ``who()`` names it,
+        called only when a turn is possible, so that a shell for which naming the caller costs
+        something pays only then; the connection held for it, if any, is handed back. Raises
+        :class:`PoolClosedError` on a closed pool and :class:`PoolExhaustedError` at the cap
+        when ``block`` is off.
         """
         held = self.held
         if held is not None:
+            if owner is None and who is not None:
+                owner = who()
             if owner is not None and owner == self._held_owner and now < held.expires:
                 self.held = None
                 held.turn += 1
@@ -128,7 +134,8 @@ class PoolCore(Upkeep[C]):
                     slot.turn = 1
                     slot.borrows += 1
                     self.hits += 1
-                    slot.fresh = not self.needs_check(slot, now)
+                    # needs_check(), inlined on the hot path
+                    slot.fresh = now - slot.released < self.check_after and not slot.suspect
                     if n < self._low:
                         self._low = n
                     return slot
@@ -259,13 +266,21 @@ class PoolCore(Upkeep[C]):
         return slot
 
     # ----------------------------------------------------------------- release
-    def release(self, conn: C, now: float, reusable: bool = True, owner: object = None) -> bool:
+    def release(
+        self,
+        conn: C,
+        now: float,
+        reusable: bool = True,
+        owner: object = None,
+        who: Callable[[], object] | None = None,
+    ) -> bool:
         """Give a borrowed connection back. Returns ``False`` (and changes nothing) if the pool
         does not hold it as borrowed: a foreign connection, or a second release.
 
-        With an ``owner`` whose turn is not over (fewer than ``turn_borrows`` borrows in a row)
-        while callers wait, the connection is held for that owner's next borrow (see the module
-        docstring) instead of going to the oldest waiter."""
+        With an ``owner`` (or ``who()``, called only then, see :meth:`acquire`) whose turn is not
+        over (fewer than ``turn_borrows`` borrows in a row) while callers wait, the connection is
+        held for that owner's next borrow (see the module docstring) instead of going to the
+        oldest waiter."""
         slot = self._slots.get(conn)
         if slot is None or not slot.in_use or slot is self.held or slot.taken:
             return False
@@ -273,7 +288,7 @@ class PoolCore(Upkeep[C]):
             self._settle(now)
         if reusable:
             if (
-                owner is not None
+                (owner is not None or who is not None)
                 and slot.turn < self._turn
                 and self._waiters
                 and now < slot.expires
@@ -281,7 +296,7 @@ class PoolCore(Upkeep[C]):
             ):
                 slot.released = now
                 self.held = slot
-                self._held_owner = owner
+                self._held_owner = owner if owner is not None else who()  # type: ignore[misc]
                 self.holds += 1
                 return True
             self._release_slot(slot, now)

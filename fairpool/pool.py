@@ -63,6 +63,8 @@ _P = TypeVar("_P", bound="ConnectionPool")
 # deprecate arguments, which fairpool then warns about too.
 _GET_CONNECTION_ARGS_DEPRECATED = get_connection_args_deprecated(RedisConnectionPool)
 
+_current_thread = threading.current_thread
+
 
 class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
     """A fair, drop-in replacement for ``redis.ConnectionPool``.
@@ -158,16 +160,17 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
     # --------------------------------------------------------------- borrow
     def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
         """Borrow a connection, connected and ready to send a command."""
-        warn_on_arguments(_GET_CONNECTION_ARGS_DEPRECATED, command_name, keys, options)
+        if (command_name is not None or keys or options) and _GET_CONNECTION_ARGS_DEPRECATED:
+            warn_on_arguments()
         if self._fork_gen != _threads.fork_generation:
             self._checkpid()
         now = monotonic()
         core = self._core
         waiter = None
         with self._lock:
-            # The caller's identity matters only if a turn is possible; the Thread object (not its
-            # reusable id) so that a new thread can never pass for a dead one.
-            got = core.acquire(now, threading.current_thread() if core.turn_possible else None)
+            # The caller names itself (its Thread object, not a reusable id, so that a new thread
+            # never passes for a dead one) only if the core asks: when a turn is possible.
+            got = core.acquire(now, None, _current_thread)
             if got is WAIT:
                 waiter = ThreadWaiter()
                 core.enqueue(waiter, now)
@@ -186,6 +189,11 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
     def _get_slow(self, got: Any, waiter: ThreadWaiter | None, started: float) -> Any:
         core = self._core
         now = started
+        try:  # a client of the other kind (its first borrow always comes here: it dials)
+            self._check_caller(2)
+        except TypeError:
+            self._close(self._locked(core.give_back, got, waiter, monotonic())[1])
+            raise
         while True:
             if waiter is not None:
                 got = self._wait(waiter)
@@ -376,7 +384,8 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
             else:
                 if SYNC_SHOULD_RECONNECT and connection.should_reconnect():
                     connection.disconnect()
-                self._after_release(connection)
+                if self._release_event_needed(connection):
+                    self._after_release(connection)
                 reusable = True
         finally:
             # Even if the re-auth or the disconnect above raised, the pool takes the connection
@@ -384,12 +393,10 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
             now = monotonic()
             keeper = None
             with self._lock:
-                # a turn is possible only while callers wait (see turn_borrows)
-                owner = threading.current_thread() if core.turn_possible else None
                 probe = slot.aux
                 if probe.raw._sock is None and probe.sock is not UNARMED:
                     core.broken(slot)  # a command on it failed: its older siblings are suspect
-                taken = core.release(connection, now, reusable, owner)
+                taken = core.release(connection, now, reusable, None, _current_thread)
                 if core.held is not None and self._keeper is None:
                     keeper = self._keeper = _TurnKeeper(self)
                 trash = core.take_trash() if core.trash else None
@@ -404,10 +411,9 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
 
     def _after_release(self, connection: Any) -> None:
         """Dispatch ``AfterConnectionReleasedEvent`` (streaming credential re-auth listens to it)
-        before the connection can be handed to anyone else, when it would do anything."""
-        if self._release_event_needed(connection):
-            dispatcher: Any = self._event_dispatcher
-            dispatcher.dispatch(AfterConnectionReleasedEvent(connection))  # type: ignore[no-untyped-call]
+        before the connection can be handed to anyone else (called when it would do anything)."""
+        dispatcher: Any = self._event_dispatcher
+        dispatcher.dispatch(AfterConnectionReleasedEvent(connection))  # type: ignore[no-untyped-call]
 
 
 class BlockingConnectionPool(BlockingShell, ConnectionPool):

@@ -95,9 +95,19 @@ class Kind:
     after-release event and default listener, the metrics collector, and how to recognise a
     client of the other kind (``wrong_client(module name)``) with the advice to give it."""
 
-    __slots__ = ("collector", "instead", "listener", "module", "released", "what", "wrong_client")
+    __slots__ = (
+        "asynchronous",
+        "collector",
+        "instead",
+        "listener",
+        "module",
+        "released",
+        "what",
+        "wrong_client",
+    )
 
     def __init__(self, asynchronous: bool, module: Any) -> None:
+        self.asynchronous = asynchronous
         self.module = module
         self.released: type
         self.listener: type
@@ -146,15 +156,12 @@ def _guarded_connection_kwargs() -> Any:
     return property(get, set, doc="The keyword arguments new connections are built with (live).")
 
 
-def warn_on_arguments(deprecated: bool, command_name: Any, keys: Any, options: Any) -> None:
+def warn_on_arguments() -> None:
     """redis-py 5.1+ deprecates ``get_connection()``'s arguments (its clients pass none; 5.0's
-    pass the command name): warn as redis-py does when it does."""
-    if deprecated and (command_name is not None or keys or options):
-        warnings.warn(
-            "get_connection() arguments are deprecated and ignored",
-            DeprecationWarning,
-            stacklevel=3,
-        )
+    pass the command name): the pools call this, as redis-py warns, when they get some."""
+    warnings.warn(
+        "get_connection() arguments are deprecated and ignored", DeprecationWarning, stacklevel=3
+    )
 
 
 def policy_from_queue_class(
@@ -184,18 +191,21 @@ def quietly(fn: Callable[[], object]) -> None:
 
 
 def _first_borrow(ref: weakref.ref[PoolShell]) -> Callable[..., Any]:
-    """The first borrow after construction (or a reset) checks that its caller is a client of
-    the pool's kind — it catches a pool assigned to an existing client's ``connection_pool`` of
-    the other kind (sync or asyncio) — before it takes anything, so nothing leaks; later borrows
-    go straight to ``get_connection``."""
+    """The asyncio pool's ``get_connection`` until its first borrow (an instance attribute
+    shadowing the method): a sync client calls it without awaiting, so the coroutine never runs
+    and only this plain function can check who calls — it catches a pool assigned to an existing
+    sync client's ``connection_pool`` before anything is taken. Once a caller of the right kind
+    has borrowed, it removes itself (callers that kept it go straight to the method)."""
+    checked = False
 
     def first_borrow(*args: Any, **kwargs: Any) -> Any:
+        nonlocal checked
         pool = ref()
         assert pool is not None
-        caller = sys._getframe(1).f_globals.get("__name__", "")
-        if pool._KIND.wrong_client(caller):
-            raise pool._KIND.mixup(pool, caller)
-        pool.__dict__.pop("get_connection", None)
+        if not checked:
+            pool._check_caller(1)
+            checked = True
+            pool.__dict__.pop("get_connection", None)
         return type(pool).get_connection(pool, *args, **kwargs)
 
     return first_borrow
@@ -247,9 +257,17 @@ class PoolShell:
         self._endpoints = EndpointSet(endpoints) if endpoints else None
         self._core = PoolCore(config, period=REBALANCE_PERIOD if endpoints else None)
         self._planner = Planner(self._core, self._endpoints)
-        # Armed on every fresh core: the next borrow checks that its caller is of the right kind
-        # (an instance attribute shadowing the method until then; a weak reference, no cycle).
-        self.__dict__["get_connection"] = _first_borrow(weakref.ref(self))
+        if self._KIND.asynchronous:
+            # Armed on every fresh core: the next borrow checks that its caller is of the right
+            # kind (the sync pool checks on its slow path, where every first borrow goes).
+            self.__dict__["get_connection"] = _first_borrow(weakref.ref(self))
+
+    def _check_caller(self, frames_up: int) -> None:
+        """Raise ``TypeError`` naming the pool to use if the code ``frames_up`` frames above the
+        caller of this method is a client of the other kind (sync or asyncio)."""
+        caller = sys._getframe(frames_up + 1).f_globals.get("__name__", "")
+        if self._KIND.wrong_client(caller):
+            raise self._KIND.mixup(self, caller)
 
     def _reject_unknown_kwargs(self) -> None:
         """Check the keyword arguments that will reach the connection class (see
