@@ -19,7 +19,7 @@ import fairpool
 from fairpool.asyncio import ConnectionPool
 from fairpool.tools.servers import RedisServer
 
-from .helpers import clients_on, ping_calls
+from .helpers import assert_back_in_balance, assert_rebalanced, clients_on, ping_calls
 
 NO_RETRY = Retry(NoBackoff(), 0)
 
@@ -92,9 +92,7 @@ def test_a_dial_to_a_down_endpoint_goes_to_another(
 def test_maintain_probes_a_down_endpoint_and_rebalances(
     redis_servers: Callable[..., list[RedisServer]], max_connections: int
 ) -> None:
-    """An explicit maintain() probes an endpoint that is down at once (one dial, even during its
-    back-off); when it connects, connections move onto it: with spare capacity (8) by dialling
-    there, at the cap (4) by closing idle ones elsewhere (``rebalance``)."""
+    """tests/test_endpoints.py's probe-and-rebalance case, awaited: the same counts."""
     a, b = redis_servers(2, name="proxy")
     b.stop()
 
@@ -117,14 +115,7 @@ def test_maintain_probes_a_down_endpoint_and_rebalances(
         b.start()
         await pool.maintain()  # probe at once, then rebalance
         assert endpoints.up(down)
-        if max_connections == 8:
-            assert (clients_on(a), clients_on(b)) == (4, 3)
-            assert pool.stats().closed["rebalance"] == 0
-        else:
-            assert (clients_on(a), clients_on(b)) == (2, 2)
-            assert pool.stats().closed["rebalance"] == 2
-        stats = pool.stats()
-        assert stats.created == stats.open + stats.closed_total
+        assert_rebalanced(pool, a, b, max_connections)
         await pool.ashutdown()
 
     asyncio.run(main())
@@ -235,13 +226,8 @@ def test_endpoint_failure_and_recovery(redis_servers: Callable[..., list[RedisSe
         await asyncio.sleep(1.0)
         stop.set()
         await asyncio.gather(*tasks)
-        share = [ping_calls(s) - b for s, b in zip(servers, before, strict=True)]
-        counts = [clients_on(s) for s in servers]
-        assert not unexpected, unexpected
-        assert min(counts) >= 1 and max(counts) - min(counts) <= 1, counts
-        assert fairpool.fairness(share).jain > 0.9, share
+        assert_back_in_balance(pool, servers, before, unexpected)
         assert len(errors) == errors_during_outage
-        assert sorted(pool.stats().endpoint_connections.values()) == sorted(counts)
         await pool.ashutdown()
 
     asyncio.run(main())

@@ -20,22 +20,12 @@ from fairpool.lifecycle import (
     Planner,
     staying,
 )
-from fairpool.slot import Slot, Waiter
+from fairpool.slot import Slot
 
-from .helpers import FakeConn
+from .helpers import FakeConn, dial_new
+from .test_core_lifecycle_model import FakeWaiter as _Waiter
 
 A, B, C = ("a", 1), ("b", 2), ("c", 3)
-
-
-class _Waiter(Waiter):
-    __slots__ = ("woken",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.woken = 0
-
-    def wake(self) -> None:
-        self.woken += 1
 
 
 def planner(
@@ -325,13 +315,7 @@ def test_fair_policies_prune_by_demand_lifo_by_age(policy: str) -> None:
     core: PoolCore[FakeConn] = PoolCore(
         make_config(policy=policy, idle_timeout=10.0, max_connections=5), now=0.0
     )
-    conns = []
-    for _ in range(3):
-        assert core.acquire(0.0) is DIAL
-        conn = FakeConn()
-        core.dialled(conn, 0.0)
-        conns.append(conn)
-    for conn in conns:
+    for conn in dial_new(core, 3, 0.0):
         core.release(conn, 0.0)
     assert core.next_maintenance == 10.0  # the demand window's end
     core.maintain(5.0)
@@ -346,12 +330,7 @@ def test_lifo_prunes_each_connection_by_its_idle_time_down_to_min_idle() -> None
     core: PoolCore[FakeConn] = PoolCore(
         make_config(policy="lifo", idle_timeout=10.0, min_idle=1, max_connections=5), now=0.0
     )
-    conns = []
-    for _ in range(3):
-        assert core.acquire(0.0) is DIAL
-        conn = FakeConn()
-        core.dialled(conn, 0.0)
-        conns.append(conn)
+    conns = dial_new(core, 3, 0.0)
     for i, conn in enumerate(conns):
         core.release(conn, float(i))
     assert core.maintain(2.0) == 0
@@ -366,27 +345,29 @@ def test_lifo_prunes_each_connection_by_its_idle_time_down_to_min_idle() -> None
 
 def test_the_core_marks_fresh_connections_when_it_hands_them_out() -> None:
     core: PoolCore[FakeConn] = PoolCore(
-        make_config(max_connections=1, block=True, health_check_after=1.0), now=0.0
+        make_config(max_connections=1, block=True, health_check_after=1.0), now=10.0
     )
-    assert core.acquire(0.0) is DIAL
+    assert core.acquire(10.0) is DIAL
     conn = FakeConn()
-    slot = core.dialled(conn, 0.0)
-    core.release(conn, 0.0)
-    assert core.acquire(0.5) is slot and slot.fresh
-    core.release(conn, 0.5)
-    assert core.acquire(1.5) is slot and not slot.fresh  # idle for health_check_after
-    core.release(conn, 1.5)
+    slot = core.dialled(conn, 10.0)
+    core.release(conn, 10.0)
+    assert core.acquire(10.5) is slot and slot.fresh
+    core.release(conn, 10.5)
+    assert core.acquire(11.5) is slot and not slot.fresh  # idle for health_check_after
+    core.release(conn, 11.5)
+    assert core.acquire(12.4) is slot and slot.fresh  # 0.9 s: still fresh
+    core.release(conn, 12.4)
     slot.suspect = True
-    assert core.acquire(1.6) is slot and not slot.fresh
+    assert core.acquire(12.5) is slot and not slot.fresh
     slot.suspect = False
     waiter = _Waiter()
-    assert core.acquire(1.7) is WAIT
-    core.enqueue(waiter, 1.7)
-    core.release(conn, 9.0)
+    assert core.acquire(12.6) is WAIT
+    core.enqueue(waiter, 12.6)
+    core.release(conn, 19.0)
     assert waiter.slot is slot and slot.fresh  # handed over as it is released
-    core.release(conn, 9.0)
+    core.release(conn, 19.0)
     core.check_after = -1.0  # a shell that checks every borrow
-    assert core.acquire(9.0) is slot and not slot.fresh
+    assert core.acquire(19.0) is slot and not slot.fresh
 
 
 def test_turns_and_borrowed_answers() -> None:
@@ -472,3 +453,37 @@ def test_give_back_while_a_connection_is_held_for_a_turn() -> None:
     core.give_back(WAIT, waiter, 0.3)
     assert core.held is None and core.waiting == 0 and core.idle_count == 1
     assert slot.released == 0.2 and waiter.slot is None
+
+
+def test_the_core_names_the_caller_only_when_a_turn_is_possible() -> None:
+    """``who`` (the shell's "which thread is this?") is called only when a turn is possible: a
+    release while callers wait, a borrow while a connection is held."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=1, block=True, turn_borrows=3), now=0.0
+    )
+    asked: list[str] = []
+    me = "me"
+
+    def who() -> object:
+        asked.append(me)
+        return me
+
+    assert core.acquire(0.0, None, who) is DIAL
+    conn = FakeConn()
+    slot = core.dialled(conn, 0.0)
+    assert core.release(conn, 0.1, True, None, who)  # nobody waits: no turn, nobody asked
+    assert asked == [] and core.idle_count == 1
+    assert core.acquire(0.2, None, who) is slot and asked == []  # nothing held: not asked
+    waiter = _Waiter()
+    assert core.acquire(0.3) is WAIT
+    core.enqueue(waiter, 0.3)
+    assert core.release(conn, 0.4, True, None, who)  # a turn: held for "me"
+    assert asked == ["me"] and core.held is slot
+    assert core.acquire(0.5, None, who) is slot  # "me" comes back for it
+    assert asked == ["me", "me"] and core.reborrows == 1
+    assert core.release(conn, 0.6, True, None, who)
+    me = "someone else"
+    assert core.acquire(0.7, None, who) is WAIT  # not the owner: the held one goes on
+    assert waiter.slot is slot and core.held is None
+    assert core.release(conn, 0.8, True, "explicit", who)  # an owner given: who() not asked
+    assert asked == ["me", "me", "me", "someone else"]
