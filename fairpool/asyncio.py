@@ -48,7 +48,7 @@ from ._compat import arecorder as _arecorder
 from .config import Policy
 from .endpoints import Endpoint
 from .lifecycle import Planner
-from .shell import NO_LOCK, BlockingShell, Kind, Trash, warn_on_arguments, with_settings
+from .shell import NO_LOCK, BlockingShell, Kind, Trash, warn_on_arguments
 from .slot import DIAL, WAIT, Slot
 from .tasks import (
     NO_STREAM,
@@ -105,7 +105,6 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
     pool usable, as in redis.asyncio; :meth:`ashutdown` closes it for good.
     """
 
-    @with_settings
     def __init__(
         self,
         connection_class: type[AbstractConnection] = Connection,

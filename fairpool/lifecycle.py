@@ -167,11 +167,15 @@ class Planner(Generic[C]):
             return DONE
         if retiring:
             # Moves under way: each retired connection is owed its replacement, dialled as soon
-            # as capacity frees (its own, when it is released); no other is retired meanwhile.
+            # as capacity frees; no other is retired meanwhile. One that left the pool while
+            # callers wait gave its capacity to the oldest of them, whose dial goes to the
+            # endpoint holding the fewest: that move is done, and the plan is made afresh.
             if core.reserve_dial():
                 retiring.pop(0)
                 return DIAL_ONE
-            return WAIT_RETIRE
+            retiring[:] = [s for s in retiring if core.slot_of(s.conn) is s]
+            if retiring:
+                return WAIT_RETIRE
         plan = endpoints.rebalance(staying(core.slots()), now)
         if plan is None:
             return DONE

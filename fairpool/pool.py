@@ -36,7 +36,7 @@ from ._compat import (
 from ._compat import recorder as _recorder
 from .config import Policy
 from .endpoints import Endpoint
-from .shell import BlockingShell, Kind, quietly, warn_on_arguments, with_settings
+from .shell import BlockingShell, Kind, quietly, warn_on_arguments
 from .slot import DIAL, WAIT, Slot
 from .threads import (
     UNARMED,
@@ -93,7 +93,6 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
 
     _DEFAULTS: ClassVar[dict[str, Any]] = {}
 
-    @with_settings
     def __init__(
         self,
         connection_class: type[ConnectionInterface] = Connection,

@@ -54,19 +54,21 @@ SETTING_NAMES = frozenset(inspect.signature(make_config).parameters)
 pools take among their keyword arguments."""
 
 
-def with_settings(init: Callable[..., None]) -> Callable[..., None]:
+def with_settings(init: Callable[..., None]) -> None:
     """Give a pool's ``__init__`` (``(self, <redis-py's positional arguments>, **kwargs)``) the
     signature it really accepts, for ``help()`` and introspection: its own parameters, then
     fairpool's settings as keyword-only ones (from ``make_config``), then
-    ``**connection_kwargs``."""
-    own = list(inspect.signature(init).parameters.values())[:-1]
+    ``**connection_kwargs``. (:class:`PoolShell` does it for every subclass's ``__init__``.)"""
+    own = list(inspect.signature(init).parameters.values())
+    if not own or own[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+        return
+    own.pop()
     taken = {p.name for p in own}
     settings = [
         p for p in inspect.signature(make_config).parameters.values() if p.name not in taken
     ]
     rest = inspect.Parameter("connection_kwargs", inspect.Parameter.VAR_KEYWORD)
     init.__signature__ = inspect.Signature([*own, *settings, rest])  # type: ignore[attr-defined]
-    return init
 
 
 class _NoLock:
@@ -230,6 +232,12 @@ class PoolShell:
     _records_wait = False  # BlockingConnectionPool reports each borrow's wait (as redis-py's)
 
     # ---------------------------------------------------------- construction
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            with_settings(init)
+
     def _configure(
         self,
         max_connections: int | None,

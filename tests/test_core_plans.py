@@ -487,3 +487,27 @@ def test_the_core_names_the_caller_only_when_a_turn_is_possible() -> None:
     assert waiter.slot is slot and core.held is None
     assert core.release(conn, 0.8, True, "explicit", who)  # an owner given: who() not asked
     assert asked == ["me", "me", "me", "someone else"]
+
+
+def test_a_retired_connection_that_goes_to_a_waiter_completes_its_move() -> None:
+    """Under load (callers waiting) no dial can be reserved: a retired connection's capacity goes
+    to the oldest waiter, who dials the sparse endpoint; the next step drops it from the moves
+    under way and plans afresh (another move, here)."""
+    p = planner(2, max_connections=4, block=True)
+    p.dialling(B)
+    p.dial_error(B, 0.0)
+    a1, a2, a3, a4 = (dial(p, 0.0) for _ in range(4))
+    p.endpoints.report(B, True, 1.0)  # type: ignore[union-attr]
+    waiter = _Waiter()
+    assert p.core.acquire(1.0) is WAIT
+    p.core.enqueue(waiter, 1.0)
+    retiring: list[Slot[FakeConn]] = []
+    assert p.rebalance_step(retiring, 1.0) is WAIT_RETIRE and retiring == [a1]
+    assert p.rebalance_step(retiring, 1.0) is WAIT_RETIRE and retiring == [a1]  # still out
+    p.core.release(a1.conn, 1.1)
+    assert waiter.dial  # its capacity went to the waiter, who dials
+    assert p.dial_order(1.1)[0] == B
+    p.dialling(B)  # the waiter's dial, in flight
+    assert p.rebalance_step(retiring, 1.2) is WAIT_RETIRE
+    assert retiring == [a2]  # A 3 against B 1 (in flight): one more move
+    del a3, a4
