@@ -14,17 +14,10 @@ I/O the core asks for after releasing the lock:
   woken"; a released connection goes straight to the oldest waiter (strict hand-off), so service
   order equals arrival order and a newcomer never overtakes a waiter.
 
-Turns (``turn_borrows``): handing a connection to a waiting thread costs a thread switch, which in
-CPython costs as much as a round trip to Redis. So when callers wait, a shell that names the
-caller (``owner``) may let it keep its connection for a few borrows in a row:
-:meth:`~PoolCore.release` then *holds* the connection for its owner instead of handing it over,
-and the owner's next :meth:`~PoolCore.acquire` gets it back. Any other call (another caller's
-borrow or release, or :meth:`~PoolCore.expire_hold` when the owner does not come back) first hands
-the held connection to the oldest waiter, as if it had just been released. At most one connection
-is held at a time, so a turn ends as soon as any other caller touches the pool; waiters keep their
-arrival order and a newcomer still never overtakes one. (A :meth:`~PoolCore.discard` — another
-borrower's connection failing its check — leaves the turn alone: the capacity it frees goes to
-the oldest waiter, who dials.)
+Turns (``turn_borrows``): while callers wait, a release by a caller the shell names (``owner``)
+whose turn is young *holds* the connection for that caller's next :meth:`~PoolCore.acquire`
+instead of handing it over (sparing a thread switch); any other call first hands the held
+connection to the oldest waiter. docs/design.md ("Turns") has the whole rule.
 
 Everything here runs under the shell's lock, so every method is short and allocation-light; the
 borrow/release hot path is a handful of attribute updates.
@@ -38,103 +31,22 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
-from .config import Policy, PoolConfig
+from .config import PoolConfig
 from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
 from .policies import make_idle_set
-from .stats import CLOSE_REASONS, PoolStats
+from .slot import DIAL, WAIT, Slot, Waiter, _Token
+from .stats import CLOSE_REASONS, PoolStats, snapshot
+from .upkeep import Upkeep
 
 __all__ = ["DIAL", "WAIT", "PoolCore", "Slot", "Waiter"]
 
 C = TypeVar("C")
 _INF = math.inf
-_REFILL_RETRY = 1.0  # seconds: check again this soon while the pool is below min_idle
 
 
-class _Token:
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-
-DIAL = _Token("DIAL")
-"""Returned by :meth:`PoolCore.acquire`: capacity is reserved; dial a new connection."""
-WAIT = _Token("WAIT")
-"""Returned by :meth:`PoolCore.acquire`: the pool is exhausted; queue a :class:`Waiter`."""
-
-
-class Slot(Generic[C]):
-    """The pool's record of one connection."""
-
-    __slots__ = (
-        "aux",
-        "borrows",
-        "conn",
-        "created",
-        "endpoint",
-        "expires",
-        "in_use",
-        "released",
-        "retire",
-        "seq",
-        "suspect",
-        "taken",
-        "target",
-        "turn",
-    )
-
-    def __init__(self, conn: C, seq: int, now: float, expires: float) -> None:
-        self.conn = conn
-        self.seq = seq  # creation order: the round-robin ring position
-        self.created = now
-        self.expires = expires  # monotonic time after which it is retired (inf = never)
-        self.released = now  # last time it was released (or created): "last used"
-        self.endpoint: str | None = None  # host:port the socket is connected to (set by the shell)
-        self.borrows = 0
-        self.in_use = False
-        self.suspect = False  # must be verified before reuse (an older sibling was found dead)
-        self.retire: str | None = None  # close it when released, for this reason (see retire())
-        self.aux: Any = None  # the shell's own per-connection data
-        self.target: Any = None  # the configured endpoint it was dialled to (endpoints=[...])
-        self.turn = 0  # borrows in a row by its current caller (see turn_borrows)
-        self.taken = False  # out of the idle set for the shell's I/O (take_idle / put_back)
-
-    def __repr__(self) -> str:
-        state = "in_use" if self.in_use else "idle"
-        return f"<Slot #{self.seq} {state} {self.endpoint or '?'} borrows={self.borrows}>"
-
-
-class Waiter:
-    """A caller queued for a connection. Shells subclass it and implement :meth:`wake`.
-
-    The core fills in exactly one of :attr:`slot` (a connection handed over), :attr:`dial`
-    (capacity reserved for it) or :attr:`error` (the pool was closed) and then calls :meth:`wake`.
-    """
-
-    __slots__ = ("dial", "error", "since", "slot")
-
-    def __init__(self) -> None:
-        self.slot: Slot[object] | None = None
-        self.dial = False
-        self.error: BaseException | None = None
-        self.since = 0.0
-
-    @property
-    def done(self) -> bool:
-        """Whether the core has settled this waiter."""
-        return self.slot is not None or self.dial or self.error is not None
-
-    def wake(self) -> None:
-        """Wake the waiting caller (the core calls it under the pool lock; must not block)."""
-        raise NotImplementedError
-
-
-class PoolCore(Generic[C]):
+class PoolCore(Upkeep[C]):
     """Policies, caps, the waiter queue, lifecycle decisions and counters. No I/O.
 
     ``rng`` returns floats in ``[0, 1)`` for the lifetime jitter (inject one for tests).
@@ -152,7 +64,9 @@ class PoolCore(Generic[C]):
         self._rng = rng
         self._period = period  # run maintenance at least this often (the shell has periodic work)
         self._idle = make_idle_set(config.policy)
-        self._lifo = config.policy is Policy.LIFO
+        # needs_check()'s threshold: a shell whose every borrow must go through its own connect
+        # hook sets it below zero (no connection is ever fresh).
+        self.check_after = config.health_check_after
         self._slots: dict[C, Slot[C]] = {}
         self._waiters: deque[Waiter] = deque()
         self._seq = 0
@@ -186,21 +100,28 @@ class PoolCore(Generic[C]):
         self._schedule(start)
 
     # ------------------------------------------------------------------ borrow
-    def acquire(self, now: float, owner: object = None) -> Slot[C] | _Token:
+    def acquire(
+        self, now: float, owner: object = None, who: Callable[[], object] | None = None
+    ) -> Slot[C] | _Token:
         """Borrow: an idle :class:`Slot` (marked in use), :data:`DIAL` or :data:`WAIT`.
 
-        ``owner`` identifies the caller (the shell's thread id) for turns; the connection held for
-        it, if any, is handed back. Raises :class:`PoolClosedError` on a closed pool and
-        :class:`PoolExhaustedError` at the cap when ``block`` is off.
+        ``owner`` identifies the caller (the shell's thread) for turns — or ``who()`` names it,
+        called only when a turn is possible, so that a shell for which naming the caller costs
+        something pays only then; the connection held for it, if any, is handed back. Raises
+        :class:`PoolClosedError` on a closed pool and :class:`PoolExhaustedError` at the cap
+        when ``block`` is off.
         """
         held = self.held
         if held is not None:
+            if owner is None and who is not None:
+                owner = who()
             if owner is not None and owner == self._held_owner and now < held.expires:
                 self.held = None
                 held.turn += 1
                 held.borrows += 1
                 self.hits += 1
                 self.reborrows += 1
+                held.fresh = not self.needs_check(held, now)
                 return held
             self._settle(now)
         if not self._waiters and not self.closed:
@@ -213,6 +134,8 @@ class PoolCore(Generic[C]):
                     slot.turn = 1
                     slot.borrows += 1
                     self.hits += 1
+                    # needs_check(), inlined on the hot path
+                    slot.fresh = now - slot.released < self.check_after and not slot.suspect
                     if n < self._low:
                         self._low = n
                     return slot
@@ -286,6 +209,17 @@ class PoolCore(Generic[C]):
             self._settle(now)
         return None
 
+    def give_back(self, got: object, waiter: Waiter | None, now: float) -> None:
+        """Undo a borrow in progress (the caller was interrupted or cancelled): leave the queue if
+        ``waiter`` is given, and hand back what was granted — a :class:`Slot` is released, a
+        :data:`DIAL` reservation freed. ``got`` is what :meth:`acquire` returned when there is no
+        waiter."""
+        granted = self.cancel_wait(waiter, now) if waiter is not None else got
+        if granted is DIAL:
+            self.dial_failed()
+        elif isinstance(granted, Slot):
+            self.release(granted.conn, now)
+
     def _unqueue(self, waiter: Waiter) -> None:
         with contextlib.suppress(ValueError):
             self._waiters.remove(waiter)
@@ -332,13 +266,21 @@ class PoolCore(Generic[C]):
         return slot
 
     # ----------------------------------------------------------------- release
-    def release(self, conn: C, now: float, reusable: bool = True, owner: object = None) -> bool:
+    def release(
+        self,
+        conn: C,
+        now: float,
+        reusable: bool = True,
+        owner: object = None,
+        who: Callable[[], object] | None = None,
+    ) -> bool:
         """Give a borrowed connection back. Returns ``False`` (and changes nothing) if the pool
         does not hold it as borrowed: a foreign connection, or a second release.
 
-        With an ``owner`` whose turn is not over (fewer than ``turn_borrows`` borrows in a row)
-        while callers wait, the connection is held for that owner's next borrow (see the module
-        docstring) instead of going to the oldest waiter."""
+        With an ``owner`` (or ``who()``, called only then, see :meth:`acquire`) whose turn is not
+        over (fewer than ``turn_borrows`` borrows in a row) while callers wait, the connection is
+        held for that owner's next borrow (see the module docstring) instead of going to the
+        oldest waiter."""
         slot = self._slots.get(conn)
         if slot is None or not slot.in_use or slot is self.held or slot.taken:
             return False
@@ -346,7 +288,7 @@ class PoolCore(Generic[C]):
             self._settle(now)
         if reusable:
             if (
-                owner is not None
+                (owner is not None or who is not None)
                 and slot.turn < self._turn
                 and self._waiters
                 and now < slot.expires
@@ -354,7 +296,7 @@ class PoolCore(Generic[C]):
             ):
                 slot.released = now
                 self.held = slot
-                self._held_owner = owner
+                self._held_owner = owner if owner is not None else who()  # type: ignore[misc]
                 self.holds += 1
                 return True
             self._release_slot(slot, now)
@@ -379,6 +321,7 @@ class PoolCore(Generic[C]):
             self.hits += 1
             self._count_wait(now - waiter.since)
             self._idle.handed_out(slot)
+            slot.fresh = not self.needs_check(slot, now)
             waiter.slot = slot  # type: ignore[assignment]
             waiter.wake()
         elif self._max_idle is not None and self.idle_count >= self._max_idle:
@@ -436,10 +379,26 @@ class PoolCore(Generic[C]):
 
     def needs_check(self, slot: Slot[C], now: float) -> bool:
         """Whether a borrowed idle connection gets the full borrow check (``health_check``): it
-        is suspect, or it has been idle for ``health_check_after`` seconds. (Every borrow also
-        gets the shell's cheap readiness poll; this decides only the configured check. The
-        shells inline the same test on their fast paths.)"""
-        return slot.suspect or now - slot.released >= self.config.health_check_after
+        is suspect, or it has been idle for ``health_check_after`` seconds (:attr:`check_after`).
+        Every borrow also gets the shell's cheap readiness poll; this decides only the configured
+        check. The core records the answer in ``slot.fresh`` whenever it hands a connection out,
+        so the shells' fast paths read it instead of deciding again."""
+        return slot.suspect or now - slot.released >= self.check_after
+
+    @property
+    def turn_possible(self) -> bool:
+        """Whether naming the caller (``owner``) can matter to the next :meth:`acquire` or
+        :meth:`release`: a connection is held for a turn, or callers wait (a release may start
+        one). A shell for which naming the caller costs something names it only then."""
+        return self.held is not None or bool(self._waiters)
+
+    def borrowed(self, conn: C) -> Slot[C] | None:
+        """``conn``'s slot if it is borrowed now (a release would take it), else ``None``: a
+        foreign connection, a second release, one held for a turn or taken out for I/O."""
+        slot = self._slots.get(conn)
+        if slot is None or not slot.in_use or slot is self.held or slot.taken:
+            return None
+        return slot
 
     def _drop(self, slot: Slot[C], reason: str) -> None:
         """Forget a connection that is not idle and queue it for closing."""
@@ -502,15 +461,13 @@ class PoolCore(Generic[C]):
                 back.append(slot)
         if not back:
             return
-        if self.config.policy is not Policy.ROUND_ROBIN and self.idle_count:
-            # Connections released during the I/O are idle already: re-push everything in the
-            # order of last release (the order FIFO and LIFO idle sets keep).
-            meanwhile = list(self._idle)
-            for slot in meanwhile:
-                self._idle.remove(slot)
-                slot.in_use = True
-            self.idle_count = 0
-            back = meanwhile + back
+        # Connections released during the I/O are idle already: those the policy places by last
+        # release are re-pushed with the returning ones, in that order.
+        meanwhile = self._idle.reorder()
+        for slot in meanwhile:
+            slot.in_use = True
+        self.idle_count -= len(meanwhile)
+        back = meanwhile + back
         back.sort(key=lambda s: s.released)
         for slot in back:
             self._release_as_before(slot, now)
@@ -538,155 +495,6 @@ class PoolCore(Generic[C]):
             waiter.error = PoolClosedError("fairpool: the connection pool was closed")
             waiter.wake()
         self.next_maintenance = _INF
-
-    # ------------------------------------------------------------- maintenance
-    def maintain(self, now: float) -> int:
-        """Prune and plan the ``min_idle`` refill. Returns how many connections to dial now
-        (capacity for them is reserved; report each with :meth:`dialled_idle` or
-        :meth:`dial_failed`). Closes are queued in :attr:`trash`."""
-        if self.closed:
-            self.next_maintenance = _INF
-            return 0
-        cfg = self.config
-        idle = self._idle
-        if cfg.max_lifetime is not None:
-            for slot in [s for s in idle if now >= s.expires]:
-                self._drop_idle(slot, "lifetime")
-        timeout = cfg.idle_timeout
-        if timeout is not None:
-            floor = cfg.min_idle
-            if self._lifo:
-                stale = [s for s in idle if s.released + timeout <= now]  # as scheduled
-                stale.sort(key=lambda s: s.released)
-                for slot in stale:
-                    if len(self._slots) <= floor:
-                        break
-                    self._drop_idle(slot, "idle")
-            elif now >= self._window_end:
-                # Shrink by demand: at every moment of the window at least `_low` connections
-                # sat idle, so the load never needed them. While there is traffic, keep one
-                # connection per endpoint so that every proxy keeps its share; a window with no
-                # borrows at all lets the pool fall to min_idle.
-                borrows = self.hits + self.misses
-                busy = borrows != self._window_borrows
-                surplus = min(self._low, self.idle_count, len(self._slots) - floor)
-                for slot in self._balanced_victims(surplus, keep_one_per_endpoint=busy):
-                    self._drop_idle(slot, "demand")
-                self._low = self.idle_count
-                self._window_end = now + timeout
-                self._window_borrows = borrows
-        need = 0
-        if not self._waiters:
-            need = max(0, cfg.min_idle - len(self._slots) - self.dialling)
-            need = min(need, self._max - len(self._slots) - self.dialling)
-            self.dialling += need
-        self._schedule(now)
-        return need
-
-    def retire_idle(self, slot: Slot[C], reason: str) -> bool:
-        """Close a specific idle connection (the shell's own maintenance, e.g. rebalancing).
-        Returns ``False`` if it is no longer idle."""
-        if slot.in_use or self._slots.get(slot.conn) is not slot:
-            return False
-        self._drop_idle(slot, reason)
-        return True
-
-    def retire(self, slot: Slot[C], reason: str) -> bool:
-        """Close a connection for ``reason`` (e.g. ``"rebalance"``): at once if it is idle, else
-        when it is released (it is then handed to nobody; the capacity it frees goes to the
-        oldest waiter, who dials). Returns ``False`` if the pool no longer holds it or it is
-        already retiring."""
-        if self._slots.get(slot.conn) is not slot or slot.retire is not None:
-            return False
-        if not slot.in_use:
-            self._drop_idle(slot, reason)
-            return True
-        slot.retire = reason
-        slot.expires = -_INF  # the release path already retires expired connections
-        return True
-
-    def reserve_dial(self) -> bool:
-        """Reserve capacity for a dial the shell starts on its own (not for a caller): ``False``
-        at the cap, when callers are waiting, or when the pool is closed."""
-        if self.closed or self._waiters or len(self._slots) + self.dialling >= self._max:
-            return False
-        self.dialling += 1
-        return True
-
-    def _drop_idle(self, slot: Slot[C], reason: str) -> None:
-        self._idle.remove(slot)
-        self.idle_count -= 1
-        self._drop(slot, reason)
-
-    def _balanced_victims(self, count: int, keep_one_per_endpoint: bool) -> list[Slot[C]]:
-        """Choose up to ``count`` idle connections to close so that the open connections left stay
-        balanced over endpoints: always take from the endpoint that holds the most (oldest
-        connection first). With ``keep_one_per_endpoint``, never take an endpoint's last one.
-        Never widen the spread (most minus fewest over the endpoints that keep connections) beyond
-        what it was, or 1: when the crowded endpoints' connections are all in use, a sparse
-        endpoint's idle connection stays rather than fall further behind."""
-        if count <= 0:
-            return []
-        per_endpoint: dict[str | None, int] = {}
-        for slot in self._slots.values():
-            per_endpoint[slot.endpoint] = per_endpoint.get(slot.endpoint, 0) + 1
-        known = [n for e, n in per_endpoint.items() if e is not None]
-        limit = max(max(known, default=0) - min(known, default=0), 1)
-        candidates: dict[str | None, list[Slot[C]]] = {}
-        for slot in sorted(self._idle, key=lambda s: s.seq, reverse=True):
-            candidates.setdefault(slot.endpoint, []).append(slot)  # oldest last: popped first
-        keep = 1 if keep_one_per_endpoint else 0
-        victims: list[Slot[C]] = []
-        while len(victims) < count:
-            top = max((n for e, n in per_endpoint.items() if e is not None), default=0)
-            choices = [
-                e
-                for e, idle in candidates.items()
-                if idle
-                and (
-                    e is None
-                    or (
-                        per_endpoint[e] > keep
-                        and (per_endpoint[e] == 1 or top - per_endpoint[e] < limit)
-                    )
-                )
-            ]
-            if not choices:
-                break
-            endpoint = max(choices, key=lambda e: (per_endpoint[e], -candidates[e][-1].seq))
-            victims.append(candidates[endpoint].pop())
-            per_endpoint[endpoint] -= 1
-        return victims
-
-    def _idle_deadline(self, now: float) -> float:
-        """When idle pruning may next close something: under LIFO the oldest idle connection's
-        idle timeout, while the pool is above ``min_idle`` (at or below it nothing may be pruned,
-        and a dial that lifts it above brings this forward); otherwise the demand window's end."""
-        cfg = self.config
-        if cfg.idle_timeout is None:
-            return _INF
-        if not self._lifo:
-            return self._window_end
-        if len(self._slots) <= cfg.min_idle:
-            return _INF
-        return min((s.released for s in self._idle), default=now) + cfg.idle_timeout
-
-    def _schedule(self, now: float) -> None:
-        cfg = self.config
-        due = self._idle_deadline(now)
-        if cfg.max_lifetime is not None:
-            # every connection not expired yet (a borrowed one may come back idle before it
-            # expires); expired borrowed ones are closed when released
-            due = min(
-                due, min((s.expires for s in self._slots.values() if s.expires > now), default=_INF)
-            )
-        if self._period is not None:
-            due = min(due, now + self._period)
-        if cfg.min_idle and len(self._slots) < cfg.min_idle:
-            # below min_idle: a refill that could not run (waiters, cap) or whose dials are still
-            # in flight and may fail: look again soon
-            due = min(due, now + _REFILL_RETRY)
-        self.next_maintenance = due
 
     # ------------------------------------------------------------ observation
     def idle_slots(self) -> Iterator[Slot[C]]:
@@ -718,29 +526,6 @@ class PoolCore(Generic[C]):
 
     def stats(self) -> PoolStats:
         """An immutable snapshot of the counters."""
-        borrows = dict(self._closed_endpoint_borrows)
-        conns: dict[str, int] = {}
-        for slot in self._slots.values():
-            if slot.endpoint is not None:
-                borrows[slot.endpoint] = borrows.get(slot.endpoint, 0) + slot.borrows
-                conns[slot.endpoint] = conns.get(slot.endpoint, 0) + 1
-        return PoolStats(
-            policy=self.config.policy.value,
-            max_connections=self._max,
-            idle=self.idle_count,
-            in_use=self.in_use_count,
-            dialling=self.dialling,
-            waiting=len(self._waiters),
-            created=self.created,
-            closed=dict(self._closed_counts),
-            borrows=self.hits + self.misses,
-            hits=self.hits,
-            misses=self.misses,
-            waits=self.waits,
-            wait_time_total=self.wait_total,
-            wait_time_max=self.wait_max,
-            timeouts=self.timeouts,
-            reborrows=self.reborrows,
-            endpoint_borrows=borrows,
-            endpoint_connections=conns,
+        return snapshot(
+            self, self._slots.values(), self._closed_counts, self._closed_endpoint_borrows
         )

@@ -108,3 +108,40 @@ class PoolStats:
         d["closed_total"] = self.closed_total
         d["endpoint_fairness"] = asdict(self.endpoint_fairness)
         return d
+
+
+def snapshot(
+    core: Any,
+    slots: Iterable[Any],
+    closed: dict[str, int],
+    closed_endpoint_borrows: dict[str, int],
+) -> PoolStats:
+    """``core``'s counters as a :class:`PoolStats` (:meth:`fairpool.core.PoolCore.stats`):
+    ``slots`` are the connections it holds, ``closed`` its closes per reason and
+    ``closed_endpoint_borrows`` the borrows of closed connections per endpoint."""
+    borrows = dict(closed_endpoint_borrows)
+    conns: dict[str, int] = {}
+    for slot in slots:
+        if slot.endpoint is not None:
+            borrows[slot.endpoint] = borrows.get(slot.endpoint, 0) + slot.borrows
+            conns[slot.endpoint] = conns.get(slot.endpoint, 0) + 1
+    return PoolStats(
+        policy=core.config.policy.value,
+        max_connections=core.config.max_connections,
+        idle=core.idle_count,
+        in_use=core.in_use_count,
+        dialling=core.dialling,
+        waiting=core.waiting,
+        created=core.created,
+        closed=dict(closed),
+        borrows=core.hits + core.misses,
+        hits=core.hits,
+        misses=core.misses,
+        waits=core.waits,
+        wait_time_total=core.wait_total,
+        wait_time_max=core.wait_max,
+        timeouts=core.timeouts,
+        reborrows=core.reborrows,
+        endpoint_borrows=borrows,
+        endpoint_connections=conns,
+    )

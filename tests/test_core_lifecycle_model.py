@@ -30,8 +30,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from fairpool.config import Policy, make_config
-from fairpool.core import _REFILL_RETRY, DIAL, WAIT, PoolCore, Slot, Waiter
+from fairpool.core import DIAL, WAIT, PoolCore, Slot, Waiter
 from fairpool.errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
+from fairpool.upkeep import _REFILL_RETRY
 
 from .helpers import FakeConn, budget, dial_new
 

@@ -441,6 +441,41 @@ def test_pool_given_to_the_other_kind_of_client(
 
 
 @pytest.mark.parametrize(
+    ("cls", "advice", "use"),
+    [
+        (fairpool.ConnectionPool, r"fairpool\.asyncio\.ConnectionPool", _use_sync),
+        (fairpool.asyncio.BlockingConnectionPool, r"fairpool\.ConnectionPool", _use_async),
+    ],
+)
+def test_pool_assigned_to_the_other_kind_of_client(
+    redis_url: str, cls: Any, advice: str, use: Any
+) -> None:
+    """A pool of the wrong kind assigned to an existing client's ``connection_pool`` (the client
+    was built with another pool, so the construction check never saw it): the first borrow
+    fails with the same clear error, before it takes anything — repeated tries leak nothing."""
+    pool = cls.from_url(redis_url, max_connections=2, timeout=1)
+    if cls.__module__ == "fairpool.asyncio":
+        client = redis.Redis.from_url(redis_url)
+        client.connection_pool = pool
+        for _ in range(4):
+            with pytest.raises(TypeError, match=f"use {advice}"):
+                client.ping()
+    else:
+        aclient = aredis.Redis.from_url(redis_url)
+        aclient.connection_pool = pool
+
+        async def tries() -> None:
+            for _ in range(4):
+                with pytest.raises(TypeError, match=f"use {advice}"):
+                    await aclient.ping()
+
+        arun(tries())
+    stats = pool.stats()
+    assert (stats.open, stats.in_use, stats.borrows) == (0, 0, 0)
+    use(pool)
+
+
+@pytest.mark.parametrize(
     "cls",
     [
         fairpool.ConnectionPool,

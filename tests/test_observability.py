@@ -273,3 +273,105 @@ def test_asyncio_gauges_when_the_release_io_fails(
         assert fake.counts == {"idle": 0, "used": 0}
 
     asyncio.run(main())
+
+
+class WaitCollector(FakeCollector):
+    """Also keeps each borrow's wait time reported for its pool (redis-py 8.x's
+    ``BlockingConnectionPool`` reports one on every borrow)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def record_connection_wait_time(self, pool_name: str, duration_seconds: float) -> None:
+        if pool_name == self.pool_name:
+            self.waits.append(duration_seconds)
+
+    def record_connection_create_time(self, **kwargs: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("blocking", [True, False], ids=["blocking", "plain"])
+def test_wait_time_reported_as_redis_py_does(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, blocking: bool
+) -> None:
+    """With observability on, a ``BlockingConnectionPool`` reports every borrow's wait time
+    (new connections and idle ones alike), as redis-py's does; a plain ``ConnectionPool``
+    reports none, as redis-py's does not."""
+    fake = WaitCollector()
+    monkeypatch.setattr(fairpool.pool._recorder, "_metrics_collector", fake)
+
+    def borrow_five(cls: Any) -> list[float]:
+        pool = cls.from_url(redis_url)
+        fake.pool_name = get_pool_name(pool)
+        fake.waits.clear()
+        held = [pool.get_connection(), pool.get_connection()]  # two dials
+        for conn in held:
+            pool.release(conn)
+        for _ in range(3):  # idle hits
+            pool.release(pool.get_connection())
+        pool.disconnect()
+        return list(fake.waits)
+
+    import redis as sync_redis
+
+    if blocking:
+        theirs = borrow_five(sync_redis.BlockingConnectionPool)
+        ours = borrow_five(fairpool.BlockingConnectionPool)
+    else:
+        theirs = borrow_five(sync_redis.ConnectionPool)
+        ours = borrow_five(fairpool.ConnectionPool)
+    assert len(ours) == len(theirs) == (5 if blocking else 0)
+    assert all(0 <= w < 5 for w in ours)
+
+
+@pytest.mark.parametrize("blocking", [True, False], ids=["blocking", "plain"])
+def test_asyncio_wait_time_reported_as_redis_py_does(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, blocking: bool
+) -> None:
+    fake = WaitCollector()
+    monkeypatch.setattr(fairpool.asyncio._arecorder, "_async_metrics_collector", fake)
+
+    async def borrow_five(cls: Any) -> list[float]:
+        pool = cls.from_url(redis_url)
+        fake.pool_name = get_pool_name(pool)
+        fake.waits.clear()
+        held = [await pool.get_connection(), await pool.get_connection()]
+        for conn in held:
+            await pool.release(conn)
+        for _ in range(3):
+            await pool.release(await pool.get_connection())
+        await pool.disconnect()
+        return list(fake.waits)
+
+    async def main() -> tuple[list[float], list[float]]:
+        if blocking:
+            theirs = await borrow_five(redis.asyncio.BlockingConnectionPool)
+            ours = await borrow_five(fairpool.asyncio.BlockingConnectionPool)
+        else:
+            theirs = await borrow_five(redis.asyncio.ConnectionPool)
+            ours = await borrow_five(fairpool.asyncio.ConnectionPool)
+        return theirs, ours
+
+    theirs, ours = asyncio.run(main())
+    assert len(ours) == len(theirs) == (5 if blocking else 0)
+    assert all(0 <= w < 5 for w in ours)
+
+
+def test_no_wait_time_without_observability(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Observability off (no collector): a borrow from the idle set reports nothing and asks
+    for no collector (the hot path reads one module attribute)."""
+    calls: list[str] = []
+    monkeypatch.setattr(fairpool.pool._recorder, "_metrics_collector", None)
+    monkeypatch.setattr(
+        fairpool.pool._recorder, "_get_or_create_collector", lambda: calls.append("x")
+    )
+    pool = fairpool.BlockingConnectionPool.from_url(redis_url)
+    pool.release(pool.get_connection())
+    calls.clear()
+    for _ in range(10):
+        pool.release(pool.get_connection())
+    assert calls == []
+    pool.shutdown()

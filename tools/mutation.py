@@ -1,6 +1,6 @@
 """Mutation testing of the I/O-free core and the idle policies (mutmut), and its recorded score.
 
-    python tools/mutation.py run [--jobs N]   mutate fairpool/core.py and fairpool/policies.py, run
+    python tools/mutation.py run [--jobs N]   mutate the core (core, policies, slot, lifecycle), run
                                              the fast I/O-free tests against every mutant, print
                                              the score (killed / total, per module) and survivors
     python tools/mutation.py record [--jobs N]  the same, then write the score and the fingerprint
@@ -31,11 +31,18 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["fairpool/core.py", "fairpool/policies.py"]
+MODULES = [
+    "fairpool/core.py",
+    "fairpool/policies.py",
+    "fairpool/slot.py",
+    "fairpool/lifecycle.py",
+    "fairpool/upkeep.py",
+]
 TESTS = [
     "tests/test_core_properties.py",
     "tests/test_core_lifecycle.py",
     "tests/test_core_lifecycle_model.py",
+    "tests/test_core_plans.py",
     "tests/conftest.py",
     "tests/helpers.py",
 ]

@@ -1,0 +1,504 @@
+"""What the sync and the asyncio pool share, written once: :class:`PoolShell`.
+
+Both public pools (:class:`fairpool.ConnectionPool`, :class:`fairpool.asyncio.ConnectionPool`)
+subclass redis-py's pool of their kind *and* :class:`PoolShell`, which holds every behaviour that
+does not depend on how I/O is done: the settings and the core, the dial / reconnect / probe /
+rebalancing plans (:class:`~fairpool.lifecycle.Planner`), the critical-section helper
+(:meth:`PoolShell._locked`: lock, core call, take the trash, unlock — the caller then closes the
+trash), redis-py's pool surface (``_available_connections``, ``_in_use_connections``,
+``stats()``, ``set_retry()``, ``from_url()``, ...), the release-event decision, the borrow check's
+decisions, the sync/asyncio mix-up check and the redis-py metrics hooks. The two I/O layers —
+:mod:`fairpool.pool` with :mod:`fairpool.threads`, :mod:`fairpool.asyncio` with
+:mod:`fairpool.tasks` — add only what needs threads or the event loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import warnings
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, TypeVar
+
+from ._compat import (
+    AfterConnectionReleasedEvent,
+    AsyncAfterConnectionReleasedEvent,
+    AsyncReAuthConnectionListener,
+    ReAuthConnectionListener,
+    get_pool_name,
+    maint_notifications_enabled,
+)
+from .config import Policy, PoolConfig, check_connection_kwargs, make_config, url_kwargs
+from .core import PoolCore
+from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
+from .lifecycle import Planner
+from .metrics.redispy import async_collector, collector, record_counts, record_wait
+from .slot import Slot
+from .stats import PoolStats
+
+__all__ = ["Kind", "PoolShell", "policy_from_queue_class", "warn_on_arguments"]
+
+logger = logging.getLogger("fairpool")
+
+_S = TypeVar("_S", bound="PoolShell")
+Trash = list[tuple[Any, str]]
+
+POOL_KEYWORDS = ("connection_class", "max_connections", "cache_factory", "queue_class")
+"""Pool arguments that are not settings, offered as suggestions for a misspelt keyword."""
+
+
+SETTING_NAMES = frozenset(inspect.signature(make_config).parameters)
+"""fairpool's settings: ``make_config``'s keyword arguments (declared there once), which the
+pools take among their keyword arguments."""
+
+
+def with_settings(init: Callable[..., None]) -> None:
+    """Give a pool's ``__init__`` (``(self, <redis-py's positional arguments>, **kwargs)``) the
+    signature it really accepts, for ``help()`` and introspection: its own parameters, then
+    fairpool's settings as keyword-only ones (from ``make_config``), then
+    ``**connection_kwargs``. (:class:`PoolShell` does it for every subclass's ``__init__``.)"""
+    own = list(inspect.signature(init).parameters.values())
+    if not own or own[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+        return
+    own.pop()
+    taken = {p.name for p in own}
+    settings = [
+        p for p in inspect.signature(make_config).parameters.values() if p.name not in taken
+    ]
+    rest = inspect.Parameter("connection_kwargs", inspect.Parameter.VAR_KEYWORD)
+    init.__signature__ = inspect.Signature([*own, *settings, rest])  # type: ignore[attr-defined]
+
+
+class _NoLock:
+    """The asyncio pool's critical sections need no lock (no ``await`` inside one)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+NO_LOCK = _NoLock()
+
+
+_SYNC_CLIENT_MODULES = frozenset({"redis.client", "redis.cluster", "redis.sentinel"})
+"""redis-py's sync client modules: they never read an asyncio pool's ``connection_kwargs``."""
+
+
+def _asyncio_client(caller: str) -> bool:
+    return caller.startswith("redis.asyncio")
+
+
+class Kind:
+    """What tells the two pools apart, beyond their I/O: redis-py's module of their kind, its
+    after-release event and default listener, the metrics collector, and how to recognise a
+    client of the other kind (``wrong_client(module name)``) with the advice to give it."""
+
+    __slots__ = (
+        "asynchronous",
+        "collector",
+        "instead",
+        "listener",
+        "module",
+        "released",
+        "what",
+        "wrong_client",
+    )
+
+    def __init__(self, asynchronous: bool, module: Any) -> None:
+        self.asynchronous = asynchronous
+        self.module = module
+        self.released: type
+        self.listener: type
+        self.collector: Callable[[], Any]
+        self.wrong_client: Callable[[str], bool]
+        if asynchronous:
+            self.released = AsyncAfterConnectionReleasedEvent
+            self.listener = AsyncReAuthConnectionListener
+            self.collector = async_collector
+            self.wrong_client = _SYNC_CLIENT_MODULES.__contains__
+            self.what = "an asyncio pool and cannot serve redis-py's sync clients"
+            self.instead = "fairpool.ConnectionPool (or fairpool.BlockingConnectionPool)"
+        else:
+            self.released, self.listener = AfterConnectionReleasedEvent, ReAuthConnectionListener
+            self.collector, self.wrong_client = collector, _asyncio_client
+            self.what = "a sync pool and cannot serve redis.asyncio clients"
+            self.instead = (
+                "fairpool.asyncio.ConnectionPool (or fairpool.asyncio.BlockingConnectionPool)"
+            )
+
+    def mixup(self, pool: Any, caller: str) -> TypeError:
+        """The error for a client of the other kind (``caller``, its module) using ``pool``."""
+        return TypeError(
+            f"{type(pool).__module__}.{type(pool).__name__} is {self.what} ({caller}): "
+            f"use {self.instead}"
+        )
+
+
+def _guarded_connection_kwargs() -> Any:
+    """The pools' ``connection_kwargs`` property: redis-py's (a live dict, see
+    ``docs/migrating.md``), except that a client of the other kind (sync or asyncio) reading it
+    — every client does in its constructor — gets ``TypeError`` naming the pool to use instead,
+    before it can borrow anything."""
+
+    def get(pool: Any) -> dict[str, Any]:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        kind: Kind = pool._KIND
+        if kind.wrong_client(caller):
+            raise kind.mixup(pool, caller)
+        kwargs: dict[str, Any] = pool._connection_kwargs
+        return kwargs
+
+    def set(pool: Any, value: dict[str, Any]) -> None:
+        pool._connection_kwargs = value
+
+    return property(get, set, doc="The keyword arguments new connections are built with (live).")
+
+
+def warn_on_arguments() -> None:
+    """redis-py 5.1+ deprecates ``get_connection()``'s arguments (its clients pass none; 5.0's
+    pass the command name): the pools call this, as redis-py warns, when they get some."""
+    warnings.warn(
+        "get_connection() arguments are deprecated and ignored", DeprecationWarning, stacklevel=3
+    )
+
+
+def policy_from_queue_class(
+    queue_class: object, pairs: Iterable[tuple[type, Policy]], accepted: str
+) -> Policy:
+    """``BlockingConnectionPool(queue_class=...)``'s policy: the first of ``pairs`` (a queue class
+    and its policy) that ``queue_class`` subclasses; FIFO for ``None``. ``accepted`` names the
+    classes for the error."""
+    if queue_class is None:
+        return Policy.FIFO
+    if isinstance(queue_class, type):
+        for cls, policy in pairs:
+            if issubclass(queue_class, cls):
+                return policy
+    raise (ValueError if isinstance(queue_class, type) else TypeError)(
+        f"fairpool setting 'queue_class' must be {accepted} (a class, or None); or pass "
+        f'policy="lifo", "fifo" or "round_robin" instead; got {queue_class!r}'
+    )
+
+
+def quietly(fn: Callable[[], object]) -> None:
+    """Call ``fn`` (a close), logging and swallowing its error."""
+    try:
+        fn()
+    except Exception as exc:  # closing a dead socket may fail; nothing to do about it
+        logger.debug("fairpool: ignoring error while closing a connection: %r", exc)
+
+
+def _first_borrow(ref: weakref.ref[PoolShell]) -> Callable[..., Any]:
+    """The asyncio pool's ``get_connection`` until its first borrow (an instance attribute
+    shadowing the method): a sync client calls it without awaiting, so the coroutine never runs
+    and only this plain function can check who calls — it catches a pool assigned to an existing
+    sync client's ``connection_pool`` before anything is taken. Once a caller of the right kind
+    has borrowed, it removes itself (callers that kept it go straight to the method)."""
+    checked = False
+
+    def first_borrow(*args: Any, **kwargs: Any) -> Any:
+        nonlocal checked
+        pool = ref()
+        assert pool is not None
+        if not checked:
+            pool._check_caller(1)
+            checked = True
+            pool.__dict__.pop("get_connection", None)
+        return type(pool).get_connection(pool, *args, **kwargs)
+
+    return first_borrow
+
+
+class PoolShell:
+    """The behaviour both pools share (see the module docstring). Not a pool by itself: the I/O
+    layers set ``_mutex`` (their lock, or :data:`NO_LOCK`), the class attributes below, and
+    implement the I/O."""
+
+    config: PoolConfig
+    _core: PoolCore[Any]
+    _planner: Planner[Any]
+    _endpoints: EndpointSet | None
+    _mutex: Any
+    _connection_kwargs: dict[str, Any]
+    connection_class: Any
+
+    _KIND: ClassVar[Kind]
+    cache: Any = None  # client-side caching's cache (sync pools of redis-py 5.1+ only)
+    connection_kwargs = _guarded_connection_kwargs()
+    _records_wait = False  # BlockingConnectionPool reports each borrow's wait (as redis-py's)
+
+    # ---------------------------------------------------------- construction
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            with_settings(init)
+
+    def _configure(
+        self,
+        max_connections: int | None,
+        kwargs: dict[str, Any],
+        chain: Callable[[Any, Callable[[Any], object]], Callable[[Any], Any]],
+    ) -> dict[str, Any]:
+        """Split a constructor's keyword arguments into fairpool's settings (validated into
+        :attr:`config`) and the connection keyword arguments, which it returns; with
+        ``on_connect``, wrap the connection's handshake (``redis_connect_func``) so that it runs
+        after every connect."""
+        settings = {k: v for k, v in kwargs.items() if k in SETTING_NAMES}
+        connection_kwargs = {k: v for k, v in kwargs.items() if k not in SETTING_NAMES}
+        self.config = make_config(max_connections=max_connections, **settings)
+        on_connect = settings.get("on_connect")
+        if on_connect is not None:
+            connection_kwargs["redis_connect_func"] = chain(
+                connection_kwargs.get("redis_connect_func"), on_connect
+            )
+        return connection_kwargs
+
+    def _new_core(self) -> None:
+        """A fresh core (no connections, zero counters) and its planner."""
+        config = self.config
+        endpoints = config.endpoints
+        self._endpoints = EndpointSet(endpoints) if endpoints else None
+        self._core = PoolCore(config, period=REBALANCE_PERIOD if endpoints else None)
+        self._planner = Planner(self._core, self._endpoints)
+        if self._KIND.asynchronous:
+            # Armed on every fresh core: the next borrow checks that its caller is of the right
+            # kind (the sync pool checks on its slow path, where every first borrow goes).
+            self.__dict__["get_connection"] = _first_borrow(weakref.ref(self))
+
+    def _check_caller(self, frames_up: int) -> None:
+        """Raise ``TypeError`` naming the pool to use if the code ``frames_up`` frames above the
+        caller of this method is a client of the other kind (sync or asyncio)."""
+        caller = sys._getframe(frames_up + 1).f_globals.get("__name__", "")
+        if self._KIND.wrong_client(caller):
+            raise self._KIND.mixup(self, caller)
+
+    def _reject_unknown_kwargs(self) -> None:
+        """Check the keyword arguments that will reach the connection class (see
+        :func:`fairpool.config.check_connection_kwargs`); on a bad one stop the pool's
+        background maintenance, already started, and raise."""
+        try:
+            check_connection_kwargs(
+                type(self).__name__,
+                self.connection_class,
+                self.connection_kwargs,
+                POOL_KEYWORDS,
+                (self._KIND.module.Connection, self._KIND.module.SSLConnection),
+            )
+        except TypeError:
+            self._stop_maintainer()
+            raise
+        # if observability is on, the hot paths record from the first borrow
+        self._KIND.collector()
+
+    def _stop_maintainer(self) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def from_url(cls: type[_S], url: str, **kwargs: Any) -> _S:
+        """Build a pool from a ``redis://``, ``rediss://`` or ``unix://`` URL.
+
+        fairpool's settings may be given as query parameters and are converted to their types
+        (``?policy=round_robin&max_idle=8&block=true&timeout=2``); the rest is redis-py's
+        ``ConnectionPool.from_url``.
+        """
+        return cls(**url_kwargs(cls._KIND.module.parse_url, url, kwargs))
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------- the lock
+    def _locked(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, Trash]:
+        """The critical section, once: under the lock call ``fn(*args)`` (a core or planner
+        call) and take the connections the core retired; the caller closes them afterwards,
+        with no lock held."""
+        with self._mutex:
+            result = fn(*args)
+            return result, self._core.take_trash()
+
+    # ------------------------------------------------------------ settings
+    @property
+    def policy(self) -> Policy:
+        """The idle policy."""
+        return self.config.policy
+
+    @property
+    def block(self) -> bool:
+        """Whether a borrow at the cap waits (``True``) or raises at once."""
+        return self.config.block
+
+    @property
+    def timeout(self) -> float | None:
+        """How long a blocked borrow waits (``None`` = forever)."""
+        return self.config.timeout
+
+    @property
+    def closed(self) -> bool:
+        """Whether the pool was shut down for good (``close()`` / ``aclose()`` leave it usable)."""
+        return self._core.closed
+
+    # ------------------------------------------------------------- dialling
+    def make_connection(self, endpoint: Endpoint | None = None) -> Any:
+        """Create a new (unconnected) connection from the current ``connection_kwargs`` (with
+        ``endpoint``'s host and port, if given). The cap is enforced by the core before this is
+        called, not here."""
+        kwargs = self.connection_kwargs
+        if endpoint is not None:
+            kwargs = dict(kwargs)
+            kwargs["host"], kwargs["port"] = endpoint
+        return self.connection_class(**kwargs)
+
+    def _new_connection(self, target: Endpoint | None) -> Any:
+        """``make_connection()`` as redis-py calls it (no argument) for the pool's own address,
+        so that a subclass overriding it without the ``endpoint`` parameter keeps working."""
+        return self.make_connection() if target is None else self.make_connection(target)
+
+    def _pushes_expected(self) -> bool:
+        """Whether pending data on an idle connection may be a legitimate push message
+        (client-side caching invalidations, maintenance notifications under RESP3) rather than a
+        stale reply that puts the connection out of sync."""
+        return self.cache is not None or maint_notifications_enabled(self)
+
+    def _pool_name(self) -> str:
+        """The pool's name in redis-py's metrics."""
+        name: str = get_pool_name(self)
+        return name
+
+    def _check_kind(self, polled: bool) -> tuple[bool, Any]:
+        """The borrow check's plan: whether to peek for pending data (the readiness poll saw
+        something, or ``health_check="peek"``), and the configured check (``"ping"``, a
+        callable, or ``None`` when the peek is all)."""
+        check = self.config.health_check
+        peek = polled or check == "peek"
+        return peek, (None if check in ("peek", "none") else check)
+
+    # --------------------------------------------------------- release
+    def _release_event_needed(self, connection: Any) -> bool:
+        """Whether dispatching redis-py's after-release event (streaming credential re-auth
+        listens to it) would do anything: not when nobody listens, nor when the only listener is
+        redis-py's default re-auth listener and the connection has no pending token."""
+        dispatcher = getattr(self, "_event_dispatcher", None)  # none before redis-py 5.1
+        kind = self._KIND
+        listeners = getattr(dispatcher, "_event_listeners_mapping", {}).get(kind.released, ())
+        if not listeners:
+            return False
+        return not (
+            len(listeners) == 1
+            and type(listeners[0]) is kind.listener
+            and getattr(connection, "_re_auth_token", True) is None
+        )
+
+    def _ignored_release(self, connection: Any, slot: Slot[Any] | None) -> None:
+        logger.debug(
+            "fairpool: ignoring release of %r: %s",
+            connection,
+            "not a connection of this pool" if slot is None else "it is not borrowed",
+        )
+
+    # ------------------------------------------------------------- metrics
+    def _record(self, idle_delta: int, used_delta: int) -> None:
+        """Report connection-state changes to redis-py's observability, when it is enabled."""
+        found = self._KIND.collector()
+        if found is not None:
+            record_counts(found, self, idle_delta, used_delta)
+
+    def _record_borrow(self, started: float, now: float) -> None:
+        """A borrow from the idle set (with a collector): one idle connection becomes used, and
+        a ``BlockingConnectionPool`` reports the wait, as redis-py's does."""
+        found = self._KIND.collector()
+        if found is not None:
+            record_counts(found, self, -1, 1)
+            if self._records_wait:
+                record_wait(found, self, now - started)
+
+    # ------------------------------------------ redis-py's pool surface
+    def stats(self) -> PoolStats:
+        """An immutable snapshot of the pool's counters (see :class:`~fairpool.stats.PoolStats`)."""
+        with self._mutex:
+            return self._core.stats()
+
+    def set_retry(self, retry: Any) -> None:
+        """Set the retry policy of new and existing connections."""
+        self.connection_kwargs.update({"retry": retry})
+        with self._mutex:
+            conns = [slot.conn for slot in self._core.slots()]
+        for conn in conns:
+            conn.retry = retry
+
+    def _get_free_connections(self) -> list[Any]:
+        with self._mutex:
+            return [slot.conn for slot in self._core.idle_slots()]
+
+    def _get_in_use_connections(self) -> set[Any]:
+        with self._mutex:
+            return {slot.conn for slot in self._core.slots() if slot.in_use}
+
+    def _in_use_and_idle(self, inuse_connections: bool) -> tuple[list[Any], list[Slot[Any]]]:
+        """For ``disconnect()`` and re-auth: the borrowed connections (when asked) and the idle
+        ones, taken out of the pool for the I/O (return them with ``core.put_back``)."""
+        with self._mutex:
+            core = self._core
+            in_use = [s.conn for s in core.slots() if s.in_use] if inuse_connections else []
+            return in_use, core.take_idle()
+
+    @property
+    def _available_connections(self) -> list[Any]:
+        """Idle connections, next to be handed out first (redis-py's attribute, read-only)."""
+        return self._get_free_connections()
+
+    @_available_connections.setter
+    def _available_connections(self, value: Iterable[Any]) -> None:
+        pass  # redis-py's constructors assign it; the core holds the real state
+
+    @property
+    def _in_use_connections(self) -> set[Any]:
+        """Borrowed connections (redis-py's attribute, read-only)."""
+        return self._get_in_use_connections()
+
+    @_in_use_connections.setter
+    def _in_use_connections(self, value: Iterable[Any]) -> None:
+        pass
+
+    @property
+    def _created_connections(self) -> int:
+        """Open connections plus those being dialled (redis-py's attribute, read-only)."""
+        return self._core.open_count + self._core.dialling
+
+    @_created_connections.setter
+    def _created_connections(self, value: int) -> None:
+        pass  # redis-py's own bookkeeping writes it; the core keeps the real count
+
+
+class BlockingShell:
+    """``BlockingConnectionPool``'s defaults, for both pools (put it before the pool class):
+    ``block=True``, ``max_connections=50``, ``timeout=20``, the policy from redis-py's
+    ``queue_class`` when no ``policy`` is given, and each borrow's wait time reported to
+    redis-py's observability (as redis-py's ``BlockingConnectionPool`` does)."""
+
+    _records_wait = True
+    _QUEUES: ClassVar[tuple[tuple[type, Policy], ...]]  # queue classes and their policies
+    _QUEUE_NAMES: ClassVar[str]  # the accepted queue classes, for the error
+    _DEFAULT_CONNECTION: ClassVar[type]  # redis-py's default connection class of the kind
+
+    def __init__(
+        self,
+        max_connections: int | None = 50,
+        timeout: float | None = 20,
+        connection_class: type | None = None,
+        queue_class: type | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("policy") is None:
+            kwargs["policy"] = policy_from_queue_class(queue_class, self._QUEUES, self._QUEUE_NAMES)
+        kwargs.setdefault("block", True)
+        pool: Any = super()
+        pool.__init__(
+            connection_class or self._DEFAULT_CONNECTION,
+            max_connections,
+            timeout=timeout,
+            **kwargs,
+        )

@@ -1,0 +1,152 @@
+"""The core's maintenance decisions (a base of :class:`~fairpool.core.PoolCore`): idle pruning
+by the policy's own strategy, lifetimes, the ``min_idle`` refill plan, retiring chosen
+connections, and the one deadline (``next_maintenance``) at which all of it is due. I/O-free;
+the shells act on the answers (see :mod:`fairpool.lifecycle` for the plans built on them)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Generic, TypeVar
+
+from .config import PoolConfig
+from .policies import IdleSet, balanced_victims
+from .slot import Slot, Waiter
+
+__all__ = ["Upkeep"]
+
+C = TypeVar("C")
+_INF = math.inf
+_REFILL_RETRY = 1.0  # seconds: check again this soon while the pool is below min_idle
+
+
+class Upkeep(Generic[C]):
+    """Maintenance over the core's state (declared here, kept by :class:`PoolCore`)."""
+
+    config: PoolConfig
+    closed: bool
+    next_maintenance: float
+    idle_count: int
+    dialling: int
+    hits: int
+    misses: int
+    _idle: IdleSet
+    _slots: dict[C, Slot[C]]
+    _waiters: deque[Waiter]
+    _max: int
+    _period: float | None
+    _low: int
+    _window_end: float
+    _window_borrows: int
+
+    def _drop(self, slot: Slot[C], reason: str) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- maintenance
+    def maintain(self, now: float) -> int:
+        """Prune and plan the ``min_idle`` refill. Returns how many connections to dial now
+        (capacity for them is reserved; report each with :meth:`dialled_idle` or
+        :meth:`dial_failed`). Closes are queued in :attr:`trash`."""
+        if self.closed:
+            self.next_maintenance = _INF
+            return 0
+        cfg = self.config
+        idle = self._idle
+        if cfg.max_lifetime is not None:
+            for slot in [s for s in idle if now >= s.expires]:
+                self._drop_idle(slot, "lifetime")
+        timeout = cfg.idle_timeout
+        if timeout is not None:
+            # the policy's pruning strategy (by age, or by demand: _demand_victims)
+            room = len(self._slots) - cfg.min_idle
+            reason, victims = idle.prune(now, timeout, room, self._demand_victims)
+            for slot in victims:
+                self._drop_idle(slot, reason)
+            if now >= self._window_end:
+                self._low = self.idle_count
+                self._window_end = now + timeout
+                self._window_borrows = self.hits + self.misses
+        need = 0
+        if not self._waiters:
+            need = max(0, cfg.min_idle - len(self._slots) - self.dialling)
+            need = min(need, self._max - len(self._slots) - self.dialling)
+            self.dialling += need
+        self._schedule(now)
+        return need
+
+    def _demand_victims(self, now: float) -> tuple[str, list[Slot[C]]]:
+        """Shrink by demand (the fair policies' pruning): when the demand window ends, at every
+        moment of it at least ``_low`` connections sat idle, so the load never needed them. While
+        there is traffic, keep one connection per endpoint so that every proxy keeps its share; a
+        window with no borrows at all lets the pool fall to ``min_idle``."""
+        if now < self._window_end:
+            return "demand", []
+        busy = self.hits + self.misses != self._window_borrows
+        surplus = min(self._low, self.idle_count, len(self._slots) - self.config.min_idle)
+        return "demand", balanced_victims(
+            self._slots.values(),
+            self._idle,
+            surplus,
+            keep_one_per_endpoint=busy,
+        )
+
+    def retire_idle(self, slot: Slot[C], reason: str) -> bool:
+        """Close a specific idle connection (the shell's own maintenance, e.g. rebalancing).
+        Returns ``False`` if it is no longer idle."""
+        if slot.in_use or self._slots.get(slot.conn) is not slot:
+            return False
+        self._drop_idle(slot, reason)
+        return True
+
+    def retire(self, slot: Slot[C], reason: str) -> bool:
+        """Close a connection for ``reason`` (e.g. ``"rebalance"``): at once if it is idle, else
+        when it is released (it is then handed to nobody; the capacity it frees goes to the
+        oldest waiter, who dials). Returns ``False`` if the pool no longer holds it or it is
+        already retiring."""
+        if self._slots.get(slot.conn) is not slot or slot.retire is not None:
+            return False
+        if not slot.in_use:
+            self._drop_idle(slot, reason)
+            return True
+        slot.retire = reason
+        slot.expires = -_INF  # the release path already retires expired connections
+        return True
+
+    def reserve_dial(self) -> bool:
+        """Reserve capacity for a dial the shell starts on its own (not for a caller): ``False``
+        at the cap, when callers are waiting, or when the pool is closed."""
+        if self.closed or self._waiters or len(self._slots) + self.dialling >= self._max:
+            return False
+        self.dialling += 1
+        return True
+
+    def _drop_idle(self, slot: Slot[C], reason: str) -> None:
+        self._idle.remove(slot)
+        self.idle_count -= 1
+        self._drop(slot, reason)
+
+    def _idle_deadline(self, now: float) -> float:
+        """When idle pruning may next close something (the policy's answer, see
+        :meth:`~fairpool.policies.IdleSet.prune_deadline`)."""
+        cfg = self.config
+        if cfg.idle_timeout is None:
+            return _INF
+        room = len(self._slots) - cfg.min_idle
+        return self._idle.prune_deadline(now, cfg.idle_timeout, room, self._window_end)
+
+    def _schedule(self, now: float) -> None:
+        cfg = self.config
+        due = self._idle_deadline(now)
+        if cfg.max_lifetime is not None:
+            # every connection not expired yet (a borrowed one may come back idle before it
+            # expires); expired borrowed ones are closed when released
+            due = min(
+                due, min((s.expires for s in self._slots.values() if s.expires > now), default=_INF)
+            )
+        if self._period is not None:
+            due = min(due, now + self._period)
+        if cfg.min_idle and len(self._slots) < cfg.min_idle:
+            # below min_idle: a refill that could not run (waiters, cap) or whose dials are still
+            # in flight and may fail: look again soon
+            due = min(due, now + _REFILL_RETRY)
+        self.next_maintenance = due
