@@ -729,7 +729,10 @@ def test_release_never_loses_a_connection_when_reauth_fails(redis_url: str) -> N
 
     listener = FailingReAuth()
     dispatcher = event.EventDispatcher()
-    dispatcher.register_listeners({event.AfterConnectionReleasedEvent: [listener]})
+    if hasattr(dispatcher, "register_listeners"):
+        dispatcher.register_listeners({event.AfterConnectionReleasedEvent: [listener]})
+    else:  # redis-py 5.x: no public registration; the dispatcher's own mapping is what it reads
+        dispatcher._event_listeners_mapping[event.AfterConnectionReleasedEvent] = [listener]
     pool = ConnectionPool.from_url(redis_url, event_dispatcher=dispatcher)
     conn = pool.get_connection()
     with pytest.raises(RedisConnectionError, match="re-auth failed"):
