@@ -46,14 +46,15 @@ from ._compat import (
     get_connection_args_deprecated,
     maint_notifications_enabled,
     pool_init_kwargs,
-    redacted_repr,
-    repr_leaks_secrets,
     run_close_hooks,
 )
 from ._compat import arecorder as _arecorder
 from .config import HealthCheck, Policy, PoolConfig, make_config, url_kwargs
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
+from .describe import pool_repr
 from .errors import PoolExhaustedError
+from .metrics import register as register_pool
+from .metrics.window import pool_stats
 from .pool import (
     _policy_from_queue_class,
     guarded_connection_kwargs,
@@ -196,8 +197,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
     pool usable, as in redis.asyncio; :meth:`ashutdown` closes it for good.
     """
 
-    if repr_leaks_secrets(RedisAsyncConnectionPool):  # redis-py 6.x shows passwords
-        __repr__ = redacted_repr
+    __repr__ = pool_repr  # name, policy, counts and every endpoint (fairpool.describe)
 
     def __init__(
         self,
@@ -218,6 +218,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         health_check_after: float = 0.25,
         maintenance_interval: float | None = None,
         on_connect: Callable[[Any], object] | None = None,
+        name: str | None = None,
         **connection_kwargs: Any,
     ) -> None:
         if connection_kwargs.get("endpoints") is not None:
@@ -241,6 +242,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
             health_check_after=health_check_after,
             maintenance_interval=maintenance_interval,
             on_connect=on_connect,
+            name=name,
         )
         if on_connect is not None:
             connection_kwargs["redis_connect_func"] = _chain_connect(
@@ -262,6 +264,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
         if not hasattr(self, "_lock"):  # redis.asyncio 5.0's pool has no lock; later ones do
             self._lock = asyncio.Lock()
         reject_unknown_kwargs(self, (_aconnection.Connection, _aconnection.SSLConnection))
+        register_pool(self)  # for fairpool.metrics' exporters (weakly)
         # redis.asyncio connects through ensure_connection(); a subclass overriding it gets it
         # called on every borrow, as redis.asyncio does (and gives up the quick path for it).
         self._ensure_hook = _ENSURE is not None and type(self).ensure_connection is not _ENSURE
@@ -429,6 +432,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
             if got is DIAL:
                 started = monotonic()
                 conn = await self._dial()
+                self._core.timings.observe_dial(monotonic() - started)
                 _record(self, 0, 1)
                 record = getattr(_aconnection, "record_connection_create_time", None)
                 if record is not None:  # looked up per call, as redis.asyncio's pool does
@@ -1005,9 +1009,10 @@ class ConnectionPool(RedisAsyncConnectionPool):
     def _in_use_connections(self, value: Iterable[Any]) -> None:
         pass
 
-    def stats(self) -> PoolStats:
-        """An immutable snapshot of the pool's counters (see :class:`~fairpool.stats.PoolStats`)."""
-        return self._core.stats()
+    def stats(self, reset: bool = False) -> PoolStats:
+        """An immutable snapshot of the pool's counters (see :class:`~fairpool.stats.PoolStats`);
+        ``reset`` starts a new window (:attr:`~fairpool.stats.PoolStats.window`)."""
+        return pool_stats(self._core, monotonic(), reset)
 
 
 class BlockingConnectionPool(ConnectionPool):

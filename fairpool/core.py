@@ -42,6 +42,7 @@ from typing import Any, Generic, TypeVar
 
 from .config import Policy, PoolConfig
 from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
+from .metrics.window import Timings
 from .policies import make_idle_set
 from .stats import CLOSE_REASONS, PoolStats
 
@@ -73,6 +74,7 @@ class Slot(Generic[C]):
 
     __slots__ = (
         "aux",
+        "borrowed",
         "borrows",
         "conn",
         "created",
@@ -94,6 +96,7 @@ class Slot(Generic[C]):
         self.created = now
         self.expires = expires  # monotonic time after which it is retired (inf = never)
         self.released = now  # last time it was released (or created): "last used"
+        self.borrowed = now  # last time it was borrowed (or created): the hold time's start
         self.endpoint: str | None = None  # host:port the socket is connected to (set by the shell)
         self.borrows = 0
         self.in_use = False
@@ -179,6 +182,7 @@ class PoolCore(Generic[C]):
         self._closed_endpoint_borrows: dict[str, int] = {}
         # demand window (FIFO / round-robin shrinking): the fewest idle connections seen in it
         start = time.monotonic() if now is None else now
+        self.timings = Timings(start)  # wait / hold / dial histograms (fairpool.metrics)
         self._low = 0
         self._window_end = start + (config.idle_timeout or _INF)
         self._window_borrows = 0
@@ -199,6 +203,7 @@ class PoolCore(Generic[C]):
                 self.held = None
                 held.turn += 1
                 held.borrows += 1
+                held.borrowed = now
                 self.hits += 1
                 self.reborrows += 1
                 return held
@@ -212,6 +217,7 @@ class PoolCore(Generic[C]):
                     slot.in_use = True
                     slot.turn = 1
                     slot.borrows += 1
+                    slot.borrowed = now
                     self.hits += 1
                     if n < self._low:
                         self._low = n
@@ -271,6 +277,7 @@ class PoolCore(Generic[C]):
         self.wait_total += waited
         if waited > self.wait_max:
             self.wait_max = waited
+        self.timings.wait.observe(waited)
 
     def cancel_wait(self, waiter: Waiter, now: float) -> Slot[C] | _Token | None:
         """A waiter gives up (cancelled, interrupted). Returns what it had been granted, if
@@ -342,6 +349,7 @@ class PoolCore(Generic[C]):
         slot = self._slots.get(conn)
         if slot is None or not slot.in_use or slot is self.held or slot.taken:
             return False
+        self.timings.hold.observe(now - slot.borrowed)
         if self.held is not None:
             self._settle(now)
         if reusable:
@@ -376,6 +384,7 @@ class PoolCore(Generic[C]):
             waiter = self._waiters.popleft()
             slot.turn = 1
             slot.borrows += 1
+            slot.borrowed = now
             self.hits += 1
             self._count_wait(now - waiter.since)
             self._idle.handed_out(slot)

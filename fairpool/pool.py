@@ -38,8 +38,6 @@ from ._compat import (
     get_pool_name,
     maint_notifications_enabled,
     pool_init_kwargs,
-    redacted_repr,
-    repr_leaks_secrets,
 )
 from ._compat import recorder as _recorder
 from .config import (
@@ -51,7 +49,10 @@ from .config import (
     url_kwargs,
 )
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
+from .describe import pool_repr
 from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
+from .metrics import register as register_pool
+from .metrics.window import pool_stats
 from .stats import PoolStats
 
 if TYPE_CHECKING:  # redis-py 5.0 has no ConnectionInterface
@@ -276,8 +277,7 @@ class ConnectionPool(RedisConnectionPool):
 
     _DEFAULTS: ClassVar[dict[str, Any]] = {}
     cache: Any = None  # client-side caching's cache (redis-py 5.0's pool has no such attribute)
-    if repr_leaks_secrets(RedisConnectionPool):  # redis-py 6.x shows passwords; fairpool never
-        __repr__ = redacted_repr
+    __repr__ = pool_repr  # name, policy, counts and every endpoint (fairpool.describe)
 
     def __init__(
         self,
@@ -300,6 +300,7 @@ class ConnectionPool(RedisConnectionPool):
         maintenance_interval: float | None = None,
         endpoints: Any = None,
         on_connect: Callable[[Any], object] | None = None,
+        name: str | None = None,
         **connection_kwargs: Any,
     ) -> None:
         self.config: PoolConfig = make_config(
@@ -318,6 +319,7 @@ class ConnectionPool(RedisConnectionPool):
             maintenance_interval=maintenance_interval,
             endpoints=endpoints,
             on_connect=on_connect,
+            name=name,
         )
         if on_connect is not None:
             connection_kwargs["redis_connect_func"] = _chain_connect(
@@ -336,6 +338,7 @@ class ConnectionPool(RedisConnectionPool):
             **connection_kwargs,
         )
         reject_unknown_kwargs(self, (_connection.Connection, _connection.SSLConnection))
+        register_pool(self)  # for fairpool.metrics' exporters (weakly)
         _collector()  # if observability is on, the hot paths record from the first borrow
 
     @classmethod
@@ -456,6 +459,7 @@ class ConnectionPool(RedisConnectionPool):
             if got is DIAL:
                 started = monotonic()
                 conn = self._dial()
+                core.timings.observe_dial(monotonic() - started)
                 _record(self, 0, 1)
                 record = getattr(_connection, "record_connection_create_time", None)
                 if record is not None:  # looked up per call, as redis-py's pool does
@@ -1037,10 +1041,11 @@ class ConnectionPool(RedisConnectionPool):
     def _created_connections(self, value: int) -> None:
         pass  # redis-py's own bookkeeping writes it; the core keeps the real count
 
-    def stats(self) -> PoolStats:
-        """An immutable snapshot of the pool's counters (see :class:`~fairpool.stats.PoolStats`)."""
+    def stats(self, reset: bool = False) -> PoolStats:
+        """An immutable snapshot of the pool's counters (see :class:`~fairpool.stats.PoolStats`);
+        ``reset`` starts a new window (:attr:`~fairpool.stats.PoolStats.window`)."""
         with self._lock:
-            return self._core.stats()
+            return pool_stats(self._core, monotonic(), reset)
 
     def __enter__(self: _P) -> _P:
         return self
