@@ -102,7 +102,7 @@ def test_hold_time_restarts_on_a_turn() -> None:
 
 def test_window_counts_afresh_after_reset() -> None:
     core = _core(max_connections=2, block=True)
-    a, b = dial_new(core, 2, 0.0)
+    a, _b = dial_new(core, 2, 0.0)
     core.release(a, 1.0)
     first = pool_stats(core, 2.0, reset=True)
     assert first.window.seconds == 2.0

@@ -21,7 +21,7 @@ import math
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..stats import PoolStats
 from ..tools._extras import missing_extra
@@ -29,11 +29,8 @@ from . import labelled
 from .figures import BREAKDOWNS, COUNTERS, GAUGES, HISTOGRAMS, breakdowns, gauge
 from .histogram import HistogramSnapshot
 
-try:
-    from opentelemetry import metrics as _metrics
+if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-except ImportError as exc:  # pragma: no cover - exercised with the extra blocked
-    raise missing_extra("fairpool.metrics.otel", "opentelemetry-api", "otel") from exc
 
 __all__ = ["instrument"]
 
@@ -41,7 +38,7 @@ _ATTR = "pool.name"
 _lock = threading.Lock()
 _providers: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Any]] = weakref.WeakKeyDictionary()
 
-_Callback = Callable[[CallbackOptions], Iterable[Observation]]
+_Callback = Callable[["CallbackOptions"], Iterable["Observation"]]
 
 
 def instrument(pool: Any, meter_provider: MeterProvider | None = None) -> None:
@@ -49,7 +46,11 @@ def instrument(pool: Any, meter_provider: MeterProvider | None = None) -> None:
 
     Instrumenting a pool twice on the same provider does nothing more.
     """
-    provider = meter_provider if meter_provider is not None else _metrics.get_meter_provider()
+    try:
+        from opentelemetry import metrics
+    except ImportError as exc:
+        raise missing_extra("fairpool.metrics.otel.instrument", "opentelemetry", "otel") from exc
+    provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     with _lock:
         pools = _providers.get(provider)
         if pools is None:
@@ -59,6 +60,8 @@ def instrument(pool: Any, meter_provider: MeterProvider | None = None) -> None:
 
 
 def _create_instruments(provider: MeterProvider, pools: weakref.WeakSet[Any]) -> None:
+    from opentelemetry.metrics import Observation
+
     meter = provider.get_meter("fairpool")
 
     def snapshots() -> list[tuple[str, PoolStats]]:
@@ -124,6 +127,8 @@ def _buckets(
     snapshots: Callable[[], list[tuple[str, PoolStats]]],
     hist: Callable[[PoolStats], HistogramSnapshot],
 ) -> _Callback:
+    from opentelemetry.metrics import Observation
+
     def callback(options: CallbackOptions) -> Iterator[Observation]:
         for label, s in snapshots():
             for le, n in hist(s).cumulative():
@@ -135,6 +140,8 @@ def _buckets(
 def _breakdown(
     snapshots: Callable[[], list[tuple[str, PoolStats]]], key: str, by: str
 ) -> _Callback:
+    from opentelemetry.metrics import Observation
+
     def callback(options: CallbackOptions) -> Iterator[Observation]:
         for label, s in snapshots():
             for value_label, value in breakdowns(s, key):

@@ -22,21 +22,20 @@ from . import labelled, registered
 from .figures import BREAKDOWNS, COUNTERS, GAUGES, HISTOGRAMS, breakdowns, gauge
 from .histogram import HistogramSnapshot
 
-try:
-    from prometheus_client.core import (
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        HistogramMetricFamily,
-        InfoMetricFamily,
-    )
-    from prometheus_client.registry import Collector as _Base
-except ImportError as exc:  # pragma: no cover - exercised with the extra blocked
-    raise missing_extra("fairpool.metrics.prometheus", "prometheus_client", "prometheus") from exc
-
 __all__ = ["Collector"]
 
 
-class Collector(_Base):
+def _prometheus_core() -> Any:
+    try:
+        import prometheus_client.core
+    except ImportError as exc:
+        raise missing_extra(
+            "fairpool.metrics.prometheus", "prometheus_client", "prometheus"
+        ) from exc
+    return prometheus_client.core
+
+
+class Collector:
     """Exposes every live fairpool pool (sync and asyncio), or only ``pools`` when given (a
     callable returning them, or an iterable, held as given), labelled ``pool="<name>"``.
 
@@ -44,6 +43,7 @@ class Collector(_Base):
     """
 
     def __init__(self, pools: Callable[[], Iterable[Any]] | Iterable[Any] | None = None) -> None:
+        self._core = _prometheus_core()  # raises MissingExtra without prometheus_client
         if pools is None:
             self._pools: Callable[[], Iterable[Any]] = registered
         elif callable(pools):
@@ -59,10 +59,14 @@ class Collector(_Base):
     def collect(self) -> Iterator[Any]:
         """One family per metric, a series per pool (and per endpoint / close reason)."""
         snapshots = [(label, pool.stats()) for label, pool in labelled(self._pools())]
-        yield from _families(snapshots)
+        yield from _families(self._core, snapshots)
 
 
-def _families(snapshots: list[tuple[str, PoolStats]]) -> Iterator[Any]:
+def _families(core: Any, snapshots: list[tuple[str, PoolStats]]) -> Iterator[Any]:
+    CounterMetricFamily = core.CounterMetricFamily
+    GaugeMetricFamily = core.GaugeMetricFamily
+    HistogramMetricFamily = core.HistogramMetricFamily
+    InfoMetricFamily = core.InfoMetricFamily
     info = InfoMetricFamily("fairpool_pool", "A fairpool pool and its policy.", labels=["pool"])
     for label, s in snapshots:
         info.add_metric([label], {"policy": s.policy})

@@ -40,6 +40,7 @@ WINDOW_COUNTERS = (
 """The :class:`~fairpool.stats.PoolStats` counters a :class:`StatsWindow` counts afresh."""
 
 _EMPTY = HistogramSnapshot()
+_ATTEMPTS = 100
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,19 @@ class Timings:
 
 def pool_stats(core: PoolCore[Any], now: float, reset: bool = False) -> PoolStats:
     """``pool.stats(reset)`` of a pool whose core is ``core`` (call it under the pool lock):
-    the core's snapshot with the histograms and the current window."""
-    stats = core.stats()
+    the core's snapshot with the histograms and the current window.
+
+    An asyncio pool has no lock a scraper's thread could take: if its event loop changes the
+    connections while the snapshot walks them (``RuntimeError``), the snapshot is taken again.
+    """
+    for _ in range(_ATTEMPTS - 1):
+        try:
+            stats = core.stats()
+            break
+        except RuntimeError:  # dictionary changed size during iteration (another thread)
+            continue
+    else:
+        stats = core.stats()
     timings = core.timings
     wait, hold, dial = timings.snapshots()
     return replace(
