@@ -16,12 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_bench_pool import BORROW_ITERATIONS, BORROW_ROUNDS, measure_borrow_release
 
 from fairpool.metrics.histogram import Histogram
 
 Figures = dict[str, dict[str, dict[str, Any]]]
 
-ITERATIONS = 200
 ROUNDS = 200
 
 
@@ -58,16 +58,7 @@ def test_borrow_release_histograms(
     if histograms == "off":
         pool._core.timings.hold = _Off()
         pool._core.timings.wait = _Off()
-    get, release = pool.get_connection, pool.release
-    release(get())  # dial it once
-
-    def cycle() -> None:
-        release(get())
-
-    benchmark.group = "borrow_release_histograms"
-    benchmark.pedantic(cycle, rounds=ROUNDS, iterations=ITERATIONS, warmup_rounds=20)
-    median_us = benchmark.stats.stats.median * 1e6
-    benchmark.extra_info["us_per_borrow_release"] = median_us
+    median_us = measure_borrow_release(benchmark, pool, "borrow_release_histograms")
     figures.setdefault("borrow_release_histograms", {})[histograms] = {"us": median_us}
     recorded = pool.stats().hold_histogram.count
-    assert recorded > ROUNDS * ITERATIONS if histograms == "on" else recorded == 0
+    assert recorded > BORROW_ROUNDS * BORROW_ITERATIONS if histograms == "on" else recorded == 0
