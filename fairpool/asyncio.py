@@ -41,8 +41,6 @@ from ._compat import (
     async_can_read,
     get_connection_args_deprecated,
     pool_init_kwargs,
-    redacted_repr,
-    repr_leaks_secrets,
 )
 from ._compat import arecorder as _arecorder
 from .config import Policy
@@ -132,8 +130,6 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
             self._lock = asyncio.Lock()
         self._reject_unknown_kwargs()
 
-    if repr_leaks_secrets(RedisAsyncConnectionPool):  # redis-py 6.x shows passwords
-        __repr__ = redacted_repr
     _KIND = Kind(asynchronous=True, module=_aconnection)
 
     # ----------------------------------------------------------------- state
@@ -341,6 +337,7 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
         for target in planner.dial_order(monotonic(), only):
             planner.dialling(target)
             conn = None
+            started = monotonic()
             try:
                 conn = self._new_connection(target)
                 await self._connect(conn)
@@ -352,6 +349,7 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
                 if isinstance(exc, Exception):
                     continue
                 break
+            planner.core.timings.observe_dial(monotonic() - started)
             return conn, target
         planner.dial_abandoned()
         self._abort_trash(planner)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import enum
 import inspect
+import itertools
 import math
 import re
 from collections.abc import Callable, Collection, Mapping
@@ -78,6 +79,7 @@ class PoolConfig:
     maintenance_interval: float | None = None
     endpoints: tuple[tuple[str, int], ...] | None = None
     on_connect: Callable[[Any], object] | None = None
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Called on every newly (re)connected connection after redis-py's handshake, e.g. "
         "`fairpool.ScriptRegistry.on_connect` to preload scripts.",
     ),
+    Setting(
+        "name",
+        '`"fairpool-<n>"` (n counts the pools made)',
+        "a non-empty string of at most 200 printable characters",
+        "—",
+        "—",
+        "`jmxNamePrefix`",
+        "Labels the pool in `repr()` and every export (Prometheus, OpenTelemetry; "
+        "[Statistics](stats.md)).",
+    ),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -304,6 +316,7 @@ def make_config(
     maintenance_interval: float | None = None,
     endpoints: Any = None,
     on_connect: Callable[[Any], object] | None = None,
+    name: str | None = None,
 ) -> PoolConfig:
     """Validate every setting and return a :class:`PoolConfig`.
 
@@ -367,7 +380,21 @@ def make_config(
         maintenance_interval=_seconds("maintenance_interval", maintenance_interval, positive=True),
         endpoints=_endpoints(endpoints),
         on_connect=_callback("on_connect", on_connect),
+        name=_name(name),
     )
+
+
+_pool_numbers = itertools.count(1)
+
+
+def _name(value: object) -> str:
+    if value is None:
+        return f"fairpool-{next(_pool_numbers)}"
+    if not isinstance(value, str):
+        raise _fail("name", value, TypeError)
+    if not value or len(value) > 200 or not value.isprintable():
+        raise _fail("name", value)
+    return value
 
 
 def _callback(name: str, value: object) -> Callable[[Any], object] | None:
@@ -452,6 +479,7 @@ _QUERY_CONVERTERS: Mapping[str, Callable[[str, str], Any]] = {
     "maintenance_interval": lambda n, r: _to_opt_number(n, r, float),
     "endpoints": lambda n, r: r,
     "on_connect": lambda n, r: r,
+    "name": lambda n, r: r,
 }
 assert set(_QUERY_CONVERTERS) == SETTING_NAMES
 

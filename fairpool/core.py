@@ -35,6 +35,7 @@ from typing import TypeVar
 
 from .config import PoolConfig
 from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
+from .metrics.window import Timings
 from .policies import make_idle_set
 from .slot import DIAL, WAIT, Slot, Waiter, _Token
 from .stats import CLOSE_REASONS, PoolStats, snapshot
@@ -93,6 +94,7 @@ class PoolCore(Upkeep[C]):
         self._closed_endpoint_borrows: dict[str, int] = {}
         # demand window (FIFO / round-robin shrinking): the fewest idle connections seen in it
         start = time.monotonic() if now is None else now
+        self.timings = Timings(start)  # wait / hold / dial histograms (fairpool.metrics)
         self._low = 0
         self._window_end = start + (config.idle_timeout or _INF)
         self._window_borrows = 0
@@ -119,6 +121,7 @@ class PoolCore(Upkeep[C]):
                 self.held = None
                 held.turn += 1
                 held.borrows += 1
+                held.borrowed = now
                 self.hits += 1
                 self.reborrows += 1
                 held.fresh = not self.needs_check(held, now)
@@ -133,6 +136,7 @@ class PoolCore(Upkeep[C]):
                     slot.in_use = True
                     slot.turn = 1
                     slot.borrows += 1
+                    slot.borrowed = now
                     self.hits += 1
                     # needs_check(), inlined on the hot path
                     slot.fresh = now - slot.released < self.check_after and not slot.suspect
@@ -194,6 +198,7 @@ class PoolCore(Upkeep[C]):
         self.wait_total += waited
         if waited > self.wait_max:
             self.wait_max = waited
+        self.timings.wait.observe(waited)
 
     def cancel_wait(self, waiter: Waiter, now: float) -> Slot[C] | _Token | None:
         """A waiter gives up (cancelled, interrupted). Returns what it had been granted, if
@@ -284,6 +289,7 @@ class PoolCore(Upkeep[C]):
         slot = self._slots.get(conn)
         if slot is None or not slot.in_use or slot is self.held or slot.taken:
             return False
+        self.timings.hold.observe(now - slot.borrowed)
         if self.held is not None:
             self._settle(now)
         if reusable:
@@ -318,6 +324,7 @@ class PoolCore(Upkeep[C]):
             waiter = self._waiters.popleft()
             slot.turn = 1
             slot.borrows += 1
+            slot.borrowed = now
             self.hits += 1
             self._count_wait(now - waiter.since)
             self._idle.handed_out(slot)
@@ -524,8 +531,14 @@ class PoolCore(Upkeep[C]):
         """Callers queued for a connection."""
         return len(self._waiters)
 
-    def stats(self) -> PoolStats:
-        """An immutable snapshot of the counters."""
-        return snapshot(
+    def stats(self, now: float | None = None, reset: bool = False) -> PoolStats:
+        """An immutable snapshot of the counters, with the wait / hold / dial histograms and the
+        window (:class:`~fairpool.metrics.window.StatsWindow`) ending ``now`` (default: the
+        monotonic clock); ``reset`` starts a new window."""
+        base = snapshot(
             self, self._slots.values(), self._closed_counts, self._closed_endpoint_borrows
         )
+        stats: PoolStats = self.timings.added_to(
+            base, time.monotonic() if now is None else now, reset
+        )
+        return stats

@@ -30,8 +30,6 @@ from ._compat import (
     CacheProxyConnection,
     get_connection_args_deprecated,
     pool_init_kwargs,
-    redacted_repr,
-    repr_leaks_secrets,
 )
 from ._compat import recorder as _recorder
 from .config import Policy
@@ -115,8 +113,6 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
         )
         self._reject_unknown_kwargs()
 
-    if repr_leaks_secrets(RedisConnectionPool):  # redis-py 6.x shows passwords; fairpool never
-        __repr__ = redacted_repr
     _KIND = Kind(asynchronous=False, module=_connection)
 
     # ----------------------------------------------------------------- state
@@ -259,6 +255,7 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
         for target in order:
             self._locked(planner.dialling, target)
             conn = None
+            started = monotonic()
             try:
                 conn = self._new_connection(target)
                 conn.connect()
@@ -273,7 +270,9 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
             raw = raw_connection(conn)
             probe = Probe(raw, self.config.health_check != "none")
             with self._lock:
-                slot = planner.connected(conn, target, monotonic(), for_caller)
+                now = monotonic()
+                planner.core.timings.observe_dial(now - started)
+                slot = planner.connected(conn, target, now, for_caller)
                 slot.aux = probe
                 slot.endpoint = peer_endpoint(raw)
                 trash = self._core.take_trash()

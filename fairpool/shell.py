@@ -20,6 +20,7 @@ import sys
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
+from time import monotonic
 from typing import Any, ClassVar, TypeVar
 
 from ._compat import (
@@ -32,8 +33,10 @@ from ._compat import (
 )
 from .config import Policy, PoolConfig, check_connection_kwargs, make_config, url_kwargs
 from .core import PoolCore
+from .describe import pool_repr
 from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
 from .lifecycle import Planner
+from .metrics import register
 from .metrics.redispy import async_collector, collector, record_counts, record_wait
 from .slot import Slot
 from .stats import PoolStats
@@ -82,6 +85,8 @@ class _NoLock:
 
 
 NO_LOCK = _NoLock()
+
+_STATS_ATTEMPTS = 100  # stats() of an asyncio pool read from another thread: retries
 
 
 _SYNC_CLIENT_MODULES = frozenset({"redis.client", "redis.cluster", "redis.sentinel"})
@@ -229,6 +234,7 @@ class PoolShell:
     _KIND: ClassVar[Kind]
     cache: Any = None  # client-side caching's cache (sync pools of redis-py 5.1+ only)
     connection_kwargs = _guarded_connection_kwargs()
+    __repr__ = pool_repr  # name, policy, counts and every endpoint; never a credential
     _records_wait = False  # BlockingConnectionPool reports each borrow's wait (as redis-py's)
 
     # ---------------------------------------------------------- construction
@@ -292,6 +298,7 @@ class PoolShell:
         except TypeError:
             self._stop_maintainer()
             raise
+        register(self)  # for fairpool.metrics' exporters (weakly)
         # if observability is on, the hot paths record from the first borrow
         self._KIND.collector()
 
@@ -416,10 +423,20 @@ class PoolShell:
                 record_wait(found, self, now - started)
 
     # ------------------------------------------ redis-py's pool surface
-    def stats(self) -> PoolStats:
-        """An immutable snapshot of the pool's counters (see :class:`~fairpool.stats.PoolStats`)."""
+    def stats(self, reset: bool = False) -> PoolStats:
+        """An immutable snapshot of the pool's counters (see :class:`~fairpool.stats.PoolStats`);
+        ``reset`` starts a new window (:attr:`~fairpool.stats.PoolStats.window`).
+
+        An asyncio pool has no lock a scraper's thread could take: if its event loop changes the
+        connections while the snapshot walks them (``RuntimeError``), it is taken again."""
+        for _ in range(_STATS_ATTEMPTS - 1):
+            try:
+                with self._mutex:
+                    return self._core.stats(monotonic(), reset)
+            except RuntimeError:  # dictionary changed size during iteration (another thread)
+                continue
         with self._mutex:
-            return self._core.stats()
+            return self._core.stats(monotonic(), reset)
 
     def set_retry(self, retry: Any) -> None:
         """Set the retry policy of new and existing connections."""

@@ -35,6 +35,7 @@ class Slot(Generic[C]):
 
     __slots__ = (
         "aux",
+        "borrowed",
         "borrows",
         "conn",
         "created",
@@ -57,6 +58,7 @@ class Slot(Generic[C]):
         self.created = now
         self.expires = expires  # monotonic time after which it is retired (inf = never)
         self.released = now  # last time it was released (or created): "last used"
+        self.borrowed = now  # last time it was borrowed (or created): the hold time's start
         self.endpoint: str | None = None  # host:port the socket is connected to (set by the shell)
         self.borrows = 0
         self.in_use = False

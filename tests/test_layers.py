@@ -16,6 +16,8 @@ SUBPACKAGES = ("scripting", "tools", "contrib")  # taken as a whole: `scripting/
 IO_FREE = (
     "config",
     "errors",
+    "metrics/histogram",
+    "metrics/window",
     "stats",
     "slot",
     "policies",

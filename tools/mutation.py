@@ -43,6 +43,7 @@ TESTS = [
     "tests/test_core_lifecycle.py",
     "tests/test_core_lifecycle_model.py",
     "tests/test_core_plans.py",
+    "tests/test_core_metrics.py",
     "tests/conftest.py",
     "tests/helpers.py",
 ]
