@@ -4,9 +4,10 @@ A pool's core owns one :class:`Timings`: the wait, hold and dial histograms, and
 current *window*. ``PoolCore.stats(now, reset)`` (what the pools' ``stats(reset=False)`` returns)
 is the core's snapshot with the histograms and a :class:`StatsWindow` — every counter since the
 window started, and the largest wait / hold / dial in it. ``reset=True`` then starts a new
-window, so a scraper that resets on every scrape gets rates and per-window maxima, while the snapshot's own
-fields stay all-time totals (a second scraper that never resets is not disturbed by the first
-one's rates, but it does lose the window's maxima; use one resetting reader per pool).
+window, so a scraper that resets on every scrape gets rates and per-window maxima, while the
+snapshot's own fields stay all-time totals (a second scraper that never resets is not disturbed
+by the first one's rates, but it does lose the window's maxima; use one resetting reader per
+pool).
 """
 
 from __future__ import annotations
