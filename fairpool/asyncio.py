@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import sys
 import warnings
 import weakref
 from collections import deque
@@ -38,6 +39,7 @@ from redis.asyncio import connection as _aconnection
 from redis.asyncio.connection import AbstractConnection, Connection, parse_url
 from redis.asyncio.connection import ConnectionPool as RedisAsyncConnectionPool
 
+from . import leaks
 from ._compat import (
     ASYNC_SHOULD_RECONNECT,
     AsyncAfterConnectionReleasedEvent,
@@ -51,7 +53,15 @@ from ._compat import (
     run_close_hooks,
 )
 from ._compat import arecorder as _arecorder
-from .config import HealthCheck, Policy, PoolConfig, make_config, url_kwargs
+from .config import (
+    HealthCheck,
+    Policy,
+    PoolConfig,
+    drain_target,
+    make_config,
+    resized_config,
+    url_kwargs,
+)
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
 from .errors import PoolExhaustedError
 from .pool import (
@@ -190,7 +200,11 @@ class ConnectionPool(RedisAsyncConnectionPool):
       (a callable check may be a coroutine function);
     * ``maintenance_interval`` — run pruning in one background task instead of lazily;
     * ``on_connect`` — a callback (sync or async) run on every newly (re)connected connection,
-      e.g. ``fairpool.ScriptRegistry.async_on_connect`` to preload Lua scripts.
+      e.g. ``fairpool.ScriptRegistry.async_on_connect`` to preload Lua scripts;
+    * ``leak_timeout`` / ``max_waiting`` — leak detection and load shedding, as in the sync pool.
+
+    At run time, :meth:`resize` changes the caps and ``await`` :meth:`drain` replaces every
+    connection.
 
     :meth:`aclose` (and leaving ``async with pool:``) disconnects every connection and leaves the
     pool usable, as in redis.asyncio; :meth:`ashutdown` closes it for good.
@@ -218,6 +232,8 @@ class ConnectionPool(RedisAsyncConnectionPool):
         health_check_after: float = 0.25,
         maintenance_interval: float | None = None,
         on_connect: Callable[[Any], object] | None = None,
+        leak_timeout: float | None = None,
+        max_waiting: int | None = None,
         **connection_kwargs: Any,
     ) -> None:
         if connection_kwargs.get("endpoints") is not None:
@@ -241,7 +257,12 @@ class ConnectionPool(RedisAsyncConnectionPool):
             health_check_after=health_check_after,
             maintenance_interval=maintenance_interval,
             on_connect=on_connect,
+            leak_timeout=leak_timeout,
+            max_waiting=max_waiting,
         )
+        # [controls] leak detection: borrows go through _get_watched (no cost when off)
+        if self.config.leak_timeout is not None:
+            self.get_connection = self._get_watched  # type: ignore[method-assign]
         if on_connect is not None:
             connection_kwargs["redis_connect_func"] = _chain_connect(
                 connection_kwargs.get("redis_connect_func"), on_connect
@@ -789,7 +810,9 @@ class ConnectionPool(RedisAsyncConnectionPool):
             _record(self, 1, -1)
         if trash:
             await self._close(trash)
-        if self._maint_task is None and self.config.maintenance_interval is not None:
+        if core.leaks_back:  # [controls] a connection reported as leaked came back
+            self._report_leaks()
+        if self._maint_task is None and self._maintenance_interval is not None:
             self._ensure_maintainer()  # stopped by aclose(): restart on next use
         if now >= core.next_maintenance:
             await self.maintain()
@@ -822,6 +845,8 @@ class ConnectionPool(RedisAsyncConnectionPool):
         core = self._core
         remaining = core.maintain(monotonic())
         trash = core.take_trash()
+        if core.leaked:  # [controls] leak_timeout passed
+            self._report_leaks()
         try:
             if trash:
                 await self._close(trash)
@@ -853,7 +878,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
 
     def _ensure_maintainer(self) -> None:
         """Start the maintenance task (``maintenance_interval``) in the running loop, once."""
-        interval = self.config.maintenance_interval
+        interval = self._maintenance_interval  # [controls] leak checks run in it too
         if interval is None or self._core.closed:
             return
         loop = asyncio.get_running_loop()
@@ -864,6 +889,73 @@ class ConnectionPool(RedisAsyncConnectionPool):
             _maintenance_loop(weakref.ref(self), interval),
             name=f"fairpool-maintenance-{id(self):x}",
         )
+
+    # ------------------------------------------------------------- [controls]
+    @property
+    def _maintenance_interval(self) -> float | None:
+        """How often the maintenance task runs (``maintenance_interval``; more often with
+        ``leak_timeout``), or ``None`` for no task."""
+        return leaks.check_interval(self.config.leak_timeout, self.config.maintenance_interval)
+
+    async def _get_watched(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        """:meth:`get_connection` with ``leak_timeout`` on: note where the connection was
+        borrowed (or that the borrower is exempt, see :mod:`fairpool.leaks`)."""
+        stack = leaks.borrower(sys._getframe(1), command_name)
+        conn = await type(self).get_connection(self, command_name, *keys, **options)
+        slot = self._core.slot_of(conn)
+        if slot is not None:
+            slot.borrower = stack
+            if stack is None:
+                self._core.exempt(conn)
+        return conn
+
+    def exempt_from_leak_detection(self, connection: Any) -> None:
+        """Exempt ``connection``'s current borrow from leak detection (``leak_timeout``): a
+        holder that keeps it on purpose. (Pub/sub, ``Monitor`` and single-connection clients
+        are exempt already.)"""
+        self._core.exempt(connection)
+
+    def _report_leaks(self) -> None:
+        leaked, back = self._core.take_leaks()
+        leaks.report(logger, self.config.leak_timeout, leaked, back, monotonic())
+
+    def resize(
+        self,
+        max_connections: int | None = None,
+        min_idle: int | None = None,
+        max_idle: Any = ...,
+    ) -> None:
+        """Change the caps at run time (psycopg_pool's ``resize()``); arguments left out keep
+        their value (``max_idle=None`` lifts the limit). Validated like the settings. Growing
+        serves waiting tasks at once; shrinking closes surplus idle connections now and surplus
+        borrowed ones when they come back, so that no more than ``max_connections`` are open
+        once they are back; a higher ``min_idle`` is dialled by the next maintenance run."""
+        config = resized_config(
+            self.config, max_connections=max_connections, min_idle=min_idle, max_idle=max_idle
+        )
+        self.config = config
+        self.max_connections = config.max_connections
+        self._core.resize(config, monotonic())
+        trash = self._core.take_trash()
+        for conn, _reason in trash:
+            _abort(conn)  # closes the transport without awaiting
+        if trash and _arecorder._async_metrics_collector is not None:
+            _record(self, -len(trash), 0)
+
+    async def drain(self, endpoint: Any = None) -> int:
+        """Replace every connection with a fresh one without failing any task (psycopg_pool's
+        ``drain()``), e.g. after a password rotation, a DNS change or a proxy deploy: idle
+        connections are closed now, borrowed ones when they come back; ``min_idle`` is dialled
+        again now, other connections when next needed. With ``endpoint`` (``"host:port"``, the
+        address connections are connected to) only its connections are replaced. Returns how
+        many connections are being replaced."""
+        target = drain_target(endpoint, self.config.endpoints)
+        count = self._core.drain(target)
+        trash = self._core.take_trash()
+        if trash:
+            await self._close(trash)
+        await self.maintain()
+        return count
 
     async def _close(self, trash: _Trash, wait: bool = False) -> None:
         """Close connections the core retired. Each close normally completes without suspending

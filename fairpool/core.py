@@ -41,7 +41,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from .config import Policy, PoolConfig
-from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
+from .endpoints import Endpoint, label
+from .errors import PoolClosedError, PoolExhaustedError, PoolOverloadedError, PoolTimeoutError
 from .policies import make_idle_set
 from .stats import CLOSE_REASONS, PoolStats
 
@@ -50,6 +51,8 @@ __all__ = ["DIAL", "WAIT", "PoolCore", "Slot", "Waiter"]
 C = TypeVar("C")
 _INF = math.inf
 _REFILL_RETRY = 1.0  # seconds: check again this soon while the pool is below min_idle
+LEAKED = 1  # Slot.leak: reported as leaked (leak_timeout)
+EXEMPT = 2  # Slot.leak: exempt from leak detection until released (0: watched)
 
 
 class _Token:
@@ -73,12 +76,15 @@ class Slot(Generic[C]):
 
     __slots__ = (
         "aux",
+        "borrowed",
+        "borrower",
         "borrows",
         "conn",
         "created",
         "endpoint",
         "expires",
         "in_use",
+        "leak",
         "released",
         "retire",
         "seq",
@@ -103,6 +109,12 @@ class Slot(Generic[C]):
         self.target: Any = None  # the configured endpoint it was dialled to (endpoints=[...])
         self.turn = 0  # borrows in a row by its current caller (see turn_borrows)
         self.taken = False  # out of the idle set for the shell's I/O (take_idle / put_back)
+        # leak detection (leak_timeout): when the current borrow began; 0 while it is watched,
+        # LEAKED once reported, EXEMPT for a pub/sub, Monitor or single-connection client (until
+        # released); where it was borrowed (the stack the shell captured)
+        self.borrowed = now
+        self.leak = 0
+        self.borrower: Any = None
 
     def __repr__(self) -> str:
         state = "in_use" if self.in_use else "idle"
@@ -175,6 +187,12 @@ class PoolCore(Generic[C]):
         self.reborrows = 0
         self.holds = 0  # connections held for a turn (the shell's keeper watches it change)
         self.created = 0
+        self.leaks = 0  # connections reported borrowed longer than leak_timeout
+        self.sheds = 0  # borrows refused: max_waiting callers already waited
+        self.drains = 0  # drain() calls
+        self.leaked: list[Slot[C]] = []  # reported now: the shell logs them (take_leaks)
+        self.leaks_back: list[tuple[Slot[C], float]] = []  # reported ones released, held seconds
+        self.next_leak = _INF  # no unreported borrow reaches leak_timeout before this
         self._closed_counts = dict.fromkeys(CLOSE_REASONS, 0)
         self._closed_endpoint_borrows: dict[str, int] = {}
         # demand window (FIFO / round-robin shrinking): the fewest idle connections seen in it
@@ -197,6 +215,7 @@ class PoolCore(Generic[C]):
         if held is not None:
             if owner is not None and owner == self._held_owner and now < held.expires:
                 self.held = None
+                held.borrowed = now
                 held.turn += 1
                 held.borrows += 1
                 self.hits += 1
@@ -210,6 +229,7 @@ class PoolCore(Generic[C]):
                 n = self.idle_count = self.idle_count - 1
                 if now < slot.expires:
                     slot.in_use = True
+                    slot.borrowed = now
                     slot.turn = 1
                     slot.borrows += 1
                     self.hits += 1
@@ -228,6 +248,13 @@ class PoolCore(Generic[C]):
             self.dialling += 1
             return DIAL
         if self.config.block:
+            limit = self.config.max_waiting
+            if limit is not None and len(self._waiters) >= limit:
+                self.sheds += 1
+                raise PoolOverloadedError(
+                    f"fairpool: pool overloaded: {len(self._waiters)} callers already wait for a "
+                    f"connection (max_waiting={limit}, max_connections={self._max})"
+                )
             return WAIT
         raise PoolExhaustedError(
             f"Too many connections: fairpool pool exhausted, all {self._max} connections in use "
@@ -299,6 +326,7 @@ class PoolCore(Generic[C]):
         slot.turn = 1
         self.misses += 1
         self._idle.handed_out(slot)
+        self._over_cap(slot)
         return slot
 
     def dialled_idle(self, conn: C, now: float) -> Slot[C]:
@@ -306,6 +334,7 @@ class PoolCore(Generic[C]):
         self.dialling -= 1
         slot = self._new_slot(conn, now)
         slot.in_use = True
+        self._over_cap(slot)
         self._release_slot(slot, now)
         return slot
 
@@ -342,6 +371,10 @@ class PoolCore(Generic[C]):
         slot = self._slots.get(conn)
         if slot is None or not slot.in_use or slot is self.held or slot.taken:
             return False
+        if slot.leak:
+            if slot.leak == LEAKED:
+                self.leaks_back.append((slot, now - slot.borrowed))
+            slot.leak = 0
         if self.held is not None:
             self._settle(now)
         if reusable:
@@ -374,6 +407,7 @@ class PoolCore(Generic[C]):
         elif self._waiters:
             # Strict hand-off: the oldest waiter gets it; it never becomes idle.
             waiter = self._waiters.popleft()
+            slot.borrowed = now
             slot.turn = 1
             slot.borrows += 1
             self.hits += 1
@@ -575,6 +609,8 @@ class PoolCore(Generic[C]):
                 self._low = self.idle_count
                 self._window_end = now + timeout
                 self._window_borrows = borrows
+        if cfg.leak_timeout is not None:
+            self._scan_leaks(now, cfg.leak_timeout)
         need = 0
         if not self._waiters:
             need = max(0, cfg.min_idle - len(self._slots) - self.dialling)
@@ -682,11 +718,109 @@ class PoolCore(Generic[C]):
             )
         if self._period is not None:
             due = min(due, now + self._period)
+        if cfg.leak_timeout is not None:
+            due = min(due, self.next_leak)
         if cfg.min_idle and len(self._slots) < cfg.min_idle:
             # below min_idle: a refill that could not run (waiters, cap) or whose dials are still
             # in flight and may fail: look again soon
             due = min(due, now + _REFILL_RETRY)
         self.next_maintenance = due
+
+    # ---------------------------------------------------------------- controls
+    def _scan_leaks(self, now: float, timeout: float) -> None:
+        """Report (once each, in :attr:`leaked`) the borrowed connections whose borrow began
+        ``timeout`` seconds ago or more, and note when the next one may be due."""
+        due = now + timeout  # a later borrow is due no sooner
+        for slot in self._slots.values():
+            if not slot.in_use or slot.leak or slot.taken or slot is self.held:
+                continue
+            deadline = slot.borrowed + timeout
+            if deadline <= now:
+                slot.leak = LEAKED
+                self.leaks += 1
+                self.leaked.append(slot)
+            elif deadline < due:
+                due = deadline
+        self.next_leak = due
+
+    def take_leaks(self) -> tuple[list[Slot[C]], list[tuple[Slot[C], float]]]:
+        """The connections reported as leaked since the last call (log a WARNING each, with
+        ``slot.borrower``) and the reported ones released since (log one INFO line each, with
+        how many seconds they were held)."""
+        leaked, back = self.leaked, self.leaks_back
+        self.leaked, self.leaks_back = [], []
+        return leaked, back
+
+    def exempt(self, conn: C) -> bool:
+        """Exempt ``conn``'s current borrow from leak detection (a pub/sub, ``Monitor`` or
+        single-connection client holds it on purpose). Returns ``False`` if it is not borrowed."""
+        slot = self._slots.get(conn)
+        if slot is None or not slot.in_use:
+            return False
+        if not slot.leak:
+            slot.leak = EXEMPT
+        return True
+
+    def resize(self, config: PoolConfig, now: float) -> None:
+        """Apply new caps (``max_connections``, ``min_idle``, ``max_idle`` of a validated
+        ``config``): growing grants the new capacity to waiters at once (they dial); shrinking
+        closes surplus idle connections now and retires surplus borrowed ones when they come back,
+        so that no more than the new cap are open once they are back."""
+        self.config = config
+        self._max = config.max_connections
+        self._max_idle = config.max_idle
+        if self._max_idle is not None and self.idle_count > self._max_idle:
+            self._close_idle(self.idle_count - self._max_idle, "max_idle")
+        over = len(self._slots) + self.dialling - self._max
+        if over > 0:
+            self._close_idle(over, "resize")
+            over = len(self._slots) + self.dialling - self._max
+            for slot in self._slots.values():
+                if over <= 0:
+                    break
+                if slot.retire is not None:
+                    over -= 1  # closes when released anyway
+                elif slot.in_use:
+                    slot.retire = "resize"
+                    slot.expires = -_INF
+                    over -= 1
+        self._grant_capacity()
+        self._schedule(now)
+        if config.min_idle > len(self._slots):
+            self.next_maintenance = -_INF  # refill now
+
+    def _close_idle(self, count: int, reason: str) -> None:
+        """Close ``count`` idle connections (or all), keeping the endpoints balanced if it can."""
+        victims = self._balanced_victims(count, keep_one_per_endpoint=False)
+        if len(victims) < count:
+            chosen = set(map(id, victims))
+            victims += [s for s in self._idle if id(s) not in chosen][: count - len(victims)]
+        for slot in victims:
+            self._drop_idle(slot, reason)
+
+    def _over_cap(self, slot: Slot[C]) -> None:
+        """A new connection joins a pool that :meth:`resize` shrank below what was open or being
+        dialled: retire it (when released) unless enough others retire already."""
+        if len(self._slots) + self.dialling <= self._max:
+            return
+        retiring = sum(1 for s in self._slots.values() if s.retire is not None)
+        if len(self._slots) + self.dialling - retiring > self._max:
+            slot.retire = "resize"
+            slot.expires = -_INF
+
+    def drain(self, endpoint: Endpoint | None = None) -> int:
+        """Replace every connection (to ``endpoint`` only, if given: the configured endpoint it
+        was dialled to, or the ``host:port`` its socket is connected to): idle ones are closed
+        now, borrowed ones when released (handed to nobody); the capacity freed goes to waiters
+        (who dial) and ``min_idle`` is refilled by maintenance. No caller fails. Returns how many
+        connections it retired."""
+        self.drains += 1
+        peer = None if endpoint is None else label(endpoint)
+        count = 0
+        for slot in list(self._slots.values()):
+            if endpoint is None or slot.target == endpoint or slot.endpoint == peer:
+                count += self.retire(slot, "drain")
+        return count
 
     # ------------------------------------------------------------ observation
     def idle_slots(self) -> Iterator[Slot[C]]:
@@ -743,4 +877,7 @@ class PoolCore(Generic[C]):
             reborrows=self.reborrows,
             endpoint_borrows=borrows,
             endpoint_connections=conns,
+            leaks=self.leaks,
+            sheds=self.sheds,
+            drains=self.drains,
         )

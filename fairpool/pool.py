@@ -28,6 +28,7 @@ from redis.connection import (
 )
 from redis.connection import ConnectionPool as RedisConnectionPool
 
+from . import leaks
 from ._compat import (
     SYNC_SHOULD_RECONNECT,
     AfterConnectionReleasedEvent,
@@ -47,7 +48,9 @@ from .config import (
     Policy,
     PoolConfig,
     check_connection_kwargs,
+    drain_target,
     make_config,
+    resized_config,
     url_kwargs,
 )
 from .core import DIAL, WAIT, PoolCore, Slot, Waiter
@@ -271,7 +274,12 @@ class ConnectionPool(RedisConnectionPool):
     * ``on_connect`` — a callback run on every newly (re)connected connection (e.g.
       ``fairpool.ScriptRegistry.on_connect`` to preload Lua scripts);
     * ``endpoints`` — several proxies (``["h1:6379", "h2:6379"]``) to spread new connections over
-      evenly, backing off from failing ones, without a balancer in front.
+      evenly, backing off from failing ones, without a balancer in front;
+    * ``leak_timeout`` — report connections borrowed longer than this (docs/operations.md);
+    * ``max_waiting`` — with ``block``, refuse a borrow at once (``PoolOverloadedError``) when
+      this many callers already wait.
+
+    At run time, :meth:`resize` changes the caps and :meth:`drain` replaces every connection.
     """
 
     _DEFAULTS: ClassVar[dict[str, Any]] = {}
@@ -300,6 +308,8 @@ class ConnectionPool(RedisConnectionPool):
         maintenance_interval: float | None = None,
         endpoints: Any = None,
         on_connect: Callable[[Any], object] | None = None,
+        leak_timeout: float | None = None,
+        max_waiting: int | None = None,
         **connection_kwargs: Any,
     ) -> None:
         self.config: PoolConfig = make_config(
@@ -318,7 +328,12 @@ class ConnectionPool(RedisConnectionPool):
             maintenance_interval=maintenance_interval,
             endpoints=endpoints,
             on_connect=on_connect,
+            leak_timeout=leak_timeout,
+            max_waiting=max_waiting,
         )
+        # [controls] leak detection: borrows go through _get_watched (no cost when off)
+        if self.config.leak_timeout is not None:
+            self.get_connection = self._get_watched  # type: ignore[method-assign]
         if on_connect is not None:
             connection_kwargs["redis_connect_func"] = _chain_connect(
                 connection_kwargs.get("redis_connect_func"), on_connect
@@ -363,8 +378,9 @@ class ConnectionPool(RedisConnectionPool):
         self._fork_gen = _fork_generation
         self._maintainer = None
         self._keeper: _TurnKeeper | None = None
-        if self.config.maintenance_interval is not None:
-            self._maintainer = _Maintainer(self, self.config.maintenance_interval)
+        interval = self._maintenance_interval  # [controls] leak checks run in it too
+        if interval is not None:
+            self._maintainer = _Maintainer(self, interval)
         # must stay last: other threads compare self.pid without the lock (see redis-py)
         self.pid = os.getpid()
 
@@ -405,7 +421,7 @@ class ConnectionPool(RedisConnectionPool):
             with self._lock:
                 if self._fork_gen != _fork_generation:
                     self._fork_gen = _fork_generation
-                    interval = self.config.maintenance_interval
+                    interval = self._maintenance_interval  # [controls]
                     if interval is not None and self._maintainer is None and not self.closed:
                         self._maintainer = _Maintainer(self, interval)
 
@@ -719,6 +735,8 @@ class ConnectionPool(RedisConnectionPool):
                 self._start_keeper(keeper)
             if trash:
                 self._close(trash)
+            if core.leaks_back:  # [controls] a connection reported as leaked came back
+                self._report_leaks()
         if taken and now >= core.next_maintenance:
             self._maintain(background=True)
 
@@ -775,6 +793,8 @@ class ConnectionPool(RedisConnectionPool):
             need = core.maintain(monotonic())
             trash = core.take_trash()
         self._close(trash)
+        if core.leaked:  # [controls] leak_timeout passed
+            self._report_leaks()
         for i in range(need):
             if self._endpoints is not None:
                 try:
@@ -826,6 +846,75 @@ class ConnectionPool(RedisConnectionPool):
             except Exception as exc:  # no thread to be had: do it here rather than never
                 logger.warning("fairpool: cannot start the endpoint thread: %r", exc)
                 self._tend_endpoints_then_clear()
+
+    # ------------------------------------------------------------- [controls]
+    @property
+    def _maintenance_interval(self) -> float | None:
+        """How often the maintenance thread runs (``maintenance_interval``; more often with
+        ``leak_timeout``), or ``None`` for no thread."""
+        return leaks.check_interval(self.config.leak_timeout, self.config.maintenance_interval)
+
+    def _get_watched(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        """:meth:`get_connection` with ``leak_timeout`` on: note where the connection was
+        borrowed (or that the borrower is exempt, see :mod:`fairpool.leaks`)."""
+        stack = leaks.borrower(sys._getframe(1), command_name)
+        conn = type(self).get_connection(self, command_name, *keys, **options)
+        with self._lock:
+            slot = self._core.slot_of(conn)
+            if slot is not None:
+                slot.borrower = stack
+                if stack is None:
+                    self._core.exempt(conn)
+        return conn
+
+    def exempt_from_leak_detection(self, connection: Any) -> None:
+        """Exempt ``connection``'s current borrow from leak detection (``leak_timeout``): a
+        holder that keeps it on purpose. (Pub/sub, ``Monitor`` and single-connection clients
+        are exempt already.)"""
+        with self._lock:
+            self._core.exempt(connection)
+
+    def _report_leaks(self) -> None:
+        with self._lock:
+            leaked, back = self._core.take_leaks()
+        leaks.report(logger, self.config.leak_timeout, leaked, back, monotonic())
+
+    def resize(
+        self,
+        max_connections: int | None = None,
+        min_idle: int | None = None,
+        max_idle: Any = ...,
+    ) -> None:
+        """Change the caps at run time (psycopg_pool's ``resize()``); arguments left out keep
+        their value (``max_idle=None`` lifts the limit). Validated like the settings. Growing
+        serves waiting callers at once; shrinking closes surplus idle connections now and
+        surplus borrowed ones when they come back, so that no more than ``max_connections`` are
+        open once they are back; a higher ``min_idle`` is dialled now."""
+        config = resized_config(
+            self.config, max_connections=max_connections, min_idle=min_idle, max_idle=max_idle
+        )
+        with self._lock:
+            self.config = config
+            self.max_connections = config.max_connections
+            self._core.resize(config, monotonic())
+            trash = self._core.take_trash()
+        self._close(trash)
+        self._maintain(background=True)
+
+    def drain(self, endpoint: Any = None) -> int:
+        """Replace every connection with a fresh one without failing any caller (psycopg_pool's
+        ``drain()``), e.g. after a password rotation, a DNS change or a proxy deploy: idle
+        connections are closed now, borrowed ones when they come back; ``min_idle`` is dialled
+        again now, other connections when next needed. With ``endpoint`` (``"host:port"`` or
+        ``(host, port)``: one of ``endpoints``, or the address connections are connected to)
+        only its connections are replaced. Returns how many connections are being replaced."""
+        target = drain_target(endpoint, self.config.endpoints)
+        with self._lock:
+            count = self._core.drain(target)
+            trash = self._core.take_trash()
+        self._close(trash)
+        self._maintain(background=True)
+        return count
 
     def _tend_endpoints_then_clear(self) -> None:
         try:

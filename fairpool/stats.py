@@ -17,6 +17,8 @@ CLOSE_REASONS = (
     "max_idle",  # released while max_idle connections were already idle
     "error",  # connect failed, or released unusable / no longer owned by the pool
     "rebalance",  # moved to a sparser endpoint (endpoints=[...])
+    "drain",  # replaced by pool.drain()
+    "resize",  # above the cap after pool.resize() shrank it
     "closed",  # the pool was closed
 )
 """Why the pool closed a connection; the keys of :attr:`PoolStats.closed`."""
@@ -60,6 +62,9 @@ class PoolStats:
     to queue; ``wait_time_total``/``wait_time_max`` are their waiting times in seconds.
     ``reborrows`` counts the hits that gave a thread back the connection it had just released, in
     its turn (``turn_borrows``), while others waited.
+    ``leaks`` counts connections reported borrowed longer than ``leak_timeout``; ``sheds`` the
+    borrows refused because ``max_waiting`` callers already waited; ``drains`` the calls of
+    ``pool.drain()`` (the connections they replaced are ``closed["drain"]``).
     ``endpoint_borrows`` maps each ``host:port`` the sockets are connected to (the proxy behind a
     balancer) to the borrows it served; ``endpoint_fairness`` summarises it.
     """
@@ -82,6 +87,9 @@ class PoolStats:
     reborrows: int = 0
     endpoint_borrows: Mapping[str, int] = field(default_factory=dict)
     endpoint_connections: Mapping[str, int] = field(default_factory=dict)
+    leaks: int = 0
+    sheds: int = 0
+    drains: int = 0
 
     @property
     def open(self) -> int:
