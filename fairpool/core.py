@@ -197,6 +197,8 @@ class PoolCore(Generic[C]):
         self._closed_endpoint_borrows: dict[str, int] = {}
         # demand window (FIFO / round-robin shrinking): the fewest idle connections seen in it
         start = time.monotonic() if now is None else now
+        if config.leak_timeout is not None:
+            self.next_leak = start + config.leak_timeout  # no borrow is due sooner
         self._low = 0
         self._window_end = start + (config.idle_timeout or _INF)
         self._window_borrows = 0

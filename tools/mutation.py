@@ -36,6 +36,7 @@ TESTS = [
     "tests/test_core_properties.py",
     "tests/test_core_lifecycle.py",
     "tests/test_core_lifecycle_model.py",
+    "tests/test_core_controls.py",
     "tests/conftest.py",
     "tests/helpers.py",
 ]
