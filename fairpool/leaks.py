@@ -84,9 +84,11 @@ def borrower(frame: FrameType | None, command_name: object = None) -> traceback.
         if f.f_code in _exempt_codes:
             return None
         f = f.f_back
-    return traceback.StackSummary.extract(
+    stack = traceback.StackSummary.extract(
         traceback.walk_stack(frame), limit=STACK_LIMIT, lookup_lines=False
     )
+    stack.reverse()  # most recent call last, as in a traceback
+    return stack
 
 
 def check_interval(leak_timeout: float | None, maintenance_interval: float | None) -> float | None:
