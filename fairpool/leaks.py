@@ -23,7 +23,15 @@ from collections.abc import Callable, Iterable
 from types import CodeType, FrameType
 from typing import Any, TypeVar
 
-__all__ = ["EXEMPT_COMMANDS", "borrower", "check_interval", "exempt_caller", "report"]
+__all__ = [
+    "EXEMPT_COMMANDS",
+    "Borrower",
+    "borrower",
+    "check_interval",
+    "exempt_caller",
+    "format_borrower",
+    "report",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,13 +39,16 @@ EXEMPT_COMMANDS = frozenset({"pubsub", "MONITOR", "_"})
 """Command names redis-py 5.0 passes to ``get_connection()`` for pub/sub, ``Monitor`` and
 single-connection clients."""
 
-STACK_LIMIT = 24
+STACK_LIMIT = 16
 """Frames kept of a borrower's stack (innermost last)."""
 
 _SEARCH_DEPTH = 4  # frames above get_connection() searched for an exempt caller
 _MIN_INTERVAL = 0.01  # seconds: the fastest leak check the shells schedule
 
 _exempt_codes: set[CodeType] = set()
+
+Borrower = list[tuple[CodeType, int]]
+"""A borrower's stack: ``(code, instruction offset)`` pairs, innermost first."""
 
 
 def exempt_caller(func: F) -> F:
@@ -71,24 +82,44 @@ def _exempt_redis_py() -> None:
 _exempt_redis_py()
 
 
-def borrower(frame: FrameType | None, command_name: object = None) -> traceback.StackSummary | None:
-    """The stack of a borrow made from ``frame`` (the caller of ``get_connection()``), or
-    ``None`` if the borrow is exempt from leak detection. Source lines are read only when the
-    stack is formatted (a leak is reported)."""
+def borrower(frame: FrameType | None, command_name: object = None) -> Borrower | None:
+    """Where a borrow made from ``frame`` (the caller of ``get_connection()``) comes from: its
+    innermost :data:`STACK_LIMIT` frames as ``(code, instruction offset)`` pairs, or ``None`` if
+    the borrow is exempt from leak detection. Cheap (no line numbers, no ``traceback`` objects):
+    it runs on every borrow while ``leak_timeout`` is on; :func:`format_borrower` formats it when
+    a leak is reported."""
     if command_name in EXEMPT_COMMANDS:
         return None
+    stack: Borrower = []
     f = frame
-    for _ in range(_SEARCH_DEPTH):
-        if f is None:
-            break
-        if f.f_code in _exempt_codes:
+    while f is not None and len(stack) < STACK_LIMIT:
+        code = f.f_code
+        if len(stack) < _SEARCH_DEPTH and code in _exempt_codes:
             return None
+        stack.append((code, f.f_lasti))  # the line is looked up only if it is reported
         f = f.f_back
-    stack = traceback.StackSummary.extract(
-        traceback.walk_stack(frame), limit=STACK_LIMIT, lookup_lines=False
-    )
-    stack.reverse()  # most recent call last, as in a traceback
     return stack
+
+
+def _line(code: CodeType, lasti: int) -> int:
+    """The source line of the instruction at byte offset ``lasti`` of ``code``."""
+    for start, end, line in code.co_lines():
+        if start <= lasti < end and line is not None:
+            return line
+    return code.co_firstlineno
+
+
+def format_borrower(stack: Borrower | None) -> str:
+    """A borrower's stack as a traceback prints it (most recent call last)."""
+    if not stack:
+        return "(stack not captured)"
+    summary = traceback.StackSummary.from_list(
+        [
+            (code.co_filename, _line(code, lasti), code.co_name, None)
+            for code, lasti in reversed(stack)
+        ]
+    )
+    return "".join(summary.format()).rstrip("\n")
 
 
 def check_interval(leak_timeout: float | None, maintenance_interval: float | None) -> float | None:
@@ -112,8 +143,7 @@ def report(
     the borrower's stack per connection newly found borrowed longer than ``leak_timeout``, and
     one INFO line per reported connection that came back."""
     for slot in leaked:
-        stack = slot.borrower
-        where = "".join(stack.format()) if stack else "(stack not captured)\n"
+        where = format_borrower(slot.borrower)
         logger.warning(
             "fairpool: possible connection leak: %r to %s borrowed %.3fs ago "
             "(leak_timeout=%ss), not released yet; borrowed at (most recent call last):\n%s",
@@ -121,7 +151,7 @@ def report(
             slot.endpoint or "?",
             now - slot.borrowed,
             leak_timeout,
-            where.rstrip("\n"),
+            where,
         )
     for slot, held in back:
         logger.info(
