@@ -29,25 +29,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from fairpool.config import Policy, drain_target, make_config, resized_config
-from fairpool.core import DIAL, EXEMPT, LEAKED, WAIT, PoolCore, Slot, Waiter
+from fairpool.core import DIAL, EXEMPT, LEAKED, WAIT, PoolCore, Slot
 from fairpool.errors import PoolExhaustedError, PoolOverloadedError
 from fairpool.stats import CLOSE_REASONS
 
 from .helpers import FakeConn, borrow, budget, dial_new
+from .test_core_lifecycle_model import FakeWaiter
 
 INF = math.inf
 ENDPOINTS = ["p0:1", "p1:1"]
-
-
-class FakeWaiter(Waiter):
-    __slots__ = ("woken",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.woken = 0
-
-    def wake(self) -> None:
-        self.woken += 1
 
 
 class ControlsMachine(RuleBasedStateMachine):
