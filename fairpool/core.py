@@ -771,32 +771,26 @@ class PoolCore(Generic[C]):
         self.config = config
         self._max = config.max_connections
         self._max_idle = config.max_idle
-        if self._max_idle is not None and self.idle_count > self._max_idle:
+        if self._max_idle is not None:
             self._close_idle(self.idle_count - self._max_idle, "max_idle")
+        self._close_idle(len(self._slots) + self.dialling - self._max, "resize")
+        slots = self._slots.values()
         over = len(self._slots) + self.dialling - self._max
-        if over > 0:
-            self._close_idle(over, "resize")
-            over = len(self._slots) + self.dialling - self._max
-            for slot in self._slots.values():
-                if over <= 0:
-                    break
-                if slot.retire is not None:
-                    over -= 1  # closes when released anyway
-                elif slot.in_use:
-                    slot.retire = "resize"
-                    slot.expires = -_INF
-                    over -= 1
+        over -= sum(1 for s in slots if s.retire is not None)  # those close when released anyway
+        for slot in [s for s in slots if s.in_use and s.retire is None][: max(over, 0)]:
+            slot.retire = "resize"
+            slot.expires = -_INF
         self._grant_capacity()
         self._schedule(now)
         if config.min_idle > len(self._slots):
             self.next_maintenance = -_INF  # refill now
 
     def _close_idle(self, count: int, reason: str) -> None:
-        """Close ``count`` idle connections (or all), keeping the endpoints balanced if it can."""
+        """Close ``count`` idle connections (none if ``count`` ≤ 0), keeping the endpoints
+        balanced if it can."""
         victims = self._balanced_victims(count, keep_one_per_endpoint=False)
-        if len(victims) < count:
-            chosen = set(map(id, victims))
-            victims += [s for s in self._idle if id(s) not in chosen][: count - len(victims)]
+        chosen = set(map(id, victims))
+        victims += [s for s in self._idle if id(s) not in chosen][: max(count - len(victims), 0)]
         for slot in victims:
             self._drop_idle(slot, reason)
 

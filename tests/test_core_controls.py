@@ -570,3 +570,42 @@ def test_settings_validated_with_their_range(
 ) -> None:
     with pytest.raises(exc, match=words.replace("(", r"\(")):
         make_config(**kw)  # type: ignore[arg-type]
+
+
+def test_resize_by_one_and_without_surplus() -> None:
+    core = core_with(max_connections=3, policy="lifo")
+    a, b, c = dial_new(core, 3, 0.0)
+    core.release(a, 0.0)
+    core.resize(resized_config(core.config, max_connections=2), 1.0)  # one over: the idle one
+    assert core.take_trash() == [(a, "resize")]
+    assert [s.retire for s in core.slots()] == [None, None]
+    core.release(b, 1.0)
+    core.resize(resized_config(core.config, max_connections=3, max_idle=2), 2.0)  # nothing over
+    assert core.take_trash() == [] and core.idle_count == 1
+    core.resize(resized_config(core.config, min_idle=2), 3.0)  # as many open as min_idle
+    assert core.next_maintenance != -INF
+    core.release(c, 3.0)
+
+
+def test_resize_closes_idle_of_the_most_crowded_endpoint_first() -> None:
+    core = core_with(max_connections=4)  # FIFO
+    conns = dial_new(core, 4, 0.0)
+    for conn, endpoint in zip(conns, ["a", "b", "b", "b"], strict=True):
+        core.slot_of(conn).endpoint = endpoint  # type: ignore[union-attr]
+    for conn in reversed(conns):  # hand-out order: b3, b2, b1, a
+        core.release(conn, 0.0)
+    core.resize(resized_config(core.config, max_connections=1), 1.0)
+    assert [s.conn for s in core.slots()] == [conns[3]]  # the newest of b, not a
+
+
+def test_resize_falls_back_to_any_idle_when_balance_holds_back() -> None:
+    core = core_with(max_connections=9)
+    conns = dial_new(core, 9, 0.0)
+    for i, conn in enumerate(conns):
+        core.slot_of(conn).endpoint = "abc"[i // 3]  # type: ignore[union-attr]
+    for conn in conns[3:]:  # a's three stay borrowed; b's and c's are idle
+        core.release(conn, 0.0)
+    core.resize(resized_config(core.config, max_connections=4), 1.0)
+    assert [r for _, r in core.take_trash()] == ["resize"] * 5
+    assert core.idle_count == 1 and core.open_count == 4
+    assert not [s for s in core.slots() if s.retire]
