@@ -192,13 +192,11 @@ class PoolCore(Generic[C]):
         self.drains = 0  # drain() calls
         self.leaked: list[Slot[C]] = []  # reported now: the shell logs them (take_leaks)
         self.leaks_back: list[tuple[Slot[C], float]] = []  # reported ones released, held seconds
-        self.next_leak = _INF  # no unreported borrow reaches leak_timeout before this
         self._closed_counts = dict.fromkeys(CLOSE_REASONS, 0)
         self._closed_endpoint_borrows: dict[str, int] = {}
         # demand window (FIFO / round-robin shrinking): the fewest idle connections seen in it
         start = time.monotonic() if now is None else now
-        if config.leak_timeout is not None:
-            self.next_leak = start + config.leak_timeout  # no borrow is due sooner
+        self.next_leak = start + (config.leak_timeout or _INF)  # no borrow is due sooner
         self._low = 0
         self._window_end = start + (config.idle_timeout or _INF)
         self._window_borrows = 0

@@ -330,9 +330,9 @@ def test_max_waiting_without_block_raises_the_plain_exhausted_error() -> None:
 
 def test_leak_reported_once_at_its_deadline_and_its_return_flagged() -> None:
     core = core_with(leak_timeout=2.0)
+    assert core.next_maintenance == 2.0  # the first borrow's deadline, at the earliest
     a = borrow(core, 0.0)
     b = borrow(core, 1.0)
-    assert core.next_maintenance <= 2.0
     core.maintain(1.999)
     assert core.take_leaks() == ([], []) and core.next_leak == 2.0
     core.maintain(2.0)
@@ -350,6 +350,8 @@ def test_leak_reported_once_at_its_deadline_and_its_return_flagged() -> None:
     leaked, _ = core.take_leaks()
     assert [s.conn for s in leaked] == [b]
     assert core.stats().leaks == 2
+    core.release(b, 6.0)
+    assert [held for _, held in core.take_leaks()[1]] == [5.0]
     # a, borrowed again, is watched afresh
     assert borrow(core, 6.0) is a
     core.maintain(7.999)
@@ -370,6 +372,15 @@ def test_leak_deadline_restarts_on_every_kind_of_borrow() -> None:
     assert core.take_leaks() == ([], [])
     core.release(a, 1.6)
     assert core.acquire(1.7) is w.slot and w.slot.borrowed == 1.7
+    # a turn: released while someone waits, borrowed again by its owner
+    w2 = FakeWaiter()
+    assert core.acquire(1.8, owner="me") is WAIT
+    core.enqueue(w2, 1.8)
+    core.release(a, 1.9, owner="me")
+    assert core.held is not None and core.acquire(2.5, owner="me") is w.slot
+    assert w.slot.borrowed == 2.5
+    core.maintain(3.4)
+    assert core.take_leaks() == ([], []) and core.next_leak == 3.5
 
 
 def test_held_taken_and_exempt_connections_are_never_reported() -> None:
