@@ -620,3 +620,13 @@ def test_resize_falls_back_to_any_idle_when_balance_holds_back() -> None:
     assert [r for _, r in core.take_trash()] == ["resize"] * 5
     assert core.idle_count == 1 and core.open_count == 4
     assert not [s for s in core.slots() if s.retire]
+
+
+def test_resize_closes_idle_before_retiring_borrowed_while_a_dial_is_in_flight() -> None:
+    core = core_with(max_connections=3)
+    a, b = dial_new(core, 2, 0.0)
+    core.release(a, 0.0)
+    assert core.reserve_dial()  # a dial in flight
+    core.resize(resized_config(core.config, max_connections=1), 0.2)
+    assert core.take_trash() == [(a, "resize")]
+    assert core.slot_of(b).retire == "resize"  # type: ignore[union-attr]
