@@ -812,7 +812,7 @@ class ConnectionPool(RedisAsyncConnectionPool):
             await self._close(trash)
         if core.leaks_back:  # [controls] a connection reported as leaked came back
             self._report_leaks()
-        if self._maint_task is None and self._maintenance_interval is not None:
+        if self._maint_task is None and self._maintenance_interval is not None:  # [controls]
             self._ensure_maintainer()  # stopped by aclose(): restart on next use
         if now >= core.next_maintenance:
             await self.maintain()
