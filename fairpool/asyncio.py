@@ -28,6 +28,7 @@ import asyncio
 import inspect
 import logging
 import queue
+import sys
 from time import monotonic
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ from redis.asyncio import connection as _aconnection
 from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.connection import ConnectionPool as RedisAsyncConnectionPool
 
+from . import leaks
 from ._compat import (
     ASYNC_SHOULD_RECONNECT,
     AsyncAfterConnectionReleasedEvent,
@@ -97,7 +99,12 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
     * ``on_connect`` — a callback (sync or async) run on every newly (re)connected connection,
       e.g. ``fairpool.ScriptRegistry.async_on_connect`` to preload Lua scripts;
     * ``endpoints`` — several proxies to spread new connections over evenly, backing off from
-      failing ones and rebalancing when one recovers (as the sync pool does).
+      failing ones and rebalancing when one recovers (as the sync pool does);
+    * ``leak_timeout`` / ``max_waiting`` / ``name`` — leak detection, load shedding and the
+      pool's label, as in the sync pool.
+
+    At run time, :meth:`resize` changes the caps and ``await`` :meth:`drain` replaces every
+    connection (or one endpoint's).
 
     :meth:`aclose` (and leaving ``async with pool:``) disconnects every connection and leaves the
     pool usable, as in redis.asyncio; :meth:`ashutdown` closes it for good.
@@ -499,10 +506,40 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
             self._record(1, -1)
         if trash:
             await self._close(trash)
-        if self._maint_task is None and self.config.maintenance_interval is not None:
+        if core.leaks_back:  # a connection reported as leaked came back
+            self._report_leaks()
+        if self._maint_task is None and self._maintenance_interval is not None:
             self._ensure_maintainer()  # stopped by aclose(): restart on next use
         if now >= core.next_maintenance:
             await self._maintain(background=True)
+
+    # ------------------------------------------------------------- controls
+    async def _get_watched(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        """:meth:`get_connection` with ``leak_timeout`` on: note where the connection was
+        borrowed (or that the borrower is exempt, see :mod:`fairpool.leaks`)."""
+        stack = leaks.borrower(sys._getframe(1), command_name)
+        conn = await type(self).get_connection(self, command_name, *keys, **options)
+        self._watch(conn, stack)
+        return conn
+
+    def _resized(self, trash: Trash) -> None:
+        for conn, _reason in trash:
+            abort(conn)  # closes the transport without awaiting
+        if trash and _arecorder._async_metrics_collector is not None:
+            self._record(-len(trash), 0)
+
+    async def drain(self, endpoint: Any = None) -> int:
+        """Replace every connection with a fresh one without failing any task (psycopg_pool's
+        ``drain()``), e.g. after a password rotation, a DNS change or a proxy deploy: idle
+        connections are closed now, borrowed ones when they come back; ``min_idle`` is dialled
+        again now, other connections when next needed. With ``endpoint`` (``"host:port"`` or
+        ``(host, port)``: one of ``endpoints``, or the address connections are connected to)
+        only its connections are replaced. Returns how many connections are being replaced."""
+        count, trash = self._drain_core(endpoint)
+        if trash:
+            await self._close(trash)
+        await self.maintain()
+        return count
 
     def owns_connection(self, connection: Any) -> bool:
         """Whether a released connection may be reused (always, here). A hook for subclasses:

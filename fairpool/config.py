@@ -80,6 +80,8 @@ class PoolConfig:
     endpoints: tuple[tuple[str, int], ...] | None = None
     on_connect: Callable[[Any], object] | None = None
     name: str = ""
+    leak_timeout: float | None = None
+    max_waiting: int | None = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,29 @@ SETTINGS: tuple[Setting, ...] = (
         "Labels the pool in `repr()` and every export (Prometheus, OpenTelemetry; "
         "[Statistics](stats.md)).",
     ),
+    Setting(
+        "leak_timeout",
+        "`None` (off)",
+        "`None` or number > 0, ≤ 31536000 (seconds)",
+        "—",
+        "—",
+        "`AbandonedConfig.removeAbandonedTimeout` + `logAbandoned`",
+        "Report a connection borrowed longer than this once, with a WARNING on the `fairpool` "
+        "logger showing where it was borrowed, and one INFO line when it comes back; counted in "
+        "`stats().leaks`. Pub/sub, `Monitor` and single-connection clients are exempt "
+        "(HikariCP: `leakDetectionThreshold`).",
+    ),
+    Setting(
+        "max_waiting",
+        "`None` (no limit)",
+        "`None` or integer ≥ 0",
+        "—",
+        "—",
+        "—",
+        "With `block`: when this many callers already wait, the next borrow fails at once with "
+        "`fairpool.PoolOverloadedError` (load shedding); counted in `stats().sheds` "
+        "(psycopg_pool: `max_waiting`).",
+    ),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -317,6 +342,8 @@ def make_config(
     endpoints: Any = None,
     on_connect: Callable[[Any], object] | None = None,
     name: str | None = None,
+    leak_timeout: float | None = None,
+    max_waiting: int | None = None,
 ) -> PoolConfig:
     """Validate every setting and return a :class:`PoolConfig`.
 
@@ -381,6 +408,8 @@ def make_config(
         endpoints=_endpoints(endpoints),
         on_connect=_callback("on_connect", on_connect),
         name=_name(name),
+        leak_timeout=_seconds("leak_timeout", leak_timeout, positive=True),
+        max_waiting=_int("max_waiting", max_waiting, lo=0, allow_none=True),
     )
 
 
@@ -395,6 +424,26 @@ def _name(value: object) -> str:
     if not value or len(value) > 200 or not value.isprintable():
         raise _fail("name", value)
     return value
+
+
+def resized_config(
+    config: PoolConfig,
+    *,
+    max_connections: int | None = None,
+    min_idle: int | None = None,
+    max_idle: Any = ...,
+) -> PoolConfig:
+    """``config`` with new caps (``pool.resize(...)``), validated as :func:`make_config` does.
+
+    ``None`` (or, for ``max_idle``, ``...``) keeps a setting; ``max_idle=None`` lifts its limit."""
+    current = {f.name: getattr(config, f.name) for f in fields(config)}
+    if max_connections is not None:
+        current["max_connections"] = max_connections
+    if min_idle is not None:
+        current["min_idle"] = min_idle
+    if max_idle is not ...:
+        current["max_idle"] = max_idle
+    return make_config(**current)
 
 
 def _callback(name: str, value: object) -> Callable[[Any], object] | None:
@@ -423,6 +472,27 @@ def _endpoint(item: object) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise _fail("endpoints", item)
     return host.strip("[]"), port
+
+
+def drain_target(
+    endpoint: object, endpoints: tuple[tuple[str, int], ...] | None
+) -> tuple[str, int] | None:
+    """The endpoint ``pool.drain(endpoint=...)`` names, as ``(host, port)``; with ``endpoints``
+    configured it must be one of them. ``None`` drains every endpoint."""
+    if endpoint is None:
+        return None
+    try:
+        target = _endpoint(endpoint)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f'fairpool: drain(endpoint=...) must be "host:port" or (host, port); got {endpoint!r}'
+        ) from None
+    if endpoints is not None and target not in endpoints:
+        known = ", ".join(f"{h}:{p}" for h, p in endpoints)
+        raise ValueError(
+            f"fairpool: drain(endpoint={endpoint!r}): not one of the pool's endpoints ({known})"
+        )
+    return target
 
 
 def _endpoints(value: object) -> tuple[tuple[str, int], ...] | None:
@@ -480,6 +550,8 @@ _QUERY_CONVERTERS: Mapping[str, Callable[[str, str], Any]] = {
     "endpoints": lambda n, r: r,
     "on_connect": lambda n, r: r,
     "name": lambda n, r: r,
+    "leak_timeout": lambda n, r: _to_opt_number(n, r, float),
+    "max_waiting": lambda n, r: _to_opt_number(n, r, int),
 }
 assert set(_QUERY_CONVERTERS) == SETTING_NAMES
 

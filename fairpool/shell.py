@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from time import monotonic
 from typing import Any, ClassVar, TypeVar
 
+from . import leaks
 from ._compat import (
     AfterConnectionReleasedEvent,
     AsyncAfterConnectionReleasedEvent,
@@ -31,7 +32,15 @@ from ._compat import (
     get_pool_name,
     maint_notifications_enabled,
 )
-from .config import Policy, PoolConfig, check_connection_kwargs, make_config, url_kwargs
+from .config import (
+    Policy,
+    PoolConfig,
+    check_connection_kwargs,
+    drain_target,
+    make_config,
+    resized_config,
+    url_kwargs,
+)
 from .core import PoolCore
 from .describe import pool_repr
 from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
@@ -212,8 +221,8 @@ def _first_borrow(ref: weakref.ref[PoolShell]) -> Callable[..., Any]:
         if not checked:
             pool._check_caller(1)
             checked = True
-            pool.__dict__.pop("get_connection", None)
-        return type(pool).get_connection(pool, *args, **kwargs)
+            pool._arm_leak_watch()
+        return pool.get_connection(*args, **kwargs)
 
     return first_borrow
 
@@ -230,6 +239,7 @@ class PoolShell:
     _mutex: Any
     _connection_kwargs: dict[str, Any]
     connection_class: Any
+    max_connections: int
 
     _KIND: ClassVar[Kind]
     cache: Any = None  # client-side caching's cache (sync pools of redis-py 5.1+ only)
@@ -275,6 +285,16 @@ class PoolShell:
             # Armed on every fresh core: the next borrow checks that its caller is of the right
             # kind (the sync pool checks on its slow path, where every first borrow goes).
             self.__dict__["get_connection"] = _first_borrow(weakref.ref(self))
+        else:
+            self._arm_leak_watch()
+
+    def _arm_leak_watch(self) -> None:
+        """With ``leak_timeout``, borrows go through ``_get_watched`` (an instance attribute
+        shadowing ``get_connection``: no cost on the borrow path when the setting is off)."""
+        if self.config.leak_timeout is not None:
+            self.__dict__["get_connection"] = self._get_watched
+        else:
+            self.__dict__.pop("get_connection", None)
 
     def _check_caller(self, frames_up: int) -> None:
         """Raise ``TypeError`` naming the pool to use if the code ``frames_up`` frames above the
@@ -318,6 +338,9 @@ class PoolShell:
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
+    def _get_watched(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
     # ----------------------------------------------------------- the lock
     def _locked(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, Trash]:
         """The critical section, once: under the lock call ``fn(*args)`` (a core or planner
@@ -326,6 +349,18 @@ class PoolShell:
         with self._mutex:
             result = fn(*args)
             return result, self._core.take_trash()
+
+    def _run_upkeep(self) -> tuple[int, Trash]:
+        """The core's maintenance under the lock (``core.maintain``): returns how many
+        connections to dial for ``min_idle`` and the connections to close; logs the leaks it
+        found (``leak_timeout``)."""
+        core = self._core
+        with self._mutex:
+            remaining = core.maintain(monotonic())
+            trash = core.take_trash()
+        if core.leaked:
+            self._report_leaks()
+        return remaining, trash
 
     # ------------------------------------------------------------ settings
     @property
@@ -421,6 +456,70 @@ class PoolShell:
             record_counts(found, self, -1, 1)
             if self._records_wait:
                 record_wait(found, self, now - started)
+
+    # ------------------------------------------------------------ controls
+    @property
+    def _maintenance_interval(self) -> float | None:
+        """How often the maintenance thread (asyncio: task) runs: ``maintenance_interval``, more
+        often with ``leak_timeout``; ``None`` for none."""
+        return leaks.check_interval(self.config.leak_timeout, self.config.maintenance_interval)
+
+    def _watch(self, conn: Any, stack: leaks.Borrower | None) -> None:
+        """Note where ``conn`` was just borrowed (``leak_timeout``), or that its borrower is
+        exempt (``stack`` is ``None``, see :mod:`fairpool.leaks`)."""
+        with self._mutex:
+            slot = self._core.slot_of(conn)
+            if slot is not None:
+                slot.borrower = stack
+                if stack is None:
+                    self._core.exempt(conn)
+
+    def exempt_from_leak_detection(self, connection: Any) -> None:
+        """Exempt ``connection``'s current borrow from leak detection (``leak_timeout``): a
+        holder that keeps it on purpose. (Pub/sub, ``Monitor`` and single-connection clients
+        are exempt already.)"""
+        with self._mutex:
+            self._core.exempt(connection)
+
+    def _report_leaks(self) -> None:
+        """Log what the core reported (``leak_timeout``): leaks found, leaked ones back."""
+        with self._mutex:
+            leaked, back = self._core.take_leaks()
+        leaks.report(logger, self.config.leak_timeout, leaked, back, monotonic())
+
+    def resize(
+        self,
+        max_connections: int | None = None,
+        min_idle: int | None = None,
+        max_idle: Any = ...,
+    ) -> None:
+        """Change the caps at run time (psycopg_pool's ``resize()``); arguments left out keep
+        their value (``max_idle=None`` lifts the limit). Validated like the settings. Growing
+        serves waiting callers at once; shrinking closes surplus idle connections now and
+        surplus borrowed ones when they come back, so that no more than ``max_connections`` are
+        open once they are back; a higher ``min_idle`` is dialled by the next maintenance run
+        (the sync pool runs it now)."""
+        config = resized_config(
+            self.config, max_connections=max_connections, min_idle=min_idle, max_idle=max_idle
+        )
+        with self._mutex:
+            self.config = config
+            self.max_connections = config.max_connections
+            self._core.resize(config, monotonic())
+            trash = self._core.take_trash()
+        self._resized(trash)
+
+    def _resized(self, trash: Trash) -> None:
+        """After :meth:`resize`: close ``trash`` (without waiting) and refill."""
+        raise NotImplementedError
+
+    def _drain_core(self, endpoint: Any) -> tuple[int, Trash]:
+        """``drain(endpoint)``'s decision: how many connections are being replaced, and the
+        idle ones to close now."""
+        target = drain_target(endpoint, self.config.endpoints)
+        count: int
+        count, trash = self._locked(self._core.drain, target)
+        return count, trash
 
     # ------------------------------------------ redis-py's pool surface
     def stats(self, reset: bool = False) -> PoolStats:

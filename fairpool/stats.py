@@ -20,6 +20,8 @@ CLOSE_REASONS = (
     "max_idle",  # released while max_idle connections were already idle
     "error",  # connect failed, or released unusable / no longer owned by the pool
     "rebalance",  # moved to a sparser endpoint (endpoints=[...])
+    "drain",  # replaced by pool.drain()
+    "resize",  # above the cap after pool.resize() shrank it
     "closed",  # the pool was closed
 )
 """Why the pool closed a connection; the keys of :attr:`PoolStats.closed`."""
@@ -161,4 +163,7 @@ def snapshot(
         reborrows=core.reborrows,
         endpoint_borrows=borrows,
         endpoint_connections=conns,
+        leaks=core.leaks,
+        sheds=core.sheds,
+        drains=core.drains,
     )

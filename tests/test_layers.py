@@ -22,6 +22,7 @@ IO_FREE = (
     "slot",
     "policies",
     "upkeep",
+    "controls",
     "core",
     "endpoints",
     "lifecycle",
