@@ -348,28 +348,27 @@ def test_drain_one_endpoint(make: Callable[..., Harness], redis_server: RedisSer
 
 
 def test_drain_one_of_several_endpoints(
-    redis_servers: Callable[..., list[RedisServer]],
+    make: Callable[..., Harness], redis_servers: Callable[..., list[RedisServer]]
 ) -> None:
-    """``endpoints=[...]`` (sync pool): draining one proxy leaves the other's connections."""
+    """``endpoints=[...]`` (both pools): draining one proxy, named as configured, replaces its
+    connections and leaves the other's."""
     a, b = redis_servers(2)
-    pool = fairpool.ConnectionPool(
-        endpoints=[f"{a.host}:{a.port}", f"{b.host}:{b.port}"], max_connections=4
-    )
-    try:
-        held = [pool.get_connection() for _ in range(4)]
-        for conn in held:
-            pool.release(conn)
-        assert clients_on(a) == clients_on(b) == 2
-        old_a, old_b = server_ids(a), server_ids(b)
-        assert pool.drain(endpoint=f"{a.host}:{a.port}") == 2
-        # a's connections are replaced (rebalancing may dial fresh ones to it); b's stay
-        until(lambda: not server_ids(a) & old_a)
-        assert server_ids(b) >= old_b or pool.stats().closed["rebalance"]
-        assert pool.stats().closed["drain"] == 2
-        with pytest.raises(ValueError, match="not one of the pool's endpoints"):
-            pool.drain(endpoint=f"{a.host}:1")
-    finally:
-        pool.shutdown()
+    h = make(a.url, endpoints=[f"{a.host}:{a.port}", f"{b.host}:{b.port}"], max_connections=4)
+    held = [h.call(h.pool.get_connection) for _ in range(4)]
+    for conn in held:
+        h.call(h.pool.release, conn)
+    assert clients_on(a) == clients_on(b) == 2
+    old_a, old_b = server_ids(a), server_ids(b)
+    assert h.call(h.pool.drain, f"{a.host}:{a.port}") == 2
+    # a's connections are replaced (rebalancing may dial fresh ones to it); b's stay
+    until(lambda: not server_ids(a) & old_a)
+    stats = h.stats()
+    assert server_ids(b) >= old_b or stats.closed["rebalance"]
+    assert stats.closed["drain"] == 2 and stats.drains == 1
+    assert h.call(h.pool.drain, (b.host, b.port)) >= 1  # a (host, port) pair works too
+    with pytest.raises(ValueError, match="not one of the pool's endpoints"):
+        h.call(h.pool.drain, f"{a.host}:1")
+    assert h.call(h.client.ping)
 
 
 # ----------------------------------------------------------------------------- settings
