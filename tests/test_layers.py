@@ -14,6 +14,8 @@ PACKAGE = ROOT / "fairpool"
 DESIGN = ROOT / "docs" / "design.md"
 SUBPACKAGES = ("scripting", "tools", "contrib")  # taken as a whole: `scripting/`
 IO_FREE = (
+    "settings",
+    "urls",
     "config",
     "errors",
     "metrics/histogram",
