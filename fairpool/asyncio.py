@@ -529,12 +529,9 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
             self._record(-len(trash), 0)
 
     async def drain(self, endpoint: Any = None) -> int:
-        """Replace every connection with a fresh one without failing any task (psycopg_pool's
-        ``drain()``), e.g. after a password rotation, a DNS change or a proxy deploy: idle
-        connections are closed now, borrowed ones when they come back; ``min_idle`` is dialled
-        again now, other connections when next needed. With ``endpoint`` (``"host:port"`` or
-        ``(host, port)``: one of ``endpoints``, or the address connections are connected to)
-        only its connections are replaced. Returns how many connections are being replaced."""
+        """A coroutine: the sync pool's :meth:`fairpool.ConnectionPool.drain` (no task fails;
+        ``endpoint`` may name one of ``endpoints=[...]``); returns how many connections are
+        being replaced once the idle ones are closed and ``min_idle`` is dialled again."""
         count, trash = self._drain_core(endpoint)
         if trash:
             await self._close(trash)

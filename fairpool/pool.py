@@ -432,12 +432,11 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
         self._maintain(background=True)
 
     def drain(self, endpoint: Any = None) -> int:
-        """Replace every connection with a fresh one without failing any caller (psycopg_pool's
-        ``drain()``), e.g. after a password rotation, a DNS change or a proxy deploy: idle
-        connections are closed now, borrowed ones when they come back; ``min_idle`` is dialled
-        again now, other connections when next needed. With ``endpoint`` (``"host:port"`` or
-        ``(host, port)``: one of ``endpoints``, or the address connections are connected to)
-        only its connections are replaced. Returns how many connections are being replaced."""
+        """Replace every connection with a fresh one, e.g. after a password rotation, a DNS
+        change or a proxy deploy (psycopg_pool's ``drain()``; docs/operations.md): idle ones are
+        closed now, borrowed ones when they come back, and no caller fails. ``min_idle`` is
+        dialled again before this returns. ``endpoint`` (``"host:port"`` or ``(host, port)``)
+        limits it to one endpoint's connections. Returns how many are being replaced."""
         count, trash = self._drain_core(endpoint)
         self._close(trash)
         self._maintain(background=True)

@@ -14,18 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = [
-    "DEFAULT_MAX_CONNECTIONS",
-    "MAX_SECONDS",
-    "SETTINGS",
-    "SETTING_NAMES",
-    "HealthCheck",
-    "Policy",
-    "PoolConfig",
-    "Setting",
-    "render_settings_table",
-]
-
 DEFAULT_MAX_CONNECTIONS = 100
 """Same default as redis-py's ``ConnectionPool`` (``None`` also means this)."""
 
