@@ -1,7 +1,7 @@
 """The asyncio pools: drop-ins for ``redis.asyncio``'s pools, the event-loop I/O layer over
 :class:`~fairpool.shell.PoolShell` and the same :class:`~fairpool.core.PoolCore` as the sync pool.
 
-:class:`ConnectionPool` subclasses ``redis.asyncio.ConnectionPool`` (inheriting ``__repr__``,
+:class:`ConnectionPool` subclasses ``redis.asyncio.ConnectionPool`` (inheriting the
 maintenance-notification wiring, ``get_encoder``, ``get_protocol`` and the rest of what
 ``redis.asyncio`` expects of a pool) and replaces its idle list and in-use set with the core.
 The rules — policies, caps, the waiter queue, lifecycle decisions, endpoints, stats — live in the

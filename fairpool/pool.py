@@ -2,7 +2,7 @@
 :class:`~fairpool.shell.PoolShell` and :class:`~fairpool.core.PoolCore`.
 
 It subclasses redis-py's ``ConnectionPool`` to inherit what the host library expects of a pool
-(``from_url`` parsing, ``__repr__`` with redacted passwords, client-side caching, maintenance
+(``from_url`` parsing, client-side caching, maintenance
 notifications, ``_checkpid`` fork handling, observability) and replaces the idle list with the
 core. Every critical section is a call into the core under ``self._lock``; connecting, checking and
 closing sockets happen after the lock is released. Threads (waiters, the turn keeper, the
