@@ -48,17 +48,23 @@ def test_borrow_release(
 ) -> None:
     """One borrow + release of an idle, recently used connection (no I/O on fairpool's path)."""
     pool = make_pool(kind, max_connections=10)
+    median_us = measure_borrow_release(benchmark, pool, "borrow_release")
+    figures.setdefault("borrow_release", {})[kind] = {"us": median_us}
+
+
+def measure_borrow_release(benchmark: Any, pool: Any, group: str) -> float:
+    """Benchmark borrow + release of ``pool``'s one warm connection; the median in µs."""
     get, release = pool.get_connection, pool.release
     release(get())  # dial it once
 
     def cycle() -> None:
         release(get())
 
-    benchmark.group = "borrow_release"
+    benchmark.group = group
     benchmark.pedantic(cycle, rounds=BORROW_ROUNDS, iterations=BORROW_ITERATIONS, warmup_rounds=20)
-    median_us = benchmark.stats.stats.median * 1e6
+    median_us: float = benchmark.stats.stats.median * 1e6
     benchmark.extra_info["us_per_borrow_release"] = median_us
-    figures.setdefault("borrow_release", {})[kind] = {"us": median_us}
+    return median_us
 
 
 # ------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .cluster import cluster, cluster_stats
 from .config import SETTINGS, Policy, PoolConfig, make_config
-from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
+from .errors import PoolClosedError, PoolExhaustedError, PoolOverloadedError, PoolTimeoutError
 from .pool import BlockingConnectionPool, ConnectionPool
 from .scripting import (
     CrossSlotError,
@@ -36,6 +36,7 @@ __all__ = [
     "PoolClosedError",
     "PoolConfig",
     "PoolExhaustedError",
+    "PoolOverloadedError",
     "PoolStats",
     "PoolTimeoutError",
     "Script",

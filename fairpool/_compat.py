@@ -36,8 +36,6 @@ __all__ = [
     "maint_notifications_enabled",
     "pool_init_kwargs",
     "recorder",
-    "redacted_repr",
-    "repr_leaks_secrets",
     "run_close_hooks",
 ]
 
@@ -190,29 +188,6 @@ def _errors_take_status_code() -> bool:
 
 ERRORS_TAKE_STATUS_CODE = _errors_take_status_code()
 """Whether redis-py's exceptions take ``status_code=`` (redis-py 8.x; before, they take none)."""
-
-
-# --- __repr__ without secrets (redis-py 6.x prints connection_kwargs unredacted) -------------
-_SECRET_KEYS = frozenset({"password", "username", "ssl_password", "credential_provider"})
-
-
-def repr_leaks_secrets(base: type) -> bool:
-    """Whether ``base``'s ``__repr__`` shows a password (asked of ``base`` itself)."""
-    probe = "fairpool-repr-probe"
-    return probe in repr(base(password=probe))
-
-
-def redacted_repr(pool: Any) -> str:
-    """A pool's ``__repr__`` as redis-py 7.x+ writes it: the connection class and kwargs, with
-    credentials shown as ``<REDACTED>``."""
-    cls = pool.connection_class
-    kwargs = ",".join(
-        f"{k}={'<REDACTED>' if k in _SECRET_KEYS else v}" for k, v in pool.connection_kwargs.items()
-    )
-    return (
-        f"<{type(pool).__module__}.{type(pool).__name__}"
-        f"(<{cls.__module__}.{cls.__name__}({kwargs})>)>"
-    )
 
 
 async def run_close_hooks(pool: Any) -> None:

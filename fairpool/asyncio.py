@@ -1,7 +1,7 @@
 """The asyncio pools: drop-ins for ``redis.asyncio``'s pools, the event-loop I/O layer over
 :class:`~fairpool.shell.PoolShell` and the same :class:`~fairpool.core.PoolCore` as the sync pool.
 
-:class:`ConnectionPool` subclasses ``redis.asyncio.ConnectionPool`` (inheriting ``__repr__``,
+:class:`ConnectionPool` subclasses ``redis.asyncio.ConnectionPool`` (inheriting the
 maintenance-notification wiring, ``get_encoder``, ``get_protocol`` and the rest of what
 ``redis.asyncio`` expects of a pool) and replaces its idle list and in-use set with the core.
 The rules — policies, caps, the waiter queue, lifecycle decisions, endpoints, stats — live in the
@@ -28,6 +28,7 @@ import asyncio
 import inspect
 import logging
 import queue
+import sys
 from time import monotonic
 from typing import Any, TypeVar
 
@@ -35,14 +36,13 @@ from redis.asyncio import connection as _aconnection
 from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.connection import ConnectionPool as RedisAsyncConnectionPool
 
+from . import leaks
 from ._compat import (
     ASYNC_SHOULD_RECONNECT,
     AsyncAfterConnectionReleasedEvent,
     async_can_read,
     get_connection_args_deprecated,
     pool_init_kwargs,
-    redacted_repr,
-    repr_leaks_secrets,
 )
 from ._compat import arecorder as _arecorder
 from .config import Policy
@@ -99,7 +99,12 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
     * ``on_connect`` — a callback (sync or async) run on every newly (re)connected connection,
       e.g. ``fairpool.ScriptRegistry.async_on_connect`` to preload Lua scripts;
     * ``endpoints`` — several proxies to spread new connections over evenly, backing off from
-      failing ones and rebalancing when one recovers (as the sync pool does).
+      failing ones and rebalancing when one recovers (as the sync pool does);
+    * ``leak_timeout`` / ``max_waiting`` / ``name`` — leak detection, load shedding and the
+      pool's label, as in the sync pool.
+
+    At run time, :meth:`resize` changes the caps and ``await`` :meth:`drain` replaces every
+    connection (or one endpoint's).
 
     :meth:`aclose` (and leaving ``async with pool:``) disconnects every connection and leaves the
     pool usable, as in redis.asyncio; :meth:`ashutdown` closes it for good.
@@ -132,8 +137,6 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
             self._lock = asyncio.Lock()
         self._reject_unknown_kwargs()
 
-    if repr_leaks_secrets(RedisAsyncConnectionPool):  # redis-py 6.x shows passwords
-        __repr__ = redacted_repr
     _KIND = Kind(asynchronous=True, module=_aconnection)
 
     # ----------------------------------------------------------------- state
@@ -341,6 +344,7 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
         for target in planner.dial_order(monotonic(), only):
             planner.dialling(target)
             conn = None
+            started = monotonic()
             try:
                 conn = self._new_connection(target)
                 await self._connect(conn)
@@ -352,6 +356,7 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
                 if isinstance(exc, Exception):
                     continue
                 break
+            planner.core.timings.observe_dial(monotonic() - started)
             return conn, target
         planner.dial_abandoned()
         self._abort_trash(planner)
@@ -501,10 +506,37 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
             self._record(1, -1)
         if trash:
             await self._close(trash)
-        if self._maint_task is None and self.config.maintenance_interval is not None:
+        if core.leaks_back:  # a connection reported as leaked came back
+            self._report_leaks()
+        if self._maint_task is None and self._maintenance_interval is not None:
             self._ensure_maintainer()  # stopped by aclose(): restart on next use
         if now >= core.next_maintenance:
             await self._maintain(background=True)
+
+    # ------------------------------------------------------------- controls
+    async def _get_watched(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        """:meth:`get_connection` with ``leak_timeout`` on: note where the connection was
+        borrowed (or that the borrower is exempt, see :mod:`fairpool.leaks`)."""
+        stack = leaks.borrower(sys._getframe(1), command_name)
+        conn = await type(self).get_connection(self, command_name, *keys, **options)
+        self._watch(conn, stack)
+        return conn
+
+    def _resized(self, trash: Trash) -> None:
+        for conn, _reason in trash:
+            abort(conn)  # closes the transport without awaiting
+        if trash and _arecorder._async_metrics_collector is not None:
+            self._record(-len(trash), 0)
+
+    async def drain(self, endpoint: Any = None) -> int:
+        """A coroutine: the sync pool's :meth:`fairpool.ConnectionPool.drain` (no task fails;
+        ``endpoint`` may name one of ``endpoints=[...]``); returns how many connections are
+        being replaced once the idle ones are closed and ``min_idle`` is dialled again."""
+        count, trash = self._drain_core(endpoint)
+        if trash:
+            await self._close(trash)
+        await self.maintain()
+        return count
 
     def owns_connection(self, connection: Any) -> bool:
         """Whether a released connection may be reused (always, here). A hook for subclasses:

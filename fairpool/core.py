@@ -34,11 +34,12 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from .config import PoolConfig
-from .errors import PoolClosedError, PoolExhaustedError, PoolTimeoutError
+from .controls import Controls
+from .errors import PoolClosedError, PoolExhaustedError, PoolOverloadedError, PoolTimeoutError
+from .metrics.window import Timings
 from .policies import make_idle_set
-from .slot import DIAL, WAIT, Slot, Waiter, _Token
+from .slot import DIAL, LEAKED, WAIT, Slot, Waiter, _Token
 from .stats import CLOSE_REASONS, PoolStats, snapshot
-from .upkeep import Upkeep
 
 __all__ = ["DIAL", "WAIT", "PoolCore", "Slot", "Waiter"]
 
@@ -46,7 +47,7 @@ C = TypeVar("C")
 _INF = math.inf
 
 
-class PoolCore(Upkeep[C]):
+class PoolCore(Controls[C]):
     """Policies, caps, the waiter queue, lifecycle decisions and counters. No I/O.
 
     ``rng`` returns floats in ``[0, 1)`` for the lifetime jitter (inject one for tests).
@@ -89,10 +90,17 @@ class PoolCore(Upkeep[C]):
         self.reborrows = 0
         self.holds = 0  # connections held for a turn (the shell's keeper watches it change)
         self.created = 0
+        self.leaks = 0  # connections reported borrowed longer than leak_timeout
+        self.sheds = 0  # borrows refused: max_waiting callers already waited
+        self.drains = 0  # drain() calls
+        self.leaked: list[Slot[C]] = []  # reported now: the shell logs them (take_leaks)
+        self.leaks_back: list[tuple[Slot[C], float]] = []  # reported ones released, held seconds
         self._closed_counts = dict.fromkeys(CLOSE_REASONS, 0)
         self._closed_endpoint_borrows: dict[str, int] = {}
         # demand window (FIFO / round-robin shrinking): the fewest idle connections seen in it
         start = time.monotonic() if now is None else now
+        self.timings = Timings(start)  # wait / hold / dial histograms (fairpool.metrics)
+        self.next_leak = start + (config.leak_timeout or _INF)  # no borrow is due sooner
         self._low = 0
         self._window_end = start + (config.idle_timeout or _INF)
         self._window_borrows = 0
@@ -117,6 +125,7 @@ class PoolCore(Upkeep[C]):
                 owner = who()
             if owner is not None and owner == self._held_owner and now < held.expires:
                 self.held = None
+                held.borrowed = now
                 held.turn += 1
                 held.borrows += 1
                 self.hits += 1
@@ -131,6 +140,7 @@ class PoolCore(Upkeep[C]):
                 n = self.idle_count = self.idle_count - 1
                 if now < slot.expires:
                     slot.in_use = True
+                    slot.borrowed = now
                     slot.turn = 1
                     slot.borrows += 1
                     self.hits += 1
@@ -151,6 +161,13 @@ class PoolCore(Upkeep[C]):
             self.dialling += 1
             return DIAL
         if self.config.block:
+            limit = self.config.max_waiting
+            if limit is not None and len(self._waiters) >= limit:
+                self.sheds += 1
+                raise PoolOverloadedError(
+                    f"fairpool: pool overloaded: {len(self._waiters)} callers already wait for a "
+                    f"connection (max_waiting={limit}, max_connections={self._max})"
+                )
             return WAIT
         raise PoolExhaustedError(
             f"Too many connections: fairpool pool exhausted, all {self._max} connections in use "
@@ -194,6 +211,7 @@ class PoolCore(Upkeep[C]):
         self.wait_total += waited
         if waited > self.wait_max:
             self.wait_max = waited
+        self.timings.wait.observe(waited)
 
     def cancel_wait(self, waiter: Waiter, now: float) -> Slot[C] | _Token | None:
         """A waiter gives up (cancelled, interrupted). Returns what it had been granted, if
@@ -233,6 +251,7 @@ class PoolCore(Upkeep[C]):
         slot.turn = 1
         self.misses += 1
         self._idle.handed_out(slot)
+        self._over_cap(slot)
         return slot
 
     def dialled_idle(self, conn: C, now: float) -> Slot[C]:
@@ -240,6 +259,7 @@ class PoolCore(Upkeep[C]):
         self.dialling -= 1
         slot = self._new_slot(conn, now)
         slot.in_use = True
+        self._over_cap(slot)
         self._release_slot(slot, now)
         return slot
 
@@ -284,6 +304,11 @@ class PoolCore(Upkeep[C]):
         slot = self._slots.get(conn)
         if slot is None or not slot.in_use or slot is self.held or slot.taken:
             return False
+        self.timings.hold.observe(now - slot.borrowed)
+        if slot.leak:
+            if slot.leak == LEAKED:
+                self.leaks_back.append((slot, now - slot.borrowed))
+            slot.leak = 0
         if self.held is not None:
             self._settle(now)
         if reusable:
@@ -316,6 +341,7 @@ class PoolCore(Upkeep[C]):
         elif self._waiters:
             # Strict hand-off: the oldest waiter gets it; it never becomes idle.
             waiter = self._waiters.popleft()
+            slot.borrowed = now
             slot.turn = 1
             slot.borrows += 1
             self.hits += 1
@@ -524,8 +550,14 @@ class PoolCore(Upkeep[C]):
         """Callers queued for a connection."""
         return len(self._waiters)
 
-    def stats(self) -> PoolStats:
-        """An immutable snapshot of the counters."""
-        return snapshot(
+    def stats(self, now: float | None = None, reset: bool = False) -> PoolStats:
+        """An immutable snapshot of the counters, with the wait / hold / dial histograms and the
+        window (:class:`~fairpool.metrics.window.StatsWindow`) ending ``now`` (default: the
+        monotonic clock); ``reset`` starts a new window."""
+        base = snapshot(
             self, self._slots.values(), self._closed_counts, self._closed_endpoint_borrows
         )
+        stats: PoolStats = self.timings.added_to(
+            base, time.monotonic() if now is None else now, reset
+        )
+        return stats

@@ -2,7 +2,7 @@
 :class:`~fairpool.shell.PoolShell` and :class:`~fairpool.core.PoolCore`.
 
 It subclasses redis-py's ``ConnectionPool`` to inherit what the host library expects of a pool
-(``from_url`` parsing, ``__repr__`` with redacted passwords, client-side caching, maintenance
+(``from_url`` parsing, client-side caching, maintenance
 notifications, ``_checkpid`` fork handling, observability) and replaces the idle list with the
 core. Every critical section is a call into the core under ``self._lock``; connecting, checking and
 closing sockets happen after the lock is released. Threads (waiters, the turn keeper, the
@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 from time import monotonic
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -23,6 +24,7 @@ from redis import connection as _connection
 from redis.connection import Connection
 from redis.connection import ConnectionPool as RedisConnectionPool
 
+from . import leaks
 from . import threads as _threads
 from ._compat import (
     SYNC_SHOULD_RECONNECT,
@@ -30,8 +32,6 @@ from ._compat import (
     CacheProxyConnection,
     get_connection_args_deprecated,
     pool_init_kwargs,
-    redacted_repr,
-    repr_leaks_secrets,
 )
 from ._compat import recorder as _recorder
 from .config import Policy
@@ -88,7 +88,13 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
     * ``on_connect`` — a callback run on every newly (re)connected connection (e.g.
       ``fairpool.ScriptRegistry.on_connect`` to preload Lua scripts);
     * ``endpoints`` — several proxies (``["h1:6379", "h2:6379"]``) to spread new connections over
-      evenly, backing off from failing ones, without a balancer in front.
+      evenly, backing off from failing ones, without a balancer in front;
+    * ``leak_timeout`` — report connections borrowed longer than this (docs/operations.md);
+    * ``max_waiting`` — with ``block``, refuse a borrow at once (``PoolOverloadedError``) when
+      this many callers already wait;
+    * ``name`` — the pool's label in ``repr()`` and the metrics exporters (docs/stats.md).
+
+    At run time, :meth:`resize` changes the caps and :meth:`drain` replaces every connection.
     """
 
     _DEFAULTS: ClassVar[dict[str, Any]] = {}
@@ -115,8 +121,6 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
         )
         self._reject_unknown_kwargs()
 
-    if repr_leaks_secrets(RedisConnectionPool):  # redis-py 6.x shows passwords; fairpool never
-        __repr__ = redacted_repr
     _KIND = Kind(asynchronous=False, module=_connection)
 
     # ----------------------------------------------------------------- state
@@ -131,8 +135,9 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
         self._fork_gen = _threads.fork_generation
         self._maintainer = None
         self._keeper: _TurnKeeper | None = None
-        if self.config.maintenance_interval is not None:
-            self._maintainer = Maintainer(self, self.config.maintenance_interval)
+        interval = self._maintenance_interval  # leak checks (leak_timeout) run in it too
+        if interval is not None:
+            self._maintainer = Maintainer(self, interval)
         # must stay last: other threads compare self.pid without the lock (see redis-py)
         self.pid = os.getpid()
 
@@ -152,7 +157,7 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
             with self._lock:
                 if self._fork_gen != _threads.fork_generation:
                     self._fork_gen = _threads.fork_generation
-                    interval = self.config.maintenance_interval
+                    interval = self._maintenance_interval
                     if interval is not None and self._maintainer is None and not self.closed:
                         self._maintainer = Maintainer(self, interval)
 
@@ -259,6 +264,7 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
         for target in order:
             self._locked(planner.dialling, target)
             conn = None
+            started = monotonic()
             try:
                 conn = self._new_connection(target)
                 conn.connect()
@@ -273,7 +279,9 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
             raw = raw_connection(conn)
             probe = Probe(raw, self.config.health_check != "none")
             with self._lock:
-                slot = planner.connected(conn, target, monotonic(), for_caller)
+                now = monotonic()
+                planner.core.timings.observe_dial(now - started)
+                slot = planner.connected(conn, target, now, for_caller)
                 slot.aux = probe
                 slot.endpoint = peer_endpoint(raw)
                 trash = self._core.take_trash()
@@ -405,8 +413,34 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
                 self._start_keeper(keeper)
             if trash:
                 self._close(trash)
+            if core.leaks_back:  # a connection reported as leaked came back
+                self._report_leaks()
         if taken and now >= core.next_maintenance:
             self._maintain(background=True)
+
+    # ------------------------------------------------------------- controls
+    def _get_watched(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        """:meth:`get_connection` with ``leak_timeout`` on: note where the connection was
+        borrowed (or that the borrower is exempt, see :mod:`fairpool.leaks`)."""
+        stack = leaks.borrower(sys._getframe(1), command_name)
+        conn = type(self).get_connection(self, command_name, *keys, **options)
+        self._watch(conn, stack)
+        return conn
+
+    def _resized(self, trash: list[tuple[Any, str]]) -> None:
+        self._close(trash)
+        self._maintain(background=True)
+
+    def drain(self, endpoint: Any = None) -> int:
+        """Replace every connection with a fresh one, e.g. after a password rotation, a DNS
+        change or a proxy deploy (psycopg_pool's ``drain()``; docs/operations.md): idle ones are
+        closed now, borrowed ones when they come back, and no caller fails. ``min_idle`` is
+        dialled again before this returns. ``endpoint`` (``"host:port"`` or ``(host, port)``)
+        limits it to one endpoint's connections. Returns how many are being replaced."""
+        count, trash = self._drain_core(endpoint)
+        self._close(trash)
+        self._maintain(background=True)
+        return count
 
     def _after_release(self, connection: Any) -> None:
         """Dispatch ``AfterConnectionReleasedEvent`` (streaming credential re-auth listens to it)

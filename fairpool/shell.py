@@ -17,24 +17,32 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-import warnings
 import weakref
 from collections.abc import Callable, Iterable
+from time import monotonic
 from typing import Any, ClassVar, TypeVar
 
+from . import leaks
 from ._compat import (
-    AfterConnectionReleasedEvent,
-    AsyncAfterConnectionReleasedEvent,
-    AsyncReAuthConnectionListener,
-    ReAuthConnectionListener,
     get_pool_name,
     maint_notifications_enabled,
 )
-from .config import Policy, PoolConfig, check_connection_kwargs, make_config, url_kwargs
+from .config import (
+    Policy,
+    PoolConfig,
+    check_connection_kwargs,
+    drain_target,
+    make_config,
+    resized_config,
+    url_kwargs,
+)
 from .core import PoolCore
+from .describe import pool_repr
 from .endpoints import REBALANCE_PERIOD, Endpoint, EndpointSet
+from .kind import Kind, first_borrow_check, guarded_connection_kwargs, warn_on_arguments
 from .lifecycle import Planner
-from .metrics.redispy import async_collector, collector, record_counts, record_wait
+from .metrics import register
+from .metrics.redispy import record_counts, record_wait
 from .slot import Slot
 from .stats import PoolStats
 
@@ -83,87 +91,7 @@ class _NoLock:
 
 NO_LOCK = _NoLock()
 
-
-_SYNC_CLIENT_MODULES = frozenset({"redis.client", "redis.cluster", "redis.sentinel"})
-"""redis-py's sync client modules: they never read an asyncio pool's ``connection_kwargs``."""
-
-
-def _asyncio_client(caller: str) -> bool:
-    return caller.startswith("redis.asyncio")
-
-
-class Kind:
-    """What tells the two pools apart, beyond their I/O: redis-py's module of their kind, its
-    after-release event and default listener, the metrics collector, and how to recognise a
-    client of the other kind (``wrong_client(module name)``) with the advice to give it."""
-
-    __slots__ = (
-        "asynchronous",
-        "collector",
-        "instead",
-        "listener",
-        "module",
-        "released",
-        "what",
-        "wrong_client",
-    )
-
-    def __init__(self, asynchronous: bool, module: Any) -> None:
-        self.asynchronous = asynchronous
-        self.module = module
-        self.released: type
-        self.listener: type
-        self.collector: Callable[[], Any]
-        self.wrong_client: Callable[[str], bool]
-        if asynchronous:
-            self.released = AsyncAfterConnectionReleasedEvent
-            self.listener = AsyncReAuthConnectionListener
-            self.collector = async_collector
-            self.wrong_client = _SYNC_CLIENT_MODULES.__contains__
-            self.what = "an asyncio pool and cannot serve redis-py's sync clients"
-            self.instead = "fairpool.ConnectionPool (or fairpool.BlockingConnectionPool)"
-        else:
-            self.released, self.listener = AfterConnectionReleasedEvent, ReAuthConnectionListener
-            self.collector, self.wrong_client = collector, _asyncio_client
-            self.what = "a sync pool and cannot serve redis.asyncio clients"
-            self.instead = (
-                "fairpool.asyncio.ConnectionPool (or fairpool.asyncio.BlockingConnectionPool)"
-            )
-
-    def mixup(self, pool: Any, caller: str) -> TypeError:
-        """The error for a client of the other kind (``caller``, its module) using ``pool``."""
-        return TypeError(
-            f"{type(pool).__module__}.{type(pool).__name__} is {self.what} ({caller}): "
-            f"use {self.instead}"
-        )
-
-
-def _guarded_connection_kwargs() -> Any:
-    """The pools' ``connection_kwargs`` property: redis-py's (a live dict, see
-    ``docs/migrating.md``), except that a client of the other kind (sync or asyncio) reading it
-    — every client does in its constructor — gets ``TypeError`` naming the pool to use instead,
-    before it can borrow anything."""
-
-    def get(pool: Any) -> dict[str, Any]:
-        caller = sys._getframe(1).f_globals.get("__name__", "")
-        kind: Kind = pool._KIND
-        if kind.wrong_client(caller):
-            raise kind.mixup(pool, caller)
-        kwargs: dict[str, Any] = pool._connection_kwargs
-        return kwargs
-
-    def set(pool: Any, value: dict[str, Any]) -> None:
-        pool._connection_kwargs = value
-
-    return property(get, set, doc="The keyword arguments new connections are built with (live).")
-
-
-def warn_on_arguments() -> None:
-    """redis-py 5.1+ deprecates ``get_connection()``'s arguments (its clients pass none; 5.0's
-    pass the command name): the pools call this, as redis-py warns, when they get some."""
-    warnings.warn(
-        "get_connection() arguments are deprecated and ignored", DeprecationWarning, stacklevel=3
-    )
+_STATS_ATTEMPTS = 100  # stats() of an asyncio pool read from another thread: retries
 
 
 def policy_from_queue_class(
@@ -192,27 +120,6 @@ def quietly(fn: Callable[[], object]) -> None:
         logger.debug("fairpool: ignoring error while closing a connection: %r", exc)
 
 
-def _first_borrow(ref: weakref.ref[PoolShell]) -> Callable[..., Any]:
-    """The asyncio pool's ``get_connection`` until its first borrow (an instance attribute
-    shadowing the method): a sync client calls it without awaiting, so the coroutine never runs
-    and only this plain function can check who calls — it catches a pool assigned to an existing
-    sync client's ``connection_pool`` before anything is taken. Once a caller of the right kind
-    has borrowed, it removes itself (callers that kept it go straight to the method)."""
-    checked = False
-
-    def first_borrow(*args: Any, **kwargs: Any) -> Any:
-        nonlocal checked
-        pool = ref()
-        assert pool is not None
-        if not checked:
-            pool._check_caller(1)
-            checked = True
-            pool.__dict__.pop("get_connection", None)
-        return type(pool).get_connection(pool, *args, **kwargs)
-
-    return first_borrow
-
-
 class PoolShell:
     """The behaviour both pools share (see the module docstring). Not a pool by itself: the I/O
     layers set ``_mutex`` (their lock, or :data:`NO_LOCK`), the class attributes below, and
@@ -225,10 +132,12 @@ class PoolShell:
     _mutex: Any
     _connection_kwargs: dict[str, Any]
     connection_class: Any
+    max_connections: int
 
     _KIND: ClassVar[Kind]
     cache: Any = None  # client-side caching's cache (sync pools of redis-py 5.1+ only)
-    connection_kwargs = _guarded_connection_kwargs()
+    connection_kwargs = guarded_connection_kwargs()
+    __repr__ = pool_repr  # name, policy, counts and every endpoint; never a credential
     _records_wait = False  # BlockingConnectionPool reports each borrow's wait (as redis-py's)
 
     # ---------------------------------------------------------- construction
@@ -268,7 +177,17 @@ class PoolShell:
         if self._KIND.asynchronous:
             # Armed on every fresh core: the next borrow checks that its caller is of the right
             # kind (the sync pool checks on its slow path, where every first borrow goes).
-            self.__dict__["get_connection"] = _first_borrow(weakref.ref(self))
+            self.__dict__["get_connection"] = first_borrow_check(weakref.ref(self))
+        else:
+            self._arm_leak_watch()
+
+    def _arm_leak_watch(self) -> None:
+        """With ``leak_timeout``, borrows go through ``_get_watched`` (an instance attribute
+        shadowing ``get_connection``: no cost on the borrow path when the setting is off)."""
+        if self.config.leak_timeout is not None:
+            self.__dict__["get_connection"] = self._get_watched
+        else:
+            self.__dict__.pop("get_connection", None)
 
     def _check_caller(self, frames_up: int) -> None:
         """Raise ``TypeError`` naming the pool to use if the code ``frames_up`` frames above the
@@ -292,6 +211,7 @@ class PoolShell:
         except TypeError:
             self._stop_maintainer()
             raise
+        register(self)  # for fairpool.metrics' exporters (weakly)
         # if observability is on, the hot paths record from the first borrow
         self._KIND.collector()
 
@@ -311,6 +231,9 @@ class PoolShell:
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
+    def _get_watched(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
     # ----------------------------------------------------------- the lock
     def _locked(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, Trash]:
         """The critical section, once: under the lock call ``fn(*args)`` (a core or planner
@@ -319,6 +242,18 @@ class PoolShell:
         with self._mutex:
             result = fn(*args)
             return result, self._core.take_trash()
+
+    def _run_upkeep(self) -> tuple[int, Trash]:
+        """The core's maintenance under the lock (``core.maintain``): returns how many
+        connections to dial for ``min_idle`` and the connections to close; logs the leaks it
+        found (``leak_timeout``)."""
+        core = self._core
+        with self._mutex:
+            remaining = core.maintain(monotonic())
+            trash = core.take_trash()
+        if core.leaked:
+            self._report_leaks()
+        return remaining, trash
 
     # ------------------------------------------------------------ settings
     @property
@@ -415,11 +350,85 @@ class PoolShell:
             if self._records_wait:
                 record_wait(found, self, now - started)
 
-    # ------------------------------------------ redis-py's pool surface
-    def stats(self) -> PoolStats:
-        """An immutable snapshot of the pool's counters (see :class:`~fairpool.stats.PoolStats`)."""
+    # ------------------------------------------------------------ controls
+    @property
+    def _maintenance_interval(self) -> float | None:
+        """How often the maintenance thread (asyncio: task) runs: ``maintenance_interval``, more
+        often with ``leak_timeout``; ``None`` for none."""
+        return leaks.check_interval(self.config.leak_timeout, self.config.maintenance_interval)
+
+    def _watch(self, conn: Any, stack: leaks.Borrower | None) -> None:
+        """Note where ``conn`` was just borrowed (``leak_timeout``), or that its borrower is
+        exempt (``stack`` is ``None``, see :mod:`fairpool.leaks`)."""
         with self._mutex:
-            return self._core.stats()
+            slot = self._core.slot_of(conn)
+            if slot is not None:
+                slot.borrower = stack
+                if stack is None:
+                    self._core.exempt(conn)
+
+    def exempt_from_leak_detection(self, connection: Any) -> None:
+        """Exempt ``connection``'s current borrow from leak detection (``leak_timeout``): a
+        holder that keeps it on purpose. (Pub/sub, ``Monitor`` and single-connection clients
+        are exempt already.)"""
+        with self._mutex:
+            self._core.exempt(connection)
+
+    def _report_leaks(self) -> None:
+        """Log what the core reported (``leak_timeout``): leaks found, leaked ones back."""
+        with self._mutex:
+            leaked, back = self._core.take_leaks()
+        leaks.report(logger, self.config.leak_timeout, leaked, back, monotonic())
+
+    def resize(
+        self,
+        max_connections: int | None = None,
+        min_idle: int | None = None,
+        max_idle: Any = ...,
+    ) -> None:
+        """Change the caps at run time (psycopg_pool's ``resize()``); arguments left out keep
+        their value (``max_idle=None`` lifts the limit). Validated like the settings. Growing
+        serves waiting callers at once; shrinking closes surplus idle connections now and
+        surplus borrowed ones when they come back, so that no more than ``max_connections`` are
+        open once they are back; a higher ``min_idle`` is dialled by the next maintenance run
+        (the sync pool runs it now)."""
+        config = resized_config(
+            self.config, max_connections=max_connections, min_idle=min_idle, max_idle=max_idle
+        )
+        with self._mutex:
+            self.config = config
+            self.max_connections = config.max_connections
+            self._core.resize(config, monotonic())
+            trash = self._core.take_trash()
+        self._resized(trash)
+
+    def _resized(self, trash: Trash) -> None:
+        """After :meth:`resize`: close ``trash`` (without waiting) and refill."""
+        raise NotImplementedError
+
+    def _drain_core(self, endpoint: Any) -> tuple[int, Trash]:
+        """``drain(endpoint)``'s decision: how many connections are being replaced, and the
+        idle ones to close now."""
+        target = drain_target(endpoint, self.config.endpoints)
+        count: int
+        count, trash = self._locked(self._core.drain, target)
+        return count, trash
+
+    # ------------------------------------------ redis-py's pool surface
+    def stats(self, reset: bool = False) -> PoolStats:
+        """An immutable snapshot of the pool's counters (see :class:`~fairpool.stats.PoolStats`);
+        ``reset`` starts a new window (:attr:`~fairpool.stats.PoolStats.window`).
+
+        An asyncio pool has no lock a scraper's thread could take: if its event loop changes the
+        connections while the snapshot walks them (``RuntimeError``), it is taken again."""
+        for _ in range(_STATS_ATTEMPTS - 1):
+            try:
+                with self._mutex:
+                    return self._core.stats(monotonic(), reset)
+            except RuntimeError:  # dictionary changed size during iteration (another thread)
+                continue
+        with self._mutex:
+            return self._core.stats(monotonic(), reset)
 
     def set_retry(self, retry: Any) -> None:
         """Set the retry policy of new and existing connections."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-__all__ = ["DIAL", "WAIT", "Slot", "Waiter"]
+__all__ = ["DIAL", "EXEMPT", "LEAKED", "WAIT", "Slot", "Waiter"]
 
 C = TypeVar("C")
 
@@ -28,6 +28,10 @@ DIAL = _Token("DIAL")
 """Returned by :meth:`PoolCore.acquire`: capacity is reserved; dial a new connection."""
 WAIT = _Token("WAIT")
 """Returned by :meth:`PoolCore.acquire`: the pool is exhausted; queue a :class:`Waiter`."""
+LEAKED = 1
+""":attr:`Slot.leak`: reported as leaked (``leak_timeout``)."""
+EXEMPT = 2
+""":attr:`Slot.leak`: exempt from leak detection until released (0: watched)."""
 
 
 class Slot(Generic[C]):
@@ -35,6 +39,8 @@ class Slot(Generic[C]):
 
     __slots__ = (
         "aux",
+        "borrowed",
+        "borrower",
         "borrows",
         "conn",
         "created",
@@ -42,6 +48,7 @@ class Slot(Generic[C]):
         "expires",
         "fresh",
         "in_use",
+        "leak",
         "released",
         "retire",
         "seq",
@@ -57,6 +64,9 @@ class Slot(Generic[C]):
         self.created = now
         self.expires = expires  # monotonic time after which it is retired (inf = never)
         self.released = now  # last time it was released (or created): "last used"
+        # when the current borrow began (or it was created): the hold time's and leak_timeout's
+        # start
+        self.borrowed = now
         self.endpoint: str | None = None  # host:port the socket is connected to (set by the shell)
         self.borrows = 0
         self.in_use = False
@@ -69,6 +79,11 @@ class Slot(Generic[C]):
         # Set by the core when it hands the connection out: used recently enough (and not
         # suspect) to skip the borrow check; the shell's cheap readiness poll still runs.
         self.fresh = False
+        # leak detection (leak_timeout): 0 while it is watched, LEAKED once reported, EXEMPT for a
+        # pub/sub, Monitor or single-connection client (until released); where it was borrowed
+        # (the stack the shell captured, see fairpool.leaks)
+        self.leak = 0
+        self.borrower: Any = None
 
     def __repr__(self) -> str:
         state = "in_use" if self.in_use else "idle"

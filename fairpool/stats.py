@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from .metrics.histogram import HistogramSnapshot
+from .metrics.window import StatsWindow
+
 __all__ = ["CLOSE_REASONS", "Fairness", "PoolStats", "fairness"]
 
 CLOSE_REASONS = (
@@ -17,6 +20,8 @@ CLOSE_REASONS = (
     "max_idle",  # released while max_idle connections were already idle
     "error",  # connect failed, or released unusable / no longer owned by the pool
     "rebalance",  # moved to a sparser endpoint (endpoints=[...])
+    "drain",  # replaced by pool.drain()
+    "resize",  # above the cap after pool.resize() shrank it
     "closed",  # the pool was closed
 )
 """Why the pool closed a connection; the keys of :attr:`PoolStats.closed`."""
@@ -60,6 +65,10 @@ class PoolStats:
     to queue; ``wait_time_total``/``wait_time_max`` are their waiting times in seconds.
     ``reborrows`` counts the hits that gave a thread back the connection it had just released, in
     its turn (``turn_borrows``), while others waited.
+    ``wait_histogram``, ``hold_histogram`` (borrow to release) and ``dial_histogram`` bucket those
+    times (:data:`fairpool.metrics.histogram.BUCKETS`); ``window`` counts afresh since the last
+    ``stats(reset=True)`` (see :class:`~fairpool.metrics.window.StatsWindow`). ``leaks``, ``sheds``
+    and ``drains`` count leaked borrows reported, borrows refused by ``max_waiting`` and drains.
     ``endpoint_borrows`` maps each ``host:port`` the sockets are connected to (the proxy behind a
     balancer) to the borrows it served; ``endpoint_fairness`` summarises it.
     """
@@ -82,6 +91,13 @@ class PoolStats:
     reborrows: int = 0
     endpoint_borrows: Mapping[str, int] = field(default_factory=dict)
     endpoint_connections: Mapping[str, int] = field(default_factory=dict)
+    leaks: int = 0
+    sheds: int = 0
+    drains: int = 0
+    wait_histogram: HistogramSnapshot = field(default_factory=HistogramSnapshot)
+    hold_histogram: HistogramSnapshot = field(default_factory=HistogramSnapshot)
+    dial_histogram: HistogramSnapshot = field(default_factory=HistogramSnapshot)
+    window: StatsWindow = field(default_factory=StatsWindow)
 
     @property
     def open(self) -> int:
@@ -107,6 +123,9 @@ class PoolStats:
         d["open"] = self.open
         d["closed_total"] = self.closed_total
         d["endpoint_fairness"] = asdict(self.endpoint_fairness)
+        for name in ("wait", "hold", "dial"):
+            d[f"{name}_histogram"] = getattr(self, f"{name}_histogram").as_dict()
+        d["window"] = self.window.as_dict()
         return d
 
 
@@ -144,4 +163,7 @@ def snapshot(
         reborrows=core.reborrows,
         endpoint_borrows=borrows,
         endpoint_connections=conns,
+        leaks=core.leaks,
+        sheds=core.sheds,
+        drains=core.drains,
     )

@@ -310,7 +310,7 @@ class TaskLifecycle(PoolShell):
         """:meth:`maintain`; with ``background`` (a release found it due) the endpoint probes and
         rebalancing run in a task of their own, so that no caller waits for them; ``force``
         probes endpoints still in back-off too (an explicit ``maintain()``)."""
-        remaining, trash = self._locked(self._core.maintain, monotonic())
+        remaining, trash = self._run_upkeep()
         try:
             if trash:
                 await self._close(trash)
@@ -379,8 +379,9 @@ class TaskLifecycle(PoolShell):
             await disconnect_quietly(conn)
 
     def _ensure_maintainer(self) -> None:
-        """Start the maintenance task (``maintenance_interval``) in the running loop, once."""
-        interval = self.config.maintenance_interval
+        """Start the maintenance task (``maintenance_interval``, ``leak_timeout``) in the running
+        loop, once."""
+        interval = self._maintenance_interval  # leak checks (leak_timeout) run in it too
         if interval is None or self._core.closed:
             return
         loop = asyncio.get_running_loop()

@@ -288,7 +288,7 @@ class ThreadLifecycle(PoolShell):
         ``force`` probes endpoints still in back-off too (an explicit ``maintain()``)."""
         if self._fork_gen != fork_generation:
             self._checkpid()
-        remaining, trash = self._locked(self._core.maintain, monotonic())
+        remaining, trash = self._run_upkeep()
         self._close(trash)
         try:
             while remaining:

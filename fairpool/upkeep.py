@@ -11,7 +11,7 @@ from typing import Generic, TypeVar
 
 from .config import PoolConfig
 from .policies import IdleSet, balanced_victims
-from .slot import Slot, Waiter
+from .slot import LEAKED, Slot, Waiter
 
 __all__ = ["Upkeep"]
 
@@ -30,6 +30,10 @@ class Upkeep(Generic[C]):
     dialling: int
     hits: int
     misses: int
+    leaks: int
+    leaked: list[Slot[C]]
+    next_leak: float
+    held: Slot[C] | None
     _idle: IdleSet
     _slots: dict[C, Slot[C]]
     _waiters: deque[Waiter]
@@ -66,10 +70,13 @@ class Upkeep(Generic[C]):
                 self._low = self.idle_count
                 self._window_end = now + timeout
                 self._window_borrows = self.hits + self.misses
+        if cfg.leak_timeout is not None:
+            self._scan_leaks(now, cfg.leak_timeout)
         need = 0
         if not self._waiters:
+            # min_idle ≤ max_connections (validated), so the refill stays under the cap; never
+            # negative: after resize() shrank the cap, more may be open than it allows
             need = max(0, cfg.min_idle - len(self._slots) - self.dialling)
-            need = min(need, self._max - len(self._slots) - self.dialling)
             self.dialling += need
         self._schedule(now)
         return need
@@ -145,8 +152,27 @@ class Upkeep(Generic[C]):
             )
         if self._period is not None:
             due = min(due, now + self._period)
+        if cfg.leak_timeout is not None:
+            due = min(due, self.next_leak)
         if cfg.min_idle and len(self._slots) < cfg.min_idle:
             # below min_idle: a refill that could not run (waiters, cap) or whose dials are still
             # in flight and may fail: look again soon
             due = min(due, now + _REFILL_RETRY)
         self.next_maintenance = due
+
+    def _scan_leaks(self, now: float, timeout: float) -> None:
+        """Report (once each, in :attr:`leaked`) the borrowed connections whose borrow began
+        ``timeout`` seconds ago or more (``leak_timeout``), and note when the next one may be
+        due."""
+        due = now + timeout  # a later borrow is due no sooner
+        for slot in self._slots.values():
+            if not slot.in_use or slot.leak or slot.taken or slot is self.held:
+                continue
+            deadline = slot.borrowed + timeout
+            if deadline <= now:
+                slot.leak = LEAKED
+                self.leaks += 1
+                self.leaked.append(slot)
+            elif deadline < due:
+                due = deadline
+        self.next_leak = due

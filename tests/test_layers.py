@@ -14,12 +14,17 @@ PACKAGE = ROOT / "fairpool"
 DESIGN = ROOT / "docs" / "design.md"
 SUBPACKAGES = ("scripting", "tools", "contrib")  # taken as a whole: `scripting/`
 IO_FREE = (
+    "settings",
+    "urls",
     "config",
     "errors",
+    "metrics/histogram",
+    "metrics/window",
     "stats",
     "slot",
     "policies",
     "upkeep",
+    "controls",
     "core",
     "endpoints",
     "lifecycle",

