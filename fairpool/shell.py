@@ -248,9 +248,7 @@ class PoolShell:
         connections to dial for ``min_idle`` and the connections to close; logs the leaks it
         found (``leak_timeout``)."""
         core = self._core
-        with self._mutex:
-            remaining = core.maintain(monotonic())
-            trash = core.take_trash()
+        remaining, trash = self._locked(core.maintain, monotonic())
         if core.leaked:
             self._report_leaks()
         return remaining, trash
