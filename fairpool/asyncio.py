@@ -136,6 +136,7 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
         if not hasattr(self, "_lock"):  # redis.asyncio 5.0's pool has no lock; later ones do
             self._lock = asyncio.Lock()
         self._reject_unknown_kwargs()
+        self._note_owner(ConnectionPool.owns_connection)
 
     _KIND = Kind(asynchronous=True, module=_aconnection)
 
@@ -453,7 +454,7 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
             # foreign, or a second release (perhaps while the first does its I/O)
             self._ignored_release(connection, core.slot_of(connection))
             return
-        if not self.owns_connection(connection):
+        if self._custom_owner and not self.owns_connection(connection):
             # e.g. Sentinel's pool after a failover: the connection points at a stale address.
             reusable = False
         elif (
@@ -467,7 +468,7 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
             if raw._writer is None and raw is not NO_STREAM:
                 core.broken(slot)  # a command on it failed: its older siblings are suspect
         now = monotonic()
-        if not core.release(connection, now, reusable):
+        if not core.release_slot(slot, now, reusable):
             return
         await self._after_release(now)
 

@@ -29,6 +29,7 @@ import contextlib
 import math
 import random
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -36,6 +37,7 @@ from typing import TypeVar
 from .config import PoolConfig
 from .controls import Controls
 from .errors import PoolClosedError, PoolExhaustedError, PoolOverloadedError, PoolTimeoutError
+from .metrics.histogram import BUCKETS
 from .metrics.window import Timings
 from .policies import make_idle_set
 from .slot import DIAL, LEAKED, WAIT, Slot, Waiter, _Token
@@ -100,6 +102,7 @@ class PoolCore(Controls[C]):
         # demand window (FIFO / round-robin shrinking): the fewest idle connections seen in it
         start = time.monotonic() if now is None else now
         self.timings = Timings(start)  # wait / hold / dial histograms (fairpool.metrics)
+        self._hold = self.timings.hold  # recorded on every release
         self.next_leak = start + (config.leak_timeout or _INF)  # no borrow is due sooner
         self._low = 0
         self._window_end = start + (config.idle_timeout or _INF)
@@ -133,11 +136,12 @@ class PoolCore(Controls[C]):
                 held.fresh = not self.needs_check(held, now)
                 return held
             self._settle(now)
-        if not self._waiters and not self.closed:
-            idle = self._idle
-            slot = idle.pop()
-            while slot is not None:
-                n = self.idle_count = self.idle_count - 1
+        n = self.idle_count
+        if n and not self._waiters and not self.closed:
+            take = self._idle.take  # the policy's next-out, a C method for FIFO and LIFO
+            while n:
+                slot = take()
+                n = self.idle_count = n - 1
                 if now < slot.expires:
                     slot.in_use = True
                     slot.borrowed = now
@@ -150,7 +154,6 @@ class PoolCore(Controls[C]):
                         self._low = n
                     return slot
                 self._drop(slot, "lifetime")
-                slot = idle.pop()
         return self._acquire_slow()
 
     def _acquire_slow(self) -> _Token:
@@ -302,27 +305,57 @@ class PoolCore(Controls[C]):
         held for that owner's next borrow (see the module docstring) instead of going to the
         oldest waiter."""
         slot = self._slots.get(conn)
-        if slot is None or not slot.in_use or slot is self.held or slot.taken:
+        if slot is None:
             return False
-        self.timings.hold.observe(now - slot.borrowed)
+        return self.release_slot(slot, now, reusable, owner, who)
+
+    def release_slot(
+        self,
+        slot: Slot[C],
+        now: float,
+        reusable: bool = True,
+        owner: object = None,
+        who: Callable[[], object] | None = None,
+    ) -> bool:
+        """:meth:`release` by the connection's slot (as :meth:`borrowed` returned it, perhaps
+        before the shell took its lock): the same checks and outcome, without the lookup."""
+        if not slot.in_use or slot is self.held or slot.taken:
+            return False
+        held_for = now - slot.borrowed
+        hold = self._hold  # Histogram.observe(), inlined on the hot path
+        hold.counts[bisect_left(BUCKETS, held_for)] += 1
+        hold.sum += held_for
+        if held_for > hold.window_max:
+            hold.new_max(held_for)
         if slot.leak:
             if slot.leak == LEAKED:
-                self.leaks_back.append((slot, now - slot.borrowed))
+                self.leaks_back.append((slot, held_for))
             slot.leak = 0
         if self.held is not None:
             self._settle(now)
         if reusable:
-            if (
-                (owner is not None or who is not None)
-                and slot.turn < self._turn
-                and self._waiters
-                and now < slot.expires
+            if self._waiters:
+                if (
+                    (owner is not None or who is not None)
+                    and slot.turn < self._turn
+                    and now < slot.expires
+                    and not self.closed
+                ):
+                    slot.released = now
+                    self.held = slot
+                    self._held_owner = owner if owner is not None else who()  # type: ignore[misc]
+                    self.holds += 1
+                    return True
+            elif (
+                now < slot.expires
                 and not self.closed
+                and (self._max_idle is None or self.idle_count < self._max_idle)
             ):
+                # _release_slot()'s last case (it becomes idle), inlined on the hot path
                 slot.released = now
-                self.held = slot
-                self._held_owner = owner if owner is not None else who()  # type: ignore[misc]
-                self.holds += 1
+                slot.in_use = False
+                self.idle_count += 1
+                self._idle.push(slot)
                 return True
             self._release_slot(slot, now)
         else:

@@ -52,6 +52,13 @@ class IdleSet:
         """Remove and return the next connection to hand out, or ``None`` if there is none."""
         raise NotImplementedError
 
+    def take(self) -> Slot[Any]:
+        """Remove and return the next connection to hand out; only called when one is idle (the
+        core counts them). FIFO and LIFO bind it to their container's C method."""
+        slot = self.pop()
+        assert slot is not None
+        return slot
+
     def remove(self, slot: Slot[Any]) -> None:
         """Remove a specific idle connection (it is being closed)."""
         raise NotImplementedError
@@ -91,12 +98,13 @@ class IdleSet:
 class LifoIdle(IdleSet):
     """A stack (redis-py's and redigo's order)."""
 
-    __slots__ = ("_stack", "pop", "push")
+    __slots__ = ("_stack", "pop", "push", "take")
 
     def __init__(self) -> None:
         self._stack: list[Slot[Any]] = []
-        # Bound C methods: the hot path pays no Python frame for push/pop.
+        # Bound C methods: the hot path pays no Python frame for push/take.
         self.push = self._stack.append  # type: ignore[method-assign,assignment]
+        self.take = self._stack.pop  # type: ignore[method-assign]
         self.pop = self._pop  # type: ignore[method-assign]
 
     def _pop(self) -> Slot[Any] | None:
@@ -133,11 +141,12 @@ class LifoIdle(IdleSet):
 class FifoIdle(IdleSet):
     """A queue (go-redis ``PoolFIFO``)."""
 
-    __slots__ = ("_queue", "pop", "push")
+    __slots__ = ("_queue", "pop", "push", "take")
 
     def __init__(self) -> None:
         self._queue: deque[Slot[Any]] = deque()
         self.push = self._queue.append  # type: ignore[method-assign,assignment]
+        self.take = self._queue.popleft  # type: ignore[method-assign]
         self.pop = self._pop  # type: ignore[method-assign]
 
     def _pop(self) -> Slot[Any] | None:
@@ -174,9 +183,10 @@ class RoundRobinIdle(IdleSet):
         insort(self._seqs, seq)
 
     def pop(self) -> Slot[Any] | None:
+        return self.take() if self._seqs else None
+
+    def take(self) -> Slot[Any]:
         seqs = self._seqs
-        if not seqs:
-            return None
         i = bisect_right(seqs, self._cursor)
         seq = seqs.pop(i if i < len(seqs) else 0)
         self._cursor = seq

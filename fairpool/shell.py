@@ -139,6 +139,14 @@ class PoolShell:
     connection_kwargs = guarded_connection_kwargs()
     __repr__ = pool_repr  # name, policy, counts and every endpoint; never a credential
     _records_wait = False  # BlockingConnectionPool reports each borrow's wait (as redis-py's)
+    # the after-release listener list last seen, and whether it is redis-py's default listener
+    # alone (see _release_event_needed)
+    _listener_map: dict[type, Any]
+    _seen_listeners: Any = None
+    _default_listener_only = False
+    # whether a subclass overrides owns_connection (Sentinel's pools): only then does a release
+    # ask it (the layer's own answer is always yes; see _note_owner)
+    _custom_owner = True
 
     # ---------------------------------------------------------- construction
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -211,6 +219,11 @@ class PoolShell:
         except TypeError:
             self._stop_maintainer()
             raise
+        # The dispatcher's listeners by event type: the dict lives as long as the pool's
+        # dispatcher (none before redis-py 5.1), and registrations change its values in place.
+        dispatcher = getattr(self, "_event_dispatcher", None)
+        mapping = getattr(dispatcher, "_event_listeners_mapping", None)
+        self._listener_map = {} if mapping is None else mapping
         register(self)  # for fairpool.metrics' exporters (weakly)
         # if observability is on, the hot paths record from the first borrow
         self._KIND.collector()
@@ -314,16 +327,25 @@ class PoolShell:
         """Whether dispatching redis-py's after-release event (streaming credential re-auth
         listens to it) would do anything: not when nobody listens, nor when the only listener is
         redis-py's default re-auth listener and the connection has no pending token."""
-        dispatcher = getattr(self, "_event_dispatcher", None)  # none before redis-py 5.1
-        kind = self._KIND
-        listeners = getattr(dispatcher, "_event_listeners_mapping", {}).get(kind.released, ())
+        listeners = self._listener_map.get(self._KIND.released)
         if not listeners:
             return False
+        if listeners is not self._seen_listeners:
+            # redis-py replaces the list on every (un)registration: decide once per list
+            self._seen_listeners = listeners
+            self._default_listener_only = (
+                len(listeners) == 1 and type(listeners[0]) is self._KIND.listener
+            )
         return not (
-            len(listeners) == 1
-            and type(listeners[0]) is kind.listener
-            and getattr(connection, "_re_auth_token", True) is None
+            self._default_listener_only and getattr(connection, "_re_auth_token", True) is None
         )
+
+    def _note_owner(self, default: Callable[..., Any]) -> None:
+        """Record whether this pool's ``owns_connection`` is the layer's ``default`` (which
+        accepts every connection the core holds as borrowed: a forked child's pool is reset
+        before it sees a parent's connection), so that a release calls it only when a subclass
+        overrides it."""
+        self._custom_owner = type(self).owns_connection is not default  # type: ignore[attr-defined]
 
     def _ignored_release(self, connection: Any, slot: Slot[Any] | None) -> None:
         logger.debug(

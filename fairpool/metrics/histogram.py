@@ -99,9 +99,15 @@ class Histogram:
         self.counts[bisect_left(BUCKETS, value)] += 1
         self.sum += value
         if value > self.window_max:
-            self.window_max = value
-            if value > self.max:
-                self.max = value
+            self.new_max(value)
+
+    def new_max(self, value: float) -> None:
+        """``value``, just counted, is above the window's largest: it is the new one (and
+        perhaps the all-time largest). The core's release path, which inlines
+        :meth:`observe`, calls it."""
+        self.window_max = value
+        if value > self.max:
+            self.max = value
 
     def snapshot(self, window: bool = False) -> HistogramSnapshot:
         """An immutable copy; its ``max`` is the window's largest value when ``window`` is set."""
