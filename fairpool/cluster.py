@@ -13,6 +13,10 @@ pool factory it passes as ``connection_pool_class``::
     rc.set("k", "v")
     fairpool.cluster_stats(rc)  # {"10.0.0.1:7000": PoolStats(...), ...}
 
+Each node's pool is named after its node, ``<name>@<host>:<port>`` (``name`` is the ``name``
+setting, by default ``fairpool-<n>`` numbered once for the client), which labels it in ``repr``
+and in the exporters of :mod:`fairpool.metrics`.
+
 MOVED/ASK redirection, topology refreshes and node failure handling are redis-py's: a node learnt
 from a redirection or a refresh gets a fairpool pool too. One addition: :meth:`RedisCluster.close`
 also closes every node pool it created (on redis-py's URL path the per-node ``Redis`` clients do
@@ -32,7 +36,14 @@ import redis.cluster
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as _RedisCluster
 
-from .config import SETTING_NAMES, Policy, make_config, split_pool_settings, unknown_keyword
+from .config import (
+    NAME_MAX,
+    SETTING_NAMES,
+    Policy,
+    make_config,
+    split_pool_settings,
+    unknown_keyword,
+)
 from .pool import BlockingConnectionPool, ConnectionPool
 from .stats import PoolStats
 
@@ -50,20 +61,35 @@ class NodePoolFactory:
     bound settings, and remembers the pools it built (weakly) so that they can be closed.
 
     ``pool_class`` is :class:`fairpool.ConnectionPool` or a subclass; ``settings`` are its
-    keyword-only settings (and ``max_connections``), already validated.
+    keyword-only settings (and ``max_connections``), already validated. Each node's pool is named
+    after the node, ``<name>@<host>:<port>``, where ``<name>`` is the ``name`` setting (by default
+    ``fairpool-<n>``, numbered once for the whole factory): the exporters and ``repr`` tell the
+    nodes apart, and a pool redis-py builds again for the same node keeps the node's name.
     """
 
     def __init__(self, pool_class: type[ConnectionPool], settings: Mapping[str, Any]) -> None:
         self.pool_class = pool_class
         self.settings: dict[str, Any] = dict(settings)
+        self.name: str = make_config(name=self.settings.pop("name", None)).name
+        """The name the node pools' names start with."""
         self._pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
         self._lock = threading.Lock()
 
+    def node_pool_name(self, host: str, port: int | str) -> str:
+        """The name of the pool for node ``host:port``: ``<name>@<host>:<port>`` (``<name>`` cut
+        short where the whole would pass the 200 characters a name may have)."""
+        node = f"@{host}:{port}"
+        return f"{self.name[: NAME_MAX - len(node)]}{node}"
+
     def __call__(self, **connection_kwargs: Any) -> ConnectionPool:
         """Build one node's pool: redis-py's per-node keyword arguments plus the bound settings
-        (a setting redis-py also passes, such as ``max_connections``, keeps the bound value)."""
+        (a setting redis-py also passes, such as ``max_connections``, keeps the bound value),
+        named after the node (:meth:`node_pool_name`)."""
         kwargs = dict(connection_kwargs)
         kwargs.update(self.settings)
+        kwargs["name"] = self.node_pool_name(
+            kwargs.get("host", "localhost"), kwargs.get("port", 6379)
+        )
         pool = self.pool_class(**kwargs)
         with self._lock:
             self._pools.add(pool)
@@ -81,7 +107,8 @@ class NodePoolFactory:
             pool.close()
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in sorted(self.settings.items()))
+        bound = {"name": self.name, **self.settings}
+        settings = ", ".join(f"{k}={v!r}" for k, v in sorted(bound.items()))
         return f"<NodePoolFactory {self.pool_class.__qualname__}({settings})>"
 
 
@@ -93,8 +120,9 @@ class RedisCluster(_RedisCluster):
     ``password``, ``decode_responses``, ``protocol``, ``ssl`` …) plus fairpool's pool settings
     (``policy``, ``max_connections``, ``max_idle``, ``min_idle``, ``block``, ``timeout``,
     ``idle_timeout``, ``max_lifetime``, ``lifetime_jitter``, ``health_check``,
-    ``health_check_after``, ``maintenance_interval``), which apply to each node's pool
-    separately. Settings may also be given as URL query parameters
+    ``health_check_after``, ``maintenance_interval``, ``name``, …), which apply to each node's
+    pool separately; each node's pool is named ``<name>@<host>:<port>`` (see
+    :class:`NodePoolFactory`). Settings may also be given as URL query parameters
     (``redis://h:7000?policy=lifo&max_idle=4``), which win over keyword arguments, as in
     redis-py's ``from_url``.
 

@@ -36,6 +36,7 @@ from .urls import convert_query_value, split_pool_settings, url_kwargs
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "MAX_SECONDS",
+    "NAME_MAX",
     "SETTINGS",
     "SETTING_NAMES",
     "HealthCheck",
@@ -181,6 +182,9 @@ def make_config(
     )
 
 
+NAME_MAX = 200
+"""The longest ``name`` a pool may have."""
+
 _pool_numbers = itertools.count(1)
 
 
@@ -189,7 +193,7 @@ def _name(value: object) -> str:
         return f"fairpool-{next(_pool_numbers)}"
     if not isinstance(value, str):
         raise _fail("name", value, TypeError)
-    if not value or len(value) > 200 or not value.isprintable():
+    if not value or len(value) > NAME_MAX or not value.isprintable():
         raise _fail("name", value)
     return value
 

@@ -34,6 +34,7 @@ from fairpool.cluster import (
     cluster,
     cluster_stats,
 )
+from fairpool.metrics import labelled, registered
 from fairpool.scripting import CrossSlotError, Script, ScriptRegistry
 from fairpool.scripting.ratelimit import GCRA
 from fairpool.tools.servers import RedisServer
@@ -193,6 +194,14 @@ def test_factory_binds_settings_and_tracks_pools() -> None:
     assert pool.policy is Policy.LIFO and pool.max_connections == 3
     assert factory.pools() == [pool]
     assert "lifo" in repr(factory)
+    # Named after the node: the name setting (by default fairpool-<n>, one n for the factory)
+    # then @host:port; a long name is cut short so that the node part stays.
+    assert pool.config.name == f"{factory.name}@127.0.0.1:1"
+    assert factory.name.startswith("fairpool-") and "@" not in factory.name
+    assert factory(host="127.0.0.1", port=2).config.name == f"{factory.name}@127.0.0.1:2"
+    long = NodePoolFactory(ConnectionPool, {"name": "x" * 200})
+    assert long.node_pool_name("127.0.0.1", 7000) == "x" * 185 + "@127.0.0.1:7000"
+    assert long(host="127.0.0.1", port=7000).config.name == "x" * 185 + "@127.0.0.1:7000"
     factory.close()  # as redis-py's pool close(): disconnects; the pool stays usable
     assert not pool.closed and _all_disconnected(pool)
 
@@ -342,6 +351,71 @@ def test_every_node_learnt_later_gets_a_fairpool_pool_and_close_closes_all(
     finally:
         rc.close()
     assert all(_all_disconnected(p) and not p.closed for p in rc.pool_factory.pools())
+
+
+def test_node_pools_are_named_and_labelled_by_node(redis_cluster: Cluster) -> None:
+    """With one ``name`` for the cluster, each node's pool is ``name@host:port`` in its name,
+    repr and exporter label; a pool redis-py builds again for a node (as redis-py before 7 does
+    after a connection error) gets the same label, and the other nodes' labels do not move."""
+    rc = cluster(redis_cluster.url, name="cache", policy="fifo")
+    try:
+        for i in range(30):
+            assert rc.set(f"named{i}", i)
+        pools = rc.node_pools()
+        assert len(pools) == 3
+        assert {node: p.config.name for node, p in pools.items()} == {
+            node: f"cache@{node}" for node in pools
+        }
+        for node, pool in pools.items():
+            assert f"name='cache@{node}'" in repr(pool)
+        by_label = dict(labelled(registered()))
+        assert all(by_label[f"cache@{node}"] is pool for node, pool in pools.items())
+        # The pool of the startup node used for discovery is a pool of the same node, made
+        # before the node's own: it is the one told apart.
+        assert len(rc.pool_factory.pools()) > len(pools)
+        assert all(label.startswith("cache@") for label, _ in labelled(rc.pool_factory.pools()))
+        _assert_prometheus_series(rc, pools)
+
+        node = rc.get_node_from_key("named0")
+        node.redis_connection = None  # what redis-py before 7 does on a connection error
+        rc.nodes_manager.initialize()
+        assert rc.get("named0") == b"0"
+        again = rc.node_pools()
+        assert again[node.name] is not pools[node.name]
+        assert again[node.name].config.name == f"cache@{node.name}"
+        by_label = dict(labelled(registered()))
+        assert all(by_label[f"cache@{n}"] is p for n, p in again.items())
+        assert all(again[n] is pools[n] for n in pools if n != node.name)
+        _assert_prometheus_series(rc, again)
+    finally:
+        rc.close()
+
+
+def test_node_pools_without_a_name_share_one_numbered_name(redis_cluster: Cluster) -> None:
+    rc = cluster(redis_cluster.url)
+    try:
+        rc.set("unnamed", 1)
+        base = rc.pool_factory.name
+        assert base.startswith("fairpool-")
+        assert {n: p.config.name for n, p in rc.node_pools().items()} == {
+            n: f"{base}@{n}" for n in rc.node_pools()
+        }
+    finally:
+        rc.close()
+
+
+def _assert_prometheus_series(rc: RedisCluster, pools: dict[str, ConnectionPool]) -> None:
+    """Prometheus's ``fairpool_borrows`` has one series per node pool, labelled by node."""
+    try:
+        from fairpool.metrics.prometheus import Collector
+
+        collector = Collector(rc.pool_factory.pools)
+    except ImportError:  # the prometheus extra is not installed
+        return
+    family = next(f for f in collector.collect() if f.name == "fairpool_borrows")
+    series = {s.labels["pool"]: s.value for s in family.samples if s.name.endswith("_total")}
+    for node, pool in pools.items():
+        assert series[f"cache@{node}"] == pool.stats().borrows
 
 
 def test_single_node_forms_and_the_blocking_pool_class(redis_cluster: Cluster) -> None:

