@@ -2,13 +2,16 @@
 ``pytest benchmarks/test_bench_faults.py --benchmark-only``; the figures are printed at the end
 (``faults``) and go to ``--benchmark-json``. docs/benchmarks.md and docs/lifecycle.md record a run.
 
-Each scenario runs once per pool on a server of its own (these benchmarks kill, stop and restart
-it, so they do not use the session's pinned ``bench_server``). The drivers are
-:mod:`fairpool.tools.faults`; ``tests/test_faults.py`` runs the same ones, shorter, with assertions.
+Each scenario runs once per pool (the kill storms: alternately) on a server of its own (these
+benchmarks kill, stop and restart it, so they do not use the session's pinned ``bench_server``).
+The drivers are :mod:`fairpool.tools.faults`; ``tests/test_faults.py`` runs the same ones,
+shorter, with assertions.
 
 1. ``test_kill_storm`` — 32 callers, ``CLIENT KILL TYPE normal`` every 200 ms, retries off, at three
    loads (back to back, think time ≤ 50 ms, ≤ 400 ms), sync and asyncio: caller errors per killed
-   connection (fairpool's and redis-py's ``ConnectionPool``, and redis-py's blocking pool).
+   connection, by kind (in flight, racing, stale, other), and the callers under way at the kills
+   (fairpool's and redis-py's ``ConnectionPool``, and redis-py's blocking pool), in ten 0.6 s
+   storms per pool alternating on one server.
 2. ``test_restart_and_stall`` — the server killed and restarted; stopped with SIGSTOP for 5 s
    (``socket_timeout=1``): errors, and how long after it was back every caller had succeeded.
 3. ``test_flaky_proxy`` — through a proxy adding 0-2 ms per chunk and resetting a connection every
@@ -33,10 +36,12 @@ import fairpool
 import fairpool.asyncio as fasync
 from fairpool.tools.faults import (
     FlakyProxy,
+    KillStorm,
+    alternate,
+    alternate_async,
     cancel_storm,
     endpoint_outage,
-    kill_storm,
-    kill_storm_async,
+    excess,
     restart,
     stall,
     under_load,
@@ -78,53 +83,75 @@ def _once(benchmark: Any, fn: Any) -> Any:
 
 LOADS = {"back_to_back": 0.0, "think_50ms": 0.05, "think_400ms": 0.4}
 
+#: Per pool, STORMS storms of SECONDS each (a kill every 200 ms), the pools alternating (ABBA).
+STORMS, SECONDS = 10, 0.6
+
 
 @pytest.mark.parametrize("load", list(LOADS))
-@pytest.mark.parametrize("kind", SYNC_KINDS)
-def test_kill_storm(
-    benchmark: Any, server: RedisServer, figures: Figures, kind: str, load: str
-) -> None:
-    if kind == "fairpool":  # the non-blocking pools side by side, as in issue 16's table
-        pool = fairpool.ConnectionPool(host=server.host, port=server.port)
-    else:
-        pool = _sync_pool(kind, server.host, server.port, max_connections=64, timeout=5)
-    think = LOADS[load]
-    result = _once(
-        benchmark,
-        lambda: kill_storm(pool, server.host, server.port, think=think, seconds=4.0),
-    )
-    _close(pool)
-    _record_storm(benchmark, figures, f"kill_storm sync {load} {kind}", result)
-
-
-def _record_storm(benchmark: Any, figures: Figures, name: str, result: Any) -> None:
-    row = {
-        "errors": result.errors,
-        "stale": result.stale,
-        "kills": result.kills,
-        "per_kill": round(result.per_kill, 3),
+def test_kill_storm(benchmark: Any, server: RedisServer, figures: Figures, load: str) -> None:
+    """fairpool's and redis-py's ``ConnectionPool`` and redis-py's blocking pool, alternating."""
+    pools = {
+        "fairpool": fairpool.ConnectionPool(host=server.host, port=server.port),
+        "redis-py": redis.ConnectionPool(host=server.host, port=server.port),
+        "redis-py-blocking": redis.BlockingConnectionPool(
+            host=server.host, port=server.port, max_connections=64, timeout=5
+        ),
     }
-    benchmark.extra_info.update(row)
-    figures.setdefault("faults", {})[name] = row
+    think = LOADS[load]
+    out = _once(
+        benchmark,
+        lambda: alternate(
+            pools, server.host, server.port, storms=STORMS, think=think, seconds=SECONDS
+        ),
+    )
+    for pool in pools.values():
+        _close(pool)
+    _record_storms(benchmark, figures, f"kill_storm sync {load}", out)
 
 
 @pytest.mark.parametrize("load", list(LOADS))
-@pytest.mark.parametrize("kind", ("fairpool", "redis-py"))
 def test_kill_storm_asyncio(
-    benchmark: Any, server: RedisServer, figures: Figures, kind: str, load: str
+    benchmark: Any, server: RedisServer, figures: Figures, load: str
 ) -> None:
-    async def run() -> Any:
-        cls = fasync.ConnectionPool if kind == "fairpool" else aredis.ConnectionPool
-        pool = cls(host=server.host, port=server.port)
+    """fairpool's and redis.asyncio's ``ConnectionPool``, alternating."""
+
+    async def run() -> dict[str, KillStorm]:
+        pools = {
+            "fairpool": fasync.ConnectionPool(host=server.host, port=server.port),
+            "redis-py": aredis.ConnectionPool(host=server.host, port=server.port),
+        }
         try:
-            return await kill_storm_async(
-                pool, server.host, server.port, think=LOADS[load], seconds=4.0
+            return await alternate_async(
+                pools, server.host, server.port, storms=STORMS, think=LOADS[load], seconds=SECONDS
             )
         finally:
-            await pool.disconnect()
+            for pool in pools.values():
+                await pool.disconnect()
 
-    result = _once(benchmark, lambda: asyncio.run(run()))
-    _record_storm(benchmark, figures, f"kill_storm asyncio {load} {kind}", result)
+    out = _once(benchmark, lambda: asyncio.run(run()))
+    _record_storms(benchmark, figures, f"kill_storm asyncio {load}", out)
+
+
+def _record_storms(benchmark: Any, figures: Figures, name: str, out: dict[str, KillStorm]) -> None:
+    """Per pool: errors by kind, killed connections, exposure, and the Welch statistic of its
+    errors per killed connection against redis-py's (``excess``: above 0, more than redis-py)."""
+    for kind, storm in out.items():
+        row: dict[str, Any] = {
+            "errors": storm.errors,
+            "in_flight": storm.in_flight,
+            "racing": storm.racing,
+            "stale": storm.stale,
+            "other": storm.other,
+            "kills": storm.kills,
+            "per_kill": round(storm.per_kill, 3),
+            "exposed": storm.exposed,
+            "per_exposed": round(storm.per_exposed, 3),
+            "commands": storm.commands,
+        }
+        if kind != "redis-py":
+            row["t_vs_redis_py"] = round(excess(storm, out["redis-py"]), 2)
+        benchmark.extra_info[kind] = row
+        figures.setdefault("faults", {})[f"{name} {kind}"] = row
 
 
 def _load_row(result: Any) -> dict[str, Any]:

@@ -23,12 +23,15 @@ import fairpool.asyncio as fasync
 from fairpool.tools.faults import (
     FlakyProxy,
     KillStorm,
+    alternate,
+    alternate_async,
     cancel_storm,
     endpoint_outage,
-    kill_storm,
-    kill_storm_async,
+    excess,
+    excess_df,
     restart,
     stall,
+    t_quantile,
     under_load,
 )
 from fairpool.tools.servers import RedisServer
@@ -103,6 +106,12 @@ def test_killed_idle_connections_never_reach_callers_asyncio(redis_servers: Serv
 
 LOADS = {"back_to_back": 0.0, "think_50ms": 0.05, "think_400ms": 0.4}
 
+#: A kill-storm comparison: per pool, STORMS storms of SECONDS (kills every 200 ms), alternating.
+STORMS, SECONDS = 4, 0.6
+
+#: One-sided significance level of each kill-storm assertion (see ``not_worse``).
+ALPHA = 0.005
+
 
 def within_noise(count: int, reference: float) -> bool:
     """``count`` is no more than ``reference`` up to counting noise: errors are rare events,
@@ -111,47 +120,65 @@ def within_noise(count: int, reference: float) -> bool:
 
 
 def not_worse(fp: KillStorm, rp: KillStorm) -> None:
-    """fairpool against redis-py on the same storm. Two measures:
+    """fairpool against redis-py, each the sum of ``STORMS`` short storms run alternately (ABBA)
+    on the same server. Every error is attributed (``KillStorm``): *in flight* or *racing* (the
+    caller was under way while the kill ran: no pool can save it), *stale* or *other* (the
+    pool's doing). Asserted:
 
-    * *stale* errors — a connection handed out although the pool could have known it was dead —
-      are the pool's doing: no more than redis-py's (both are about 0; fairpool before issue 16
-      made dozens to hundreds);
-    * all caller errors per kill: most hit commands in flight when the kill lands, which depends
-      on how many callers are mid-command (and varies several-fold from run to run on a loaded
-      machine), so the bound is redis-py's rate with a 1.5 factor, up to counting noise.
+    (i) avoidable (stale + other) errors per killed connection are not above redis-py's;
+    (ii) all errors per killed connection — issue 16's measure — are not above redis-py's.
+
+    "Not above" is a one-sided Welch test at level ``ALPHA`` with the storm as the independent
+    unit (``excess``: the ratio estimator's standard error over the storms, compared with the
+    *t* quantile at the Welch-Satterthwaite degrees of freedom). The storm, not the error, is the
+    unit because errors come in clusters — one kill fails every command in flight at once, and
+    how many are in flight drifts with the machine's load — so a Poisson bound on error counts
+    is far too tight (single 4 s runs of the *same* pool range several-fold), and even kills of
+    one storm are correlated (measured: a per-kill standard error gave t = 4.4 between two
+    alternations of the same two pools that gave t = -1.9 the run before). The test fails only if
+    fairpool is worse by more than chance explains at 0.5 % (per assertion, 12 in all: about 6 %
+    of runs would fail somewhere if the pools were exactly equal at every load, much less since
+    fairpool is below redis-py at most). It can fail: with ``health_check="none"`` (fairpool
+    before issue 16) the avoidable errors at the think-time loads are tens to hundreds per run
+    against redis-py's 0, far beyond the bound.
     """
-    assert within_noise(fp.stale, rp.stale), (fp, rp)
-    assert within_noise(fp.errors, 1.5 * rp.per_kill * fp.kills), (fp, rp)
+    for measure in ("avoidable", "errors"):
+        t = excess(fp, rp, measure, "killed")
+        bound = t_quantile(1 - ALPHA, excess_df(fp, rp, measure, "killed"))
+        assert t <= bound, (measure, round(t, 2), round(bound, 2), fp, rp)
+
+
+def _row(storm: KillStorm) -> str:
+    return (
+        f"errors {storm.errors} (in flight {storm.in_flight}, racing {storm.racing}, "
+        f"stale {storm.stale}, other {storm.other}) / killed {storm.kills} = "
+        f"{storm.per_kill:.3f}; exposed {storm.exposed}, {storm.per_exposed:.3f} per caller "
+        f"under way; commands {storm.commands}"
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("load", list(LOADS))
 def test_kill_storm_errors_per_kill_sync(redis_servers: Servers, load: str) -> None:
     """32 threads, every client connection killed every 200 ms, retries off: caller errors per
-    killed connection, fairpool (default settings) against redis-py's ConnectionPool."""
+    killed connection, fairpool (default settings) against redis-py's ConnectionPool, in
+    alternating short storms (see ``not_worse``)."""
     (server,) = redis_servers(1)
     before = fds()
-    seconds = 1.5 if LOADS[load] < 0.1 else 2.5
-    # Paired runs, up to three: errors on commands in flight at a kill vary several-fold from
-    # run to run (redis-py's own pool: 14 to 650 per storm), so one pair can mislead; fairpool
-    # must be not worse than redis-py in at least one pair, with the bound unchanged.
-    failures: list[AssertionError] = []
-    for _ in range(3):
-        rp_pool = redis.ConnectionPool(host=server.host, port=server.port)
-        rp = kill_storm(rp_pool, server.host, server.port, think=LOADS[load], seconds=seconds)
-        rp_pool.disconnect()
-        pool = fairpool.ConnectionPool(host=server.host, port=server.port)
-        fp = kill_storm(pool, server.host, server.port, think=LOADS[load], seconds=seconds)
-        assert fp.kills > 0 and rp.kills > 0
-        exact(pool.stats())
-        pool.shutdown()
-        try:
-            not_worse(fp, rp)
-            break
-        except AssertionError as failure:
-            failures.append(failure)
-    else:
-        raise failures[-1]
+    pools = {
+        "fairpool": fairpool.ConnectionPool(host=server.host, port=server.port),
+        "redis-py": redis.ConnectionPool(host=server.host, port=server.port),
+    }
+    out = alternate(
+        pools, server.host, server.port, storms=STORMS, think=LOADS[load], seconds=SECONDS
+    )
+    fp, rp = out["fairpool"], out["redis-py"]
+    print(f"\nsync {load}\n  fairpool {_row(fp)}\n  redis-py {_row(rp)}")
+    assert fp.kills > 0 and rp.kills > 0 and fp.misrouted == rp.misrouted == 0
+    not_worse(fp, rp)
+    exact(pools["fairpool"].stats())
+    pools["fairpool"].shutdown()
+    pools["redis-py"].disconnect()
     assert fds() <= before
 
 
@@ -160,24 +187,24 @@ def test_kill_storm_errors_per_kill_sync(redis_servers: Servers, load: str) -> N
 def test_kill_storm_errors_per_kill_asyncio(redis_servers: Servers, load: str) -> None:
     (server,) = redis_servers(1)
     before = fds()
-    seconds = 1.5 if LOADS[load] < 0.1 else 2.5
 
-    async def run(kind: str) -> tuple[Any, Any]:
-        cls = fasync.ConnectionPool if kind == "fairpool" else aredis.ConnectionPool
-        pool = cls(host=server.host, port=server.port)
-        result = await kill_storm_async(
-            pool, server.host, server.port, think=LOADS[load], seconds=seconds
+    async def run() -> tuple[dict[str, KillStorm], fairpool.PoolStats]:
+        pools = {
+            "fairpool": fasync.ConnectionPool(host=server.host, port=server.port),
+            "redis-py": aredis.ConnectionPool(host=server.host, port=server.port),
+        }
+        out = await alternate_async(
+            pools, server.host, server.port, storms=STORMS, think=LOADS[load], seconds=SECONDS
         )
-        stats = pool.stats() if kind == "fairpool" else None
-        if kind == "fairpool":
-            await pool.ashutdown()
-        else:
-            await pool.disconnect()
-        return result, stats
+        stats = pools["fairpool"].stats()
+        await pools["fairpool"].ashutdown()
+        await pools["redis-py"].disconnect()
+        return out, stats
 
-    rp, _ = asyncio.run(run("redis-py"))
-    fp, stats = asyncio.run(run("fairpool"))
-    assert fp.kills > 0 and rp.kills > 0
+    out, stats = asyncio.run(run())
+    fp, rp = out["fairpool"], out["redis-py"]
+    print(f"\nasyncio {load}\n  fairpool {_row(fp)}\n  redis-py {_row(rp)}")
+    assert fp.kills > 0 and rp.kills > 0 and fp.misrouted == rp.misrouted == 0
     not_worse(fp, rp)
     exact(stats)
     assert fds() <= before
