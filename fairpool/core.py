@@ -355,7 +355,8 @@ class PoolCore(Controls[C]):
                 slot.released = now
                 slot.in_use = False
                 self.idle_count += 1
-                self._idle.push(slot)
+                push = self._idle.push  # a C method for FIFO and LIFO: loaded, then called
+                push(slot)
                 return True
             self._release_slot(slot, now)
         else:

@@ -132,6 +132,9 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
         self._lock = threading.RLock()
         self._mutex = self._lock
         self._new_core()
+        # each connection's readiness check, closed with the connection (its epoll descriptor
+        # must not wait for the garbage collector)
+        self._probes: dict[Any, Probe] = {}
         self._tending = False  # an endpoint maintenance thread is running
         self._fork_gen = _threads.fork_generation
         self._maintainer = None
@@ -189,10 +192,12 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
         if got.__class__ is Slot:
             slot: Slot[Any] = got
             probe: Probe = slot.aux
-            if slot.fresh and probe.raw._sock is probe.sock and not probe.poll(0):
-                if _recorder._metrics_collector is not None:
-                    self._record_borrow(now, monotonic())
-                return slot.conn
+            if slot.fresh and probe.raw._sock is probe.sock:
+                ready = probe.ready  # (an attribute, not a method: loaded, then called)
+                if not ready():
+                    if _recorder._metrics_collector is not None:
+                        self._record_borrow(now, monotonic())
+                    return slot.conn
         return self._get_slow(got, waiter, now)
 
     def _get_slow(self, got: Any, waiter: ThreadWaiter | None, started: float) -> Any:
@@ -287,7 +292,7 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
                 now = monotonic()
                 planner.core.timings.observe_dial(now - started)
                 slot = planner.connected(conn, target, now, for_caller)
-                slot.aux = probe
+                slot.aux = self._probes[conn] = probe
                 slot.endpoint = peer_endpoint(raw)
                 trash = self._core.take_trash()
             if not for_caller:
@@ -328,7 +333,7 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
         if raw._sock is not probe.sock:
             probe.arm()  # reconnected since it was registered (e.g. by the client's retry)
         try:
-            polled = bool(probe.poll(0))
+            polled = bool(probe.ready())
         except (OSError, ValueError):
             polled = True
         due = self._core.needs_check(slot, now)

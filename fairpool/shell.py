@@ -336,9 +336,12 @@ class PoolShell:
             self._default_listener_only = (
                 len(listeners) == 1 and type(listeners[0]) is self._KIND.listener
             )
-        return not (
-            self._default_listener_only and getattr(connection, "_re_auth_token", True) is None
-        )
+        if not self._default_listener_only:
+            return True
+        try:  # the default listener acts only on a connection with a token to apply
+            return connection._re_auth_token is not None
+        except AttributeError:
+            return True
 
     def _note_owner(self, default: Callable[..., Any]) -> None:
         """Record whether this pool's ``owns_connection`` is the layer's ``default`` (which

@@ -11,6 +11,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from functools import partial
 from time import monotonic
 from typing import Any, TypeVar
 
@@ -80,45 +81,79 @@ UNARMED = object()
 """Stands in for a socket :class:`Probe` has not registered: never ``is`` a real one."""
 
 
-def _no_events(timeout: float) -> list[tuple[int, int]]:
+def _no_events() -> list[tuple[int, int]]:
     return []
+
+
+_epoll = getattr(select, "epoll", None)  # Linux
+_EPOLL_EVENTS = select.EPOLLIN | select.EPOLLRDHUP if _epoll is not None else 0
 
 
 class Probe:
     """The sync shell's per-connection data (``Slot.aux``): the object that owns the socket, and
-    a ``select.poll`` registered on that socket for the readiness poll made on every borrow.
+    the readiness check made on every borrow, registered once on that socket.
 
-    One ``poll(0)`` system call (~0.6 µs) answers "did anything arrive while it was idle?": EOF
-    (the server closed it), a reset, or bytes nobody asked for all show as an event, and only then
-    does the borrow take the slow path and run the full check. redis-py pays a similar poll
-    (``can_read()``) on every borrow. ``health_check="none"`` polls nothing."""
+    :meth:`ready` answers "did anything arrive while it was idle?" with one non-blocking system
+    call: EOF (the server closed it), a reset, or bytes nobody asked for all show as an event, and
+    only then does the borrow take the slow path and run the full check. redis-py pays a similar
+    check (``can_read()``) on every borrow. On Linux the socket has its own ``epoll`` instance
+    (one more descriptor per connection; ``epoll_wait`` costs ~0.3 µs against ~0.55 µs for
+    ``poll()``, which has to look at the socket), elsewhere — or when no descriptor is left for
+    one — a ``select.poll``. ``health_check="none"`` checks nothing."""
 
-    __slots__ = ("poll", "raw", "sock", "watch")
+    __slots__ = ("_watcher", "raw", "ready", "sock", "watch")
 
     def __init__(self, raw: Any, watch: bool) -> None:
         self.raw = raw
         self.watch = watch
         self.sock: Any = UNARMED
-        self.poll: Callable[[float], list[tuple[int, int]]] = _no_events
+        self.ready: Callable[[], list[tuple[int, int]]] = _no_events
+        self._watcher: Any = None
         self.arm()
 
     def arm(self) -> None:
         """Register the connection's current socket (after a dial or a reconnect)."""
         sock = self.raw._sock
-        self.sock = UNARMED
-        self.poll = _no_events
+        self.close()
         if sock is None:
             return
         if self.watch:
             try:
-                poller = select.poll()
-                poller.register(sock.fileno(), select.POLLIN)
+                fd = sock.fileno()
+                self.ready = self._watch(fd)
             except (OSError, ValueError, TypeError):
                 # A closed socket, or a stand-in without a real descriptor (a test double's
                 # mock socket): stays unarmed, so every borrow takes the slow path.
                 return
-            self.poll = poller.poll
         self.sock = sock
+
+    def _watch(self, fd: int) -> Callable[[], list[tuple[int, int]]]:
+        if _epoll is not None:
+            try:
+                watcher = _epoll(1)
+            except OSError:  # out of descriptors: poll() needs none
+                pass
+            else:
+                try:
+                    watcher.register(fd, _EPOLL_EVENTS)
+                except BaseException:
+                    watcher.close()
+                    raise
+                self._watcher = watcher
+                return partial(watcher.poll, 0, 1)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return partial(poller.poll, 0)
+
+    def close(self) -> None:
+        """Forget the socket (the connection is being closed, or re-armed): its ``epoll``
+        descriptor is closed now rather than whenever the probe is collected."""
+        self.sock = UNARMED
+        self.ready = _no_events
+        watcher = self._watcher
+        if watcher is not None:
+            self._watcher = None
+            watcher.close()
 
 
 def raw_connection(conn: Any) -> Any:
@@ -257,6 +292,7 @@ class ThreadLifecycle(PoolShell):
     _keeper: TurnKeeper | None
     _fork_gen: int
     _tending: bool
+    _probes: dict[Any, Probe]
     _dial: Callable[..., Any]
     _checkpid: Callable[[], None]
     _mock: Callable[[Any], Any]
@@ -374,8 +410,12 @@ class ThreadLifecycle(PoolShell):
             self._locked(self._planner.probe_done, endpoint, ok, monotonic())
 
     def _close(self, trash: Trash) -> None:
+        probes = self._probes
         for conn, _reason in trash:
             quietly(conn.disconnect)
+            probe = probes.pop(conn, None)
+            if probe is not None:
+                probe.close()
         if trash and _recorder._metrics_collector is not None:
             self._record(-len(trash), 0)
 
@@ -389,6 +429,9 @@ class ThreadLifecycle(PoolShell):
         try:
             for conn in [s.conn for s in idle] + in_use:
                 quietly(conn.disconnect)
+            for slot in idle:  # their readiness checks go too (reconnecting arms new ones)
+                if isinstance(slot.aux, Probe):
+                    slot.aux.close()
         finally:
             self._close(self._locked(self._core.put_back, idle, monotonic())[1])
 
