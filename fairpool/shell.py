@@ -305,9 +305,16 @@ class PoolShell:
 
     def _pushes_expected(self) -> bool:
         """Whether pending data on an idle connection may be a legitimate push message
-        (client-side caching invalidations, maintenance notifications under RESP3) rather than a
-        stale reply that puts the connection out of sync."""
-        return self.cache is not None or maint_notifications_enabled(self)
+        (client-side caching invalidations, maintenance notifications) rather than a stale reply
+        that puts the connection out of sync. Push messages exist only under RESP3: redis-py 7+
+        skips its "Connection has data" check whenever maintenance notifications are enabled,
+        which its default ``"auto"`` is even under RESP2, where a pending reply can only be
+        stale; fairpool still checks there (docs/migrating.md)."""
+        if self.cache is not None:
+            return True
+        return maint_notifications_enabled(self) and str(
+            self.connection_kwargs.get("protocol") or 2
+        ) == "3"
 
     def _pool_name(self) -> str:
         """The pool's name in redis-py's metrics."""

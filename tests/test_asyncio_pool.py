@@ -910,3 +910,24 @@ def test_get_connection_arguments_warn_as_redis_py_does(redis_url: str) -> None:
 
     warned = arun(main())
     assert warned[0] == warned[1]
+
+
+def test_a_reply_left_unread_never_reaches_the_next_caller(redis_url: str) -> None:
+    """A connection released with a reply nobody read (within health_check_after, so no
+    configured check is due): the next borrowers get their own replies (the sync twin is in
+    tests/test_lifecycle.py)."""
+
+    async def main() -> list[Any]:
+        pool = ConnectionPool.from_url(redis_url, policy="fifo", health_check_after=60)
+        r = aredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+        conns = [await pool.get_connection() for _ in range(3)]
+        await r.set("k", "v")
+        await conns[0].send_command("ECHO", "stray")
+        await asyncio.sleep(0.05)
+        for c in conns:
+            await pool.release(c)
+        got = [await r.get("k") for _ in range(6)]
+        await pool.disconnect()
+        return got
+
+    assert arun(main()) == [b"v"] * 6

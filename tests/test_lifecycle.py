@@ -105,6 +105,60 @@ def test_dead_idle_connections_never_reach_callers(
     assert stats.closed["health_check"] == 4 and stats.in_use == 0
 
 
+def fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(params=["epoll", "poll"])
+def borrow_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The sync borrow check's two mechanisms: an epoll instance per connection (Linux), and
+    poll() (elsewhere, or when epoll cannot get a descriptor: simulated by failing it)."""
+    import fairpool.threads
+
+    if request.param == "poll":
+
+        def no_descriptor(sizehint: int = -1) -> object:
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(fairpool.threads, "_epoll", no_descriptor)
+    elif fairpool.threads._epoll is None:
+        pytest.skip("no select.epoll on this platform")
+    return str(request.param)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_borrow_check_catches_a_kill_and_stray_bytes_and_closes_with_the_connection(
+    redis_url: str, shared_redis: RedisServer, borrow_check: str
+) -> None:
+    """Recently used idle connections (no configured check due): a server-side close and a reply
+    nobody read are both seen by the borrow check, whichever mechanism it uses; its descriptors
+    (epoll: one per connection) are gone after disconnect() and after shutdown()."""
+    before = fds()
+    pool = ConnectionPool.from_url(redis_url, policy="fifo", health_check_after=60)
+    r = redis.Redis(connection_pool=pool, retry=NO_RETRY)
+    conns = [pool.get_connection() for _ in range(4)]
+    opened = fds() - before
+    assert opened == (8 if borrow_check == "epoll" else 4)
+    r.set("k", "v")
+    conns[0].send_command("ECHO", "stray")  # released with its reply unread
+    time.sleep(0.05)
+    for c in conns:
+        pool.release(c)
+    time.sleep(0.05)
+    assert [r.get("k") for _ in range(8)] == [b"v"] * 8  # never the stray reply
+    with shared_redis.client() as admin:
+        admin.client_kill_filter(_type="normal", skipme=True)
+    time.sleep(0.05)
+    for _ in range(8):
+        assert r.ping()  # retries are off: a dead connection would raise here
+    assert pool.stats().closed["health_check"] >= 4
+    pool.disconnect()
+    assert fds() == before
+    assert r.ping()
+    pool.shutdown()
+    assert fds() == before
+
+
 def test_recently_used_connection_killed_is_caught_by_suspect_marking(
     redis_servers: Callable[..., list[RedisServer]],
 ) -> None:
