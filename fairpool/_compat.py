@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ASYNC_SHOULD_RECONNECT",
+    "DRIVER_KEYS",
     "ERRORS_TAKE_STATUS_CODE",
     "HAS_CACHING",
+    "HAS_DRIVER_INFO",
     "HAS_EVENTS",
     "HAS_MAINT_NOTIFICATIONS",
     "HAS_OBSERVABILITY",
@@ -31,6 +33,7 @@ __all__ = [
     "arecorder",
     "async_can_read",
     "borrow_args",
+    "driver_info_of",
     "get_connection_args_deprecated",
     "get_pool_name",
     "maint_notifications_enabled",
@@ -129,6 +132,47 @@ def maint_notifications_enabled(pool: Any) -> bool:
     an idle connection); ``False`` where redis-py has no such feature."""
     enabled = getattr(pool, "maint_notifications_enabled", None)
     return bool(enabled()) if enabled is not None else False
+
+
+# --- CLIENT SETINFO's driver info (redis-py 8.x) -----------------------------------------------
+try:
+    from redis.driver_info import DriverInfo as _DriverInfo
+except ImportError:  # redis-py before 8: the library name and version are plain arguments
+    _DriverInfo = None  # type: ignore[assignment,misc]
+
+HAS_DRIVER_INFO = _DriverInfo is not None
+"""Whether connections take ``driver_info=`` (redis-py 8.x)."""
+
+DRIVER_KEYS = frozenset(("driver_info", "lib_name", "lib_version"))
+"""Connection arguments that choose the driver info a connection sends (``CLIENT SETINFO``)."""
+
+
+_TAKES_DRIVER_INFO: dict[type, bool] = {}
+
+
+def _takes_driver_info(cls: type) -> bool:
+    takes = _TAKES_DRIVER_INFO.get(cls)
+    if takes is None:
+        try:
+            params = inspect.signature(cls).parameters.values()
+            takes = any(p.name == "driver_info" or p.kind is p.VAR_KEYWORD for p in params)
+        except (TypeError, ValueError):  # no signature to read: pass it nothing new
+            takes = False
+        _TAKES_DRIVER_INFO[cls] = takes
+    return takes
+
+
+def driver_info_of(conn: Any) -> Any:
+    """The ``DriverInfo`` that ``conn`` resolved for itself, if its class takes a
+    ``driver_info=`` argument (redis-py 8.x), else ``None``. redis-py 8.x resolves it in every
+    connection's constructor with ``importlib.metadata`` (about 0.6 ms of CPU, mostly under the
+    GIL): the pools reuse a copy of the first one (see ``PoolShell.make_connection``)."""
+    if _DriverInfo is None:
+        return None
+    info = getattr(conn, "driver_info", None)
+    if not isinstance(info, _DriverInfo) or not _takes_driver_info(type(conn)):
+        return None
+    return info
 
 
 # --- constructor and get_connection() signatures ---------------------------------------------

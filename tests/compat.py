@@ -25,6 +25,9 @@ needs_maint_notifications = pytest.mark.skipif(
     not _compat.HAS_MAINT_NOTIFICATIONS,
     reason="this redis-py has no maintenance notifications (7.x+)",
 )
+needs_driver_info = pytest.mark.skipif(
+    not _compat.HAS_DRIVER_INFO, reason="this redis-py has no DriverInfo (8.x)"
+)
 needs_observability = pytest.mark.skipif(
     not _compat.HAS_OBSERVABILITY, reason="this redis-py has no OpenTelemetry metrics (7.x+)"
 )

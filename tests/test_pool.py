@@ -22,7 +22,12 @@ import fairpool
 from fairpool import BlockingConnectionPool, ConnectionPool, Policy
 from fairpool.tools.servers import RedisServer
 
-from .compat import needs_caching, needs_events, needs_maint_notifications
+from .compat import (
+    needs_caching,
+    needs_driver_info,
+    needs_events,
+    needs_maint_notifications,
+)
 from .helpers import wait_until
 
 NO_RETRY = Retry(NoBackoff(), 0)
@@ -154,6 +159,88 @@ def test_set_retry_reaches_existing_and_new_connections(redis_url: str) -> None:
     pool.set_retry(retry)
     assert all(c.retry is retry for c in conns)
     assert pool.make_connection().retry._retries == 7  # redis-py copies it per connection
+
+
+@needs_driver_info
+@pytest.mark.parametrize("kind", ["sync", "asyncio"])
+def test_new_connections_reuse_the_resolved_driver_info(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """redis-py 8.x resolves ``CLIENT SETINFO``'s driver info from the installed packages'
+    metadata in every connection's constructor (~0.6 ms of CPU): after a server-side mass
+    disconnect fairpool replaces every dead connection with a new object, and that cost made
+    each of a burst of concurrent dials take tens of milliseconds. The pool resolves it once per
+    connection class; each connection gets its own equal copy, on every endpoint."""
+    from redis import utils
+    from redis.driver_info import DriverInfo
+
+    import fairpool.asyncio as fasync
+
+    real = utils.get_lib_version
+    calls: list[int] = []
+
+    def counted() -> str:
+        calls.append(1)
+        version: str = real()
+        return version
+
+    monkeypatch.setattr(utils, "get_lib_version", counted)
+    expected = DriverInfo()
+    calls.clear()
+    cls = ConnectionPool if kind == "sync" else fasync.ConnectionPool
+    pool = cls(host="127.0.0.1", port=1)
+    conns = [pool.make_connection() for _ in range(4)]
+    conns.append(pool.make_connection(("127.0.0.2", 2)))
+    assert len(calls) == 1
+    infos = [c.driver_info for c in conns]
+    assert all(i == expected for i in infos)
+    assert len({id(i) for i in infos}) == len(infos)  # a copy each, as redis-py builds them
+    assert conns[-1].host == "127.0.0.2"
+    assert "driver_info" not in pool.connection_kwargs
+
+
+@needs_driver_info
+def test_driver_info_chosen_by_the_arguments_is_kept() -> None:
+    """A ``driver_info`` (or ``lib_name`` / ``lib_version``) in the connection arguments is
+    passed as given, shared by every connection as with redis-py's pool."""
+    from redis.driver_info import DriverInfo
+
+    mine = DriverInfo(lib_version="1.2.3").add_upstream_driver("mylib", "4.5")
+    pool = ConnectionPool(host="127.0.0.1", port=1, driver_info=mine)
+    assert all(pool.make_connection().driver_info is mine for _ in range(3))
+    pool = ConnectionPool(host="127.0.0.1", port=1, driver_info=None)
+    assert all(pool.make_connection().driver_info is None for _ in range(3))
+
+
+@needs_driver_info
+def test_replacements_of_killed_connections_identify_themselves(
+    redis_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections dialled to replace killed ones send the same ``CLIENT SETINFO`` as the
+    first (library name and version, seen in ``CLIENT LIST``) without resolving it again."""
+    from redis import utils
+    from redis.driver_info import DriverInfo
+
+    expected = DriverInfo()
+    pool = ConnectionPool(host=redis_server.host, port=redis_server.port)
+    admin = redis.Redis(host=redis_server.host, port=redis_server.port)
+    _open_connections(pool, 4)
+    real, calls = utils.get_lib_version, []
+    monkeypatch.setattr(utils, "get_lib_version", lambda: calls.append(1) or real())
+    admin.client_kill_filter(_type="normal", skipme=True)
+    time.sleep(0.1)
+    _open_connections(pool, 4)  # each borrow finds its connection dead and dials a new one
+    assert calls == []
+    stats = pool.stats()
+    assert stats.closed["health_check"] == 4 and stats.created == 8 and stats.idle == 4
+    admin_id = admin.client_id()
+    mine = [c for c in admin.client_list(_type="normal") if int(c["id"]) != admin_id]
+    assert len(mine) == 4
+    if "lib-name" in mine[0]:  # redis-server 7.2+ lists what CLIENT SETINFO set
+        assert all(c["lib-name"] == expected.formatted_name for c in mine)
+        assert all(c["lib-ver"] == expected.lib_version for c in mine)
+    pool.shutdown()
+    admin.close()
 
 
 @needs_events

@@ -157,7 +157,8 @@ class KillStorm:
 def excess(a: KillStorm, b: KillStorm, measure: str = "errors", per: str = "killed") -> float:
     """How far ``a``'s rate is above ``b``'s, in standard errors (a Welch *t* statistic; negative:
     below). The rate is ``Σ measure / Σ per`` over the storms added up in each (``measure``:
-    ``errors``, ``at_kill`` or ``avoidable``; ``per``: ``killed``, ``kills`` or ``exposed``).
+    ``errors``, ``at_kill`` or ``avoidable``; ``per``: ``killed``, ``kills`` or ``exposed``; and
+    ``killed`` per ``kills``: the connections alive at each kill).
 
     The storm, not the error nor the kill, is the independent unit: a kill's errors come
     together (the callers mid-command when it lands), and kills close in time share the
