@@ -181,6 +181,11 @@ class Planner(Generic[C]):
             return DONE
         if core.reserve_dial():
             return DIAL_ONE
+        if core.open_count + core.dialling < core.config.max_connections:
+            # Below the cap, the free place is left for the callers (a pool that does not block,
+            # with nothing idle: see reserve_dial); their dials go to the sparse endpoint. No
+            # connection is retired meanwhile.
+            return WAIT_RETIRE
         crowded = plan[0]
         victims = [s for s in core.idle_slots() if s.target == crowded] or [
             s for s in core.slots() if s.target == crowded and s.retire is None

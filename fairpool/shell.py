@@ -337,9 +337,10 @@ class PoolShell:
         stale; fairpool still checks there (docs/migrating.md)."""
         if self.cache is not None:
             return True
-        return maint_notifications_enabled(self) and str(
-            self.connection_kwargs.get("protocol") or 2
-        ) == "3"
+        return (
+            maint_notifications_enabled(self)
+            and str(self.connection_kwargs.get("protocol") or 2) == "3"
+        )
 
     def _pool_name(self) -> str:
         """The pool's name in redis-py's metrics."""

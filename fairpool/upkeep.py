@@ -121,8 +121,15 @@ class Upkeep(Generic[C]):
 
     def reserve_dial(self) -> bool:
         """Reserve capacity for a dial the shell starts on its own (not for a caller): ``False``
-        at the cap, when callers are waiting, or when the pool is closed."""
-        if self.closed or self._waiters or len(self._slots) + self.dialling >= self._max:
+        at the cap, when callers are waiting, or when the pool is closed — and, in a pool that
+        does not block, for the last free place while no connection is idle: a caller arriving
+        during that dial would find nothing to borrow and no room to dial, and fail, where
+        redis-py's pool (which dials nothing on its own) would have served it. It dials there
+        itself instead, to the endpoint holding the fewest."""
+        taken = len(self._slots) + self.dialling
+        if self.closed or self._waiters or taken >= self._max:
+            return False
+        if not self.config.block and not self.idle_count and taken + 1 >= self._max:
             return False
         self.dialling += 1
         return True

@@ -804,3 +804,18 @@ def test_retire_refuses_foreign_and_retiring_connections_and_keeps_the_reason() 
     assert stats.closed["lifetime"] == 0 and stats.open == 1
     assert [r for _, r in core.take_trash()] == ["rebalance", "error"]
     assert core.acquire(2.0) is slot_a  # the remaining one is handed out as before
+
+
+@pytest.mark.parametrize("block", [False, True])
+def test_reserve_dial_leaves_the_last_free_place_to_callers_unless_they_wait(block: bool) -> None:
+    """A pool that does not block fails a caller at the cap at once: a dial of its own (refill,
+    probe, rebalancing) must not take the last free place while nothing is idle. A blocking pool's
+    caller waits for that dial instead, so there it may."""
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=3, block=block), now=0.0)
+    (a,) = dial_new(core, 1, 0.0)
+    assert core.reserve_dial()  # two places free: one may go
+    assert core.reserve_dial() is block  # the last one, nothing idle
+    if block:
+        return
+    core.release(a, 0.0)  # now one is idle: a caller has something to borrow
+    assert core.reserve_dial() and core.dialling == 2

@@ -243,7 +243,7 @@ def test_rebalance_at_the_cap_retires_idle_then_borrowed_connections() -> None:
 
 
 def test_rebalance_waits_for_a_borrowed_victim() -> None:
-    p = planner(2, max_connections=3)
+    p = planner(2, max_connections=3, block=True)
     p.dialling(B)
     p.dial_error(B, 0.0)
     a1, a2, a3 = dial(p, 0.0), dial(p, 0.0), dial(p, 0.0)
@@ -264,8 +264,37 @@ def test_rebalance_waits_for_a_borrowed_victim() -> None:
     del a2, a3
 
 
+def test_rebalance_leaves_the_last_free_place_to_callers_when_the_pool_does_not_block() -> None:
+    """Without ``block`` a caller at the cap fails at once, so a rebalancing dial must not take
+    the place a retired borrowed connection freed while nothing is idle: the callers dial there
+    (to the sparse endpoint), and no other connection is retired meanwhile."""
+    p = planner(2, max_connections=3)
+    p.dialling(B)
+    p.dial_error(B, 0.0)
+    a1, a2, a3 = dial(p, 0.0), dial(p, 0.0), dial(p, 0.0)
+    p.endpoints.report(B, True, 1.0)  # type: ignore[union-attr]
+    retiring: list[Slot[FakeConn]] = []
+    assert p.rebalance_step(retiring, 1.0) is WAIT_RETIRE and retiring == [a1]
+    assert p.core.release(a1.conn, 1.1)
+    assert p.core.take_trash() == [(a1.conn, "rebalance")]
+    assert not p.core.reserve_dial()  # the last free place, nothing idle
+    assert p.rebalance_step(retiring, 1.1) is WAIT_RETIRE and retiring == []
+    assert p.rebalance_step(retiring, 1.2) is WAIT_RETIRE  # still nothing else retired
+    assert a2.retire is None and a3.retire is None
+    assert p.core.acquire(1.2) is DIAL and p.dial_order(1.2)[0] == B  # the caller's dial
+    p.dialling(B)
+    p.connected(FakeConn(), B, 1.2)
+    assert p.rebalance_step(retiring, 1.3) is DONE  # 2 and 1
+    # With a connection idle, callers have one to take: the place may be used.
+    p.core.release(a2.conn, 1.4)
+    p.core.release(p.core.slot_of(a3.conn).conn, 1.4)  # type: ignore[union-attr]
+    p.core.retire(a2, "rebalance")
+    p.core.take_trash()
+    assert p.core.idle_count == 1 and p.core.reserve_dial()
+
+
 def test_rebalance_uses_capacity_freed_while_a_move_is_under_way() -> None:
-    p = planner(3, max_connections=4)
+    p = planner(3, max_connections=4, block=True)
     for e in (B, C):
         p.dialling(e)
         p.dial_error(e, 0.0)
@@ -289,7 +318,7 @@ def test_rebalance_uses_capacity_freed_while_a_move_is_under_way() -> None:
 
 
 def test_rebalance_gives_up_when_the_crowded_endpoint_has_only_dials_in_flight() -> None:
-    p = planner(2, max_connections=2)
+    p = planner(2, max_connections=2, block=True)
     b = dial(p, 0.0)
     assert b.target is not None
     crowded = A if b.target == B else B
@@ -423,7 +452,7 @@ def test_give_back_undoes_a_borrow_in_progress() -> None:
 
 
 def test_rebalance_retires_the_crowded_endpoints_only_idle_connection_at_once() -> None:
-    p = planner(2, max_connections=2)
+    p = planner(2, max_connections=2, block=True)
     p.dialling(B)
     p.dial_error(B, 0.0)
     borrowed = dial(p, 0.0)
