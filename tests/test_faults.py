@@ -317,7 +317,10 @@ def test_endpoint_down_and_back_gets_its_share_soon(redis_servers: Servers, poli
     )
     outage = endpoint_outage(pool, servers, down=1, outage=3.0, allow=8.0)
     assert outage.recovered_after is not None and outage.recovered_after < 6.0, outage
-    assert outage.errors <= 32, outage  # about one per connection to the endpoint that failed
+    # The endpoint's 8 connections fail the commands in flight on them; nothing else should:
+    # rebalancing never takes a free place a caller needs (this pool does not block, so that
+    # caller would fail; before that fix 6-37 errors per outage, now 0-8).
+    assert outage.errors <= 16, outage
     exact(pool.stats())
     pool.shutdown()
     time.sleep(0.1)
