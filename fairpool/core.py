@@ -313,7 +313,7 @@ class PoolCore(Controls[C]):
         self,
         slot: Slot[C],
         now: float,
-        reusable: bool = True,
+        reusable: bool,
         owner: object = None,
         who: Callable[[], object] | None = None,
     ) -> bool:

@@ -1,7 +1,8 @@
 """Idle-connection orders: where a borrow finds its connection.
 
 Each policy is a small container of idle :class:`~fairpool.slot.Slot` objects with the same
-interface — ``push`` (a connection became idle), ``pop`` (the next one to hand out, or ``None``),
+interface — ``push`` (a connection became idle), ``take`` (the next one to hand out; the core
+calls it only when one is idle),
 ``remove`` (a specific idle connection is being closed), ``__len__`` and ``__iter__``
 (hand-out order) — and its own pruning strategy for ``idle_timeout`` (``prune`` and
 ``prune_deadline``): LIFO closes each connection idle for ``idle_timeout``; the fair policies,
@@ -48,16 +49,10 @@ class IdleSet:
         """Add a connection that just became idle."""
         raise NotImplementedError
 
-    def pop(self) -> Slot[Any] | None:
-        """Remove and return the next connection to hand out, or ``None`` if there is none."""
-        raise NotImplementedError
-
     def take(self) -> Slot[Any]:
         """Remove and return the next connection to hand out; only called when one is idle (the
         core counts them). FIFO and LIFO bind it to their container's C method."""
-        slot = self.pop()
-        assert slot is not None
-        return slot
+        raise NotImplementedError
 
     def remove(self, slot: Slot[Any]) -> None:
         """Remove a specific idle connection (it is being closed)."""
@@ -98,18 +93,13 @@ class IdleSet:
 class LifoIdle(IdleSet):
     """A stack (redis-py's and redigo's order)."""
 
-    __slots__ = ("_stack", "pop", "push", "take")
+    __slots__ = ("_stack", "push", "take")
 
     def __init__(self) -> None:
         self._stack: list[Slot[Any]] = []
         # Bound C methods: the hot path pays no Python frame for push/take.
         self.push = self._stack.append  # type: ignore[method-assign,assignment]
         self.take = self._stack.pop  # type: ignore[method-assign]
-        self.pop = self._pop  # type: ignore[method-assign]
-
-    def _pop(self) -> Slot[Any] | None:
-        stack = self._stack
-        return stack.pop() if stack else None
 
     def remove(self, slot: Slot[Any]) -> None:
         self._stack.remove(slot)
@@ -141,17 +131,12 @@ class LifoIdle(IdleSet):
 class FifoIdle(IdleSet):
     """A queue (go-redis ``PoolFIFO``)."""
 
-    __slots__ = ("_queue", "pop", "push", "take")
+    __slots__ = ("_queue", "push", "take")
 
     def __init__(self) -> None:
         self._queue: deque[Slot[Any]] = deque()
         self.push = self._queue.append  # type: ignore[method-assign,assignment]
         self.take = self._queue.popleft  # type: ignore[method-assign]
-        self.pop = self._pop  # type: ignore[method-assign]
-
-    def _pop(self) -> Slot[Any] | None:
-        queue = self._queue
-        return queue.popleft() if queue else None
 
     def remove(self, slot: Slot[Any]) -> None:
         self._queue.remove(slot)
@@ -181,9 +166,6 @@ class RoundRobinIdle(IdleSet):
         seq = slot.seq
         self._by_seq[seq] = slot
         insort(self._seqs, seq)
-
-    def pop(self) -> Slot[Any] | None:
-        return self.take() if self._seqs else None
 
     def take(self) -> Slot[Any]:
         seqs = self._seqs

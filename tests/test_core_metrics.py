@@ -57,6 +57,30 @@ def test_an_unusable_release_still_ends_a_hold() -> None:
     assert (hold.count, hold.sum) == (1, 0.25)
 
 
+def test_equal_holds_add_up_in_one_bucket() -> None:
+    core = _core()
+    (conn,) = dial_new(core, 1, 0.0)
+    assert core.release(conn, 0.5)
+    assert isinstance(core.acquire(1.0), Slot)
+    assert core.release(conn, 1.5)  # held 0.5 s again
+    hold = core.timings.hold.snapshot()
+    assert hold.counts[_bucket(0.5)] == 2 and hold.count == 2 and hold.max == 0.5
+
+
+def test_a_slot_released_again_after_it_was_dropped_is_refused() -> None:
+    """The shells release by slot (the one ``borrowed()`` returned before their lock): a second
+    release of a slot the first one closed (not reusable) changes nothing."""
+    core = _core()
+    (conn,) = dial_new(core, 1, 0.0)
+    slot = core.borrowed(conn)
+    assert slot is not None
+    assert core.release_slot(slot, 0.25, False)
+    assert core.take_trash() == [(conn, "error")]
+    assert not core.release_slot(slot, 0.5, True)
+    assert core.open_count == 0 and core.idle_count == 0 and not core.trash
+    assert core.timings.hold.snapshot().count == 1
+
+
 def test_wait_and_hold_through_a_hand_over() -> None:
     core = _core(max_connections=1, block=True)
     (conn,) = dial_new(core, 1, 0.0)
