@@ -307,17 +307,18 @@ class PoolShell:
         in place, fairpool replaces dead ones)."""
         kwargs = self.connection_kwargs
         cls = self.connection_class
-        driver = self._driver
-        reuse = driver is not None and driver[0] is cls and DRIVER_KEYS.isdisjoint(kwargs)
-        if endpoint is not None or reuse:
+        own_driver = DRIVER_KEYS.isdisjoint(kwargs)  # the arguments do not choose it
+        driver = self._driver if own_driver else None
+        if driver is not None and driver[0] is not cls:
+            driver = None
+        if endpoint is not None or driver is not None:
             kwargs = dict(kwargs)
             if endpoint is not None:
                 kwargs["host"], kwargs["port"] = endpoint
-            if reuse:
-                assert driver is not None
+            if driver is not None:
                 kwargs["driver_info"] = copy.deepcopy(driver[1])
         conn = cls(**kwargs)
-        if not reuse and DRIVER_KEYS.isdisjoint(kwargs):
+        if own_driver and driver is None:
             info = driver_info_of(conn)
             if info is not None:
                 self._driver = (cls, copy.deepcopy(info))
