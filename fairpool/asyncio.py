@@ -59,6 +59,7 @@ from .tasks import (
     chain_connect,
     quiet,
     shielded,
+    stirred,
     stream_endpoint,
     stream_of,
 )
@@ -396,6 +397,11 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
             slot.suspect = False
             return conn
         polled = not quiet(raw)
+        if polled and not self._pushes_expected():
+            # The end of the stream, an error or a stale reply: unusable, whatever the check
+            # would say.
+            await self._close(self._sweep(conn, stirred))
+            return None
         due = self._core.needs_check(slot, now)
         if polled or due:
             try:
@@ -502,6 +508,8 @@ class ConnectionPool(TaskLifecycle, RedisAsyncConnectionPool):
 
     async def _after_release(self, now: float) -> None:
         core = self._core
+        if core.later:  # idle connections a borrow found dead (PoolShell._sweep)
+            core.flush_later()
         trash = core.take_trash() if core.trash else None
         if _arecorder._async_metrics_collector is not None:
             self._record(1, -1)

@@ -61,9 +61,9 @@ class Controls(Upkeep[C]):
         self._max_idle = config.max_idle
         if self._max_idle is not None:
             self._close_idle(self.idle_count - self._max_idle, "max_idle")
-        self._close_idle(len(self._slots) + self.dialling - self._max, "resize")
+        self._close_idle(-self.room, "resize")
         slots = self._slots.values()
-        over = len(self._slots) + self.dialling - self._max
+        over = -self.room
         over -= sum(1 for s in slots if s.retire is not None)  # those close when released anyway
         for slot in [s for s in slots if s.in_use and s.retire is None][: max(over, 0)]:
             slot.retire = "resize"
@@ -87,10 +87,11 @@ class Controls(Upkeep[C]):
     def _over_cap(self, slot: Slot[C]) -> None:
         """A new connection joins a pool that :meth:`resize` shrank below what was open or being
         dialled: retire it (when released) unless enough others retire already."""
-        if len(self._slots) + self.dialling <= self._max:
+        over = -self.room
+        if over <= 0:
             return
         retiring = sum(1 for s in self._slots.values() if s.retire is not None)
-        if len(self._slots) + self.dialling - retiring > self._max:
+        if over > retiring:
             slot.retire = "resize"
             slot.expires = -_INF
 

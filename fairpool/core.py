@@ -31,7 +31,7 @@ import random
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 from .config import PoolConfig
@@ -82,6 +82,7 @@ class PoolCore(Controls[C]):
         self.dialling = 0
         self.closed = False
         self.trash: list[tuple[C, str]] = []
+        self.later: list[tuple[C, str]] = []  # closes deferred to the next release (discard_idle)
         # counters
         self.hits = 0
         self.misses = 0
@@ -160,7 +161,7 @@ class PoolCore(Controls[C]):
         if self.closed:
             raise PoolClosedError("fairpool: the connection pool is closed")
         self._low = 0
-        if not self._waiters and len(self._slots) + self.dialling < self._max:
+        if not self._waiters and self.room > 0:
             self.dialling += 1
             return DIAL
         if self.config.block:
@@ -478,7 +479,7 @@ class PoolCore(Controls[C]):
 
     def _grant_capacity(self) -> None:
         waiters = self._waiters
-        while waiters and not self.closed and len(self._slots) + self.dialling < self._max:
+        while waiters and not self.closed and self.room > 0:
             waiter = waiters.popleft()
             self.dialling += 1
             waiter.dial = True
@@ -541,6 +542,7 @@ class PoolCore(Controls[C]):
     def close(self) -> None:
         """Close the pool: idle connections go to the trash now, borrowed ones when released,
         queued waiters fail with :class:`PoolClosedError`. Idempotent."""
+        self.flush_later()
         if self.closed:
             return
         self.closed = True
@@ -557,9 +559,9 @@ class PoolCore(Controls[C]):
         self.next_maintenance = _INF
 
     # ------------------------------------------------------------ observation
-    def idle_slots(self) -> Iterator[Slot[C]]:
-        """Idle connections in hand-out order."""
-        return iter(self._idle)
+    def idle_slots(self) -> list[Slot[C]]:
+        """The idle connections now, in hand-out order (a copy, to look at outside the lock)."""
+        return list(self._idle)
 
     def slots(self) -> list[Slot[C]]:
         """Every connection the pool holds (idle and in use)."""

@@ -181,7 +181,7 @@ class Planner(Generic[C]):
             return DONE
         if core.reserve_dial():
             return DIAL_ONE
-        if core.open_count + core.dialling < core.config.max_connections:
+        if core.room > 0:
             # Below the cap, the free place is left for the callers (a pool that does not block,
             # with nothing idle: see reserve_dial); their dials go to the sparse endpoint. No
             # connection is retired meanwhile.

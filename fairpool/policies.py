@@ -19,7 +19,6 @@ creation (the round-robin ring). The core pool calls them under its lock; none d
 from __future__ import annotations
 
 import math
-from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -151,48 +150,63 @@ class FifoIdle(IdleSet):
 class RoundRobinIdle(IdleSet):
     """A ring in creation order: a borrow takes the first idle slot after the last one handed out.
 
-    Idle slots are kept as a sorted list of their creation sequence numbers, so finding the
-    successor of the cursor is a binary search.
+    The idle slots are kept in hand-out order — by creation sequence number, starting after the
+    cursor (the one handed out last) and wrapping around — so a borrow is a ``popleft``. A
+    release appends (the usual case: the connection handed out longest ago comes back first) or,
+    out of turn, is inserted in its place; a hand-out by another route moves the cursor and
+    rotates the ring.
     """
 
-    __slots__ = ("_by_seq", "_cursor", "_seqs")
+    __slots__ = ("_cursor", "_ring")
 
     def __init__(self) -> None:
-        self._seqs: list[int] = []
-        self._by_seq: dict[int, Slot[Any]] = {}
+        self._ring: deque[Slot[Any]] = deque()
         self._cursor = -1
 
+    def _after_cursor(self, seq: int) -> int:
+        """``seq``'s place in hand-out order: how far after the cursor it comes."""
+        return (seq - self._cursor - 1) % _WRAP
+
     def push(self, slot: Slot[Any]) -> None:
-        seq = slot.seq
-        self._by_seq[seq] = slot
-        insort(self._seqs, seq)
+        ring = self._ring
+        if ring:
+            place = self._after_cursor
+            key = place(slot.seq)
+            if key < place(ring[-1].seq):
+                for i, other in enumerate(ring):
+                    if key < place(other.seq):
+                        ring.insert(i, slot)
+                        return
+        ring.append(slot)
 
     def take(self) -> Slot[Any]:
-        seqs = self._seqs
-        i = bisect_right(seqs, self._cursor)
-        seq = seqs.pop(i if i < len(seqs) else 0)
-        self._cursor = seq
-        return self._by_seq.pop(seq)
+        slot = self._ring.popleft()
+        self._cursor = slot.seq
+        return slot
 
     def remove(self, slot: Slot[Any]) -> None:
-        seq = slot.seq
-        del self._by_seq[seq]
-        self._seqs.remove(seq)
+        self._ring.remove(slot)
 
     def handed_out(self, slot: Slot[Any]) -> None:
         self._cursor = slot.seq
+        ring = self._ring
+        if ring:
+            place = self._after_cursor
+            first = min(range(len(ring)), key=lambda i: place(ring[i].seq))
+            ring.rotate(-first)
 
     def reorder(self) -> list[Slot[Any]]:
         return []  # the ring is in creation order: put-back connections find their place
 
     def __len__(self) -> int:
-        return len(self._seqs)
+        return len(self._ring)
 
     def __iter__(self) -> Iterator[Slot[Any]]:
-        seqs = self._seqs
-        i = bisect_right(seqs, self._cursor)
-        by_seq = self._by_seq
-        return iter([by_seq[s] for s in seqs[i:] + seqs[:i]])
+        return iter(self._ring)
+
+
+_WRAP = 1 << 62
+"""Larger than any creation sequence number: the ring's order wraps at the cursor."""
 
 
 def balanced_victims(

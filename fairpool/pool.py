@@ -47,6 +47,7 @@ from .threads import (
     chain_connect,
     peer_endpoint,
     raw_connection,
+    stirred,
 )
 from .threads import TurnKeeper as _TurnKeeper
 
@@ -198,9 +199,14 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
                     if _recorder._metrics_collector is not None:
                         self._record_borrow(now, monotonic())
                     return slot.conn
+                return self._get_slow(got, None, now, True)  # the poll saw an event
         return self._get_slow(got, waiter, now)
 
-    def _get_slow(self, got: Any, waiter: ThreadWaiter | None, started: float) -> Any:
+    def _get_slow(
+        self, got: Any, waiter: ThreadWaiter | None, started: float, seen: bool = False
+    ) -> Any:
+        """The borrow's slow path: wait, dial, or make the idle connection ready (``seen``: its
+        readiness poll already saw an event)."""
         core = self._core
         now = started
         try:  # a client of the other kind (its first borrow always comes here: it dials)
@@ -217,10 +223,11 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
                 conn = self._dial()
                 self._borrowed(started, dial_started)
                 return conn
-            conn = self._prepare(got, now)
+            conn = self._prepare(got, now, seen)
             if conn is not None:
                 self._borrowed(started, None)
                 return conn
+            seen = False
             now = monotonic()
             with self._lock:  # the next idle connection, a dial, or a place in the queue
                 got = core.acquire(now)
@@ -269,10 +276,14 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
         targets the planner names in turn (the endpoint holding the fewest, or ``only`` that one:
         a probe). Raises the last error only when every target failed."""
         planner = self._planner
-        order, _ = self._locked(planner.dial_order, monotonic(), only)
+        # Without endpoints there is one target, the pool's own address, and nothing to note
+        # under the lock before dialling it.
+        plain = planner.endpoints is None
+        order = [None] if plain else self._locked(planner.dial_order, monotonic(), only)[0]
         error: BaseException | None = None
         for target in order:
-            self._locked(planner.dialling, target)
+            if not plain:
+                self._locked(planner.dialling, target)
             conn = None
             started = monotonic()
             try:
@@ -303,9 +314,10 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
         assert error is not None
         raise error
 
-    def _prepare(self, slot: Slot[Any], now: float) -> Any:
-        """Make a borrowed idle connection ready: reconnect it if its socket is gone, poll it, and
-        verify it if the poll saw anything or it has been idle a while (or is suspect). Returns
+    def _prepare(self, slot: Slot[Any], now: float, seen: bool = False) -> Any:
+        """Make a borrowed idle connection ready: reconnect it if its socket is gone, poll it
+        (unless the borrow's own poll already ``seen`` an event), and verify it if the poll saw
+        anything or it has been idle a while (or is suspect). Returns
         ``None`` if it failed its check (it is closed; the caller tries the next one). A failed
         reconnect raises, unless the planner has the caller try another connection."""
         conn = slot.conn
@@ -333,9 +345,15 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
         if raw._sock is not probe.sock:
             probe.arm()  # reconnected since it was registered (e.g. by the client's retry)
         try:
-            polled = bool(probe.ready())
-        except (OSError, ValueError):
+            polled = seen or bool(probe.ready())
+        except (OSError, ValueError):  # the poll itself failed: the peek below decides
             polled = True
+        else:
+            if polled and not self._pushes_expected():
+                # The end of the stream, a reset or a stale reply: unusable, whatever the
+                # check would say.
+                self._close(self._sweep(conn, stirred))
+                return None
         due = self._core.needs_check(slot, now)
         if polled or due:
             try:
@@ -418,6 +436,8 @@ class ConnectionPool(ThreadLifecycle, RedisConnectionPool):
                 taken = core.release_slot(slot, now, reusable, None, _current_thread)
                 if core.held is not None and self._keeper is None:
                     keeper = self._keeper = _TurnKeeper(self)
+                if core.later:  # idle connections a borrow found dead (PoolShell._sweep)
+                    core.flush_later()
                 trash = core.take_trash() if core.trash else None
             finally:
                 lock.release()

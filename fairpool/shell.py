@@ -343,6 +343,26 @@ class PoolShell:
             and str(self.connection_kwargs.get("protocol") or 2) == "3"
         )
 
+    def _sweep(self, conn: Any, stirred: Callable[[list[Slot[Any]]], list[Slot[Any]]]) -> Trash:
+        """The readiness poll of a borrowed idle connection saw an event (the end of the
+        stream, a reset, a stale reply) where no push message can be expected: it is unusable,
+        and the server, or the path to it, may have closed every connection (a restart,
+        ``CLIENT KILL``, a proxy deploy). Retire it, poll every idle connection once outside the
+        lock (``stirred``: the shell's poll, which returns those that show an event) and retire
+        those too,
+        in one batch; their closing waits for the next release (:meth:`PoolCore.discard_dead`,
+        :meth:`PoolCore.discard_idle`). The borrow then dials at once, as the first borrow after
+        a mass disconnect does with redis-py's pool (which reconnects the one it popped), instead
+        of closing dead connections one by one while more callers arrive and dial too. Returns
+        the core's trash for the caller to close."""
+        core = self._core
+        since = monotonic()
+        idle, trash = self._locked(core.discard_dead, conn)
+        dead = stirred(idle)
+        if dead:
+            trash += self._locked(core.discard_idle, dead, since, "health_check")[1]
+        return trash
+
     def _pool_name(self) -> str:
         """The pool's name in redis-py's metrics."""
         name: str = get_pool_name(self)

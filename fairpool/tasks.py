@@ -133,6 +133,17 @@ def quiet(raw: Any) -> bool:
     return not (reader._buffer or reader._eof or reader._exception is not None)
 
 
+def stirred(slots: list[Slot[Any]]) -> list[Slot[Any]]:
+    """The idle connections among ``slots`` that show an event (EOF, an error, unread bytes;
+    see :func:`quiet`): the poll of :meth:`~fairpool.shell.PoolShell._sweep`. Those without a
+    stream (not connected, or a class without a ``_writer``) are left out."""
+    return [
+        slot
+        for slot in slots
+        if slot.aux._writer is not None and slot.aux._reader is not None and not quiet(slot.aux)
+    ]
+
+
 def stream_endpoint(conn: Any) -> str | None:
     """``host:port`` (or socket path) the connection's transport is connected to, if known."""
     writer = getattr(conn, "_writer", None)
@@ -271,7 +282,7 @@ class TaskLifecycle(PoolShell):
         core = self._core
         if core.closed or core.waiting:
             return False
-        return core.idle_count > 0 or core.open_count + core.dialling < core.config.max_connections
+        return core.idle_count > 0 or core.room > 0
 
     def get_available_connection(self) -> Any:
         """Take a connection without connecting or checking it (redis.asyncio's API; prefer

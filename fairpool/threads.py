@@ -30,6 +30,7 @@ __all__ = [
     "TurnKeeper",
     "peer_endpoint",
     "raw_connection",
+    "stirred",
 ]
 
 logger = logging.getLogger("fairpool")
@@ -154,6 +155,34 @@ class Probe:
         if watcher is not None:
             self._watcher = None
             watcher.close()
+
+
+def stirred(slots: list[Slot[Any]]) -> list[Slot[Any]]:
+    """The idle connections among ``slots`` whose socket shows an event (EOF, a reset, bytes
+    nobody asked for): the poll of :meth:`~fairpool.shell.PoolShell._sweep`, one ``poll()`` of
+    them all — one system call, so one release of the GIL, however many there are (their own
+    readiness checks would release it once each, and on a busy process every release may hand
+    it to another thread). Unarmed connections, and those whose socket was replaced or closed
+    meanwhile, are left out. A descriptor closed and reused by another thread meanwhile may
+    answer for the wrong socket: the core retires only connections still idle since the
+    snapshot (:meth:`~fairpool.core.PoolCore.discard_idle`)."""
+    by_fd: dict[int, Slot[Any]] = {}
+    poller = select.poll()
+    for slot in slots:
+        probe: Probe = slot.aux
+        sock = probe.sock
+        if sock is UNARMED or probe.raw._sock is not sock:
+            continue
+        try:
+            fd = sock.fileno()
+            if fd >= 0:
+                poller.register(fd, select.POLLIN)
+                by_fd[fd] = slot
+        except (OSError, ValueError):  # closed meanwhile
+            continue
+    if not by_fd:
+        return []
+    return [by_fd[fd] for fd, _ in poller.poll(0) if fd in by_fd]
 
 
 def raw_connection(conn: Any) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 from .config import PoolConfig
@@ -42,15 +43,28 @@ class Upkeep(Generic[C]):
     _low: int
     _window_end: float
     _window_borrows: int
+    trash: list[tuple[C, str]]
+    later: list[tuple[C, str]]
 
     def _drop(self, slot: Slot[C], reason: str) -> None:
         raise NotImplementedError
+
+    def discard(self, conn: C, reason: str) -> None:
+        raise NotImplementedError
+
+    @property
+    def room(self) -> int:
+        """Places left under ``max_connections``: the cap minus the connections open and being
+        dialled (negative while :meth:`~fairpool.controls.Controls.resize` has shrunk the cap
+        below what is open). Every "may one more be dialled?" decision asks this."""
+        return self._max - len(self._slots) - self.dialling
 
     # ------------------------------------------------------------- maintenance
     def maintain(self, now: float) -> int:
         """Prune and plan the ``min_idle`` refill. Returns how many connections to dial now
         (capacity for them is reserved; report each with :meth:`dialled_idle` or
         :meth:`dial_failed`). Closes are queued in :attr:`trash`."""
+        self.flush_later()
         if self.closed:
             self.next_maintenance = _INF
             return 0
@@ -97,6 +111,44 @@ class Upkeep(Generic[C]):
             keep_one_per_endpoint=busy,
         )
 
+    def discard_dead(self, conn: C) -> list[Slot[C]]:
+        """A borrowed connection is unusable (its readiness poll saw the end of the stream, a
+        reset or a stale reply): close it as :meth:`discard` does, but later (see
+        :meth:`discard_idle`), and return the idle connections, for the shell to poll outside the
+        lock (the server may have closed them all)."""
+        before = len(self.trash)
+        self.discard(conn, "health_check")
+        self._defer(before)
+        return list(self._idle)
+
+    def discard_idle(self, slots: Iterable[Slot[C]], since: float, reason: str) -> int:
+        """Close those of ``slots`` that have been idle since before ``since``: the shell took
+        :meth:`discard_dead`'s snapshot at ``since`` and polled it outside the lock, and these
+        showed an event too (see the shells' ``_sweep``). One released after ``since`` was in
+        use during the poll and is left alone. Their closing waits in :attr:`later` until the
+        shell's next release (or maintenance, or :meth:`close`), so that the borrow that found
+        them dials at once instead of closing them one by one. Returns how many."""
+        before = len(self.trash)
+        for slot in slots:
+            if not slot.in_use and slot.released < since and self._slots.get(slot.conn) is slot:
+                self._drop_idle(slot, reason)
+        return self._defer(before)
+
+    def _defer(self, before: int) -> int:
+        """Move the closes queued in :attr:`trash` after its first ``before`` to :attr:`later`;
+        returns how many."""
+        trash = self.trash
+        retired = trash[before:]
+        del trash[before:]
+        self.later += retired
+        return len(retired)
+
+    def flush_later(self) -> None:
+        """Queue the closes :meth:`discard_idle` deferred in :attr:`trash`, for the shell to
+        close now."""
+        self.trash += self.later
+        self.later = []
+
     def retire_idle(self, slot: Slot[C], reason: str) -> bool:
         """Close a specific idle connection (the shell's own maintenance, e.g. rebalancing).
         Returns ``False`` if it is no longer idle."""
@@ -126,10 +178,10 @@ class Upkeep(Generic[C]):
         during that dial would find nothing to borrow and no room to dial, and fail, where
         redis-py's pool (which dials nothing on its own) would have served it. It dials there
         itself instead, to the endpoint holding the fewest."""
-        taken = len(self._slots) + self.dialling
-        if self.closed or self._waiters or taken >= self._max:
+        room = self.room
+        if self.closed or self._waiters or room <= 0:
             return False
-        if not self.config.block and not self.idle_count and taken + 1 >= self._max:
+        if not self.config.block and not self.idle_count and room == 1:
             return False
         self.dialling += 1
         return True

@@ -5,6 +5,7 @@ suspect marking after a failed check."""
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import time
 from collections import Counter
@@ -819,3 +820,67 @@ def test_reserve_dial_leaves_the_last_free_place_to_callers_unless_they_wait(blo
         return
     core.release(a, 0.0)  # now one is idle: a caller has something to borrow
     assert core.reserve_dial() and core.dialling == 2
+
+
+def test_discard_idle_retires_only_connections_idle_since_the_snapshot_and_defers_closing() -> None:
+    """A borrow met a connection the server had closed; the shell polled a snapshot of the idle
+    connections taken at ``since`` and found three more with an event. Only those still idle
+    since before the snapshot are retired (one borrowed meanwhile, one released after the
+    snapshot, one released at its moment, one already closed and one never held are left
+    alone); their closing waits in
+    ``later`` — not the trash a borrow takes — until the next release moves it (or maintenance,
+    or close)."""
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=8, min_idle=0), now=0.0)
+    conns = dial_new(core, 7, 0.0)
+    for c in conns[:6]:
+        core.release(c, 1.0)
+    core.release(conns[6], 2.0)  # released at the snapshot's moment: counts as after it
+    snapshot = core.idle_slots()
+    assert [s.conn for s in snapshot] == conns  # a copy, in hand-out order (FIFO)
+    assert snapshot is not core.idle_slots()
+    stolen = borrow(core, 2.5)  # borrowed after the snapshot: in use
+    assert stolen == conns[0]
+    back = borrow(core, 2.5)
+    core.release(back, 2.5)  # borrowed and released after the snapshot (at 2.0)
+    assert core.retire_idle(snapshot[2], "rebalance")  # closed meanwhile
+    core.take_trash()
+    foreign = Slot(FakeConn(), 99, 0.0, math.inf)
+    n = core.discard_idle([*snapshot, foreign], 2.0, "health_check")
+    assert n == 3 and core.trash == []
+    assert core.later == [(c, "health_check") for c in conns[3:6]]
+    assert core.idle_count == 2 and core.open_count == 3
+    assert core.stats().closed["health_check"] == 3
+    assert core.discard_idle(snapshot, 2.0, "health_check") == 0  # already gone
+    core.flush_later()
+    assert core.later == [] and core.take_trash() == [(c, "health_check") for c in conns[3:6]]
+    core.flush_later()
+    assert core.trash == []  # nothing deferred: nothing queued
+
+
+@pytest.mark.parametrize("how", ["maintain", "close"])
+def test_deferred_closes_are_queued_by_maintenance_and_close(how: str) -> None:
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=4), now=0.0)
+    conns = burst(core, 2, 0.0)
+    assert core.discard_idle(core.idle_slots(), 1.0, "health_check") == 2
+    if how == "maintain":
+        core.maintain(1.0)
+    else:
+        core.close()
+    assert core.later == [] and sorted(c.id for c, _ in core.take_trash()) == [c.id for c in conns]
+
+
+def test_discard_dead_retires_a_borrowed_connection_later_and_returns_the_idle_ones() -> None:
+    """A borrow's readiness poll saw the end of the stream: the connection is retired (its
+    older idle siblings to the same endpoint become suspect, as after any failed check), its
+    closing deferred like discard_idle's, and the idle connections come back for the poll."""
+    core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=4), now=0.0)
+    a, b, c = dial_new(core, 3, 0.0)
+    core.release(a, 1.0)
+    core.release(b, 1.0)
+    core.trash.append((FakeConn(), "idle"))  # queued before: stays for the caller to close
+    idle = core.discard_dead(c)
+    assert [s.conn for s in idle] == [a, b] and all(s.suspect for s in idle)
+    assert core.later == [(c, "health_check")] and len(core.trash) == 1
+    assert core.open_count == 2 and core.stats().closed["health_check"] == 1
+    assert core.discard_dead(c) == idle  # no longer borrowed: nothing more retired
+    assert len(core.later) == 1
