@@ -845,8 +845,11 @@ def test_discard_idle_retires_only_connections_idle_since_the_snapshot_and_defer
     assert core.retire_idle(snapshot[2], "rebalance")  # closed meanwhile
     core.take_trash()
     foreign = Slot(FakeConn(), 99, 0.0, math.inf)
+    queued = (FakeConn(), "idle")
+    core.trash.append(queued)  # queued before: stays for the caller to close now
     n = core.discard_idle([*snapshot, foreign], 2.0, "health_check")
-    assert n == 3 and core.trash == []
+    assert n == 3 and core.trash == [queued]
+    core.take_trash()
     assert core.later == [(c, "health_check") for c in conns[3:6]]
     assert core.idle_count == 2 and core.open_count == 3
     assert core.stats().closed["health_check"] == 3
@@ -884,3 +887,26 @@ def test_discard_dead_retires_a_borrowed_connection_later_and_returns_the_idle_o
     assert core.open_count == 2 and core.stats().closed["health_check"] == 1
     assert core.discard_dead(c) == idle  # no longer borrowed: nothing more retired
     assert len(core.later) == 1
+
+
+def test_round_robin_goes_on_after_a_dial_that_lands_among_idle_connections() -> None:
+    """The ring hands out the first idle connection after the one handed out last; a dial that
+    completes while others sit idle is handed out last (it is the newest), so the ring goes on
+    from its beginning — whatever order the cursor before it gave."""
+    core: PoolCore[FakeConn] = PoolCore(
+        make_config(max_connections=8, policy="round_robin"), now=0.0
+    )
+    c = dial_new(core, 5, 0.0)  # sequence numbers 1-5
+    for conn in c:
+        core.release(conn, 0.0)
+    assert [borrow(core, 0.0) for _ in range(5)] == c
+    assert core.acquire(0.0) is DIAL  # nothing idle: a dial is reserved, and takes a while
+    for conn in c[:4]:
+        core.release(conn, 0.0)
+    assert [borrow(core, 0.0) for _ in range(2)] == c[:2]
+    core.release(c[0], 0.0)
+    assert [s.conn for s in core.idle_slots()] == [c[2], c[3], c[0]]  # after the cursor (2)
+    new = FakeConn()
+    core.dialled(new, 0.0)  # the newest, handed out now: the ring starts over
+    assert [s.conn for s in core.idle_slots()] == [c[0], c[2], c[3]]
+    assert borrow(core, 0.0) == c[0]
