@@ -324,3 +324,44 @@ def test_connect_failure_counts_error_and_frees_capacity() -> None:
             pool.get_connection()
     stats = pool.stats()
     assert stats.open == 0 and stats.dialling == 0  # no capacity leaked by failed dials
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_borrow_checks_hold_at_most_their_share_of_descriptors(
+    redis_url: str, shared_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-connection epoll instances stop at their share of the descriptor limit
+    (simulated: one more than are open now); the connections beyond it use poll(), and every
+    borrow check still catches a kill. The places come back when connections close, and when a
+    probe is dropped without being closed."""
+    import fairpool.threads as threads
+
+    if threads._epoll is None:
+        pytest.skip("no select.epoll on this platform")
+    assert threads._epoll_limit() >= 1  # an eighth of the real soft limit
+    before = epoll_fds()  # (collects the garbage of earlier tests first: their probes too)
+    budget = threads._epolls
+    start = budget.open
+    monkeypatch.setattr(threads, "_epoll_limit", lambda: start + 1)
+    pool = ConnectionPool.from_url(redis_url, policy="fifo", health_check_after=60)
+    r = redis.Redis(connection_pool=pool, retry=NO_RETRY)
+    conns = [pool.get_connection() for _ in range(3)]
+    assert epoll_fds() - before == 1 and budget.open == start + 1
+    for c in conns:
+        pool.release(c)
+    with shared_redis.client() as admin:
+        admin.client_kill_filter(_type="normal", skipme=True)
+    time.sleep(0.05)
+    for _ in range(6):
+        assert r.ping()  # retries are off: a dead connection would raise here
+    assert pool.stats().closed["health_check"] >= 3
+    pool.shutdown()
+    assert epoll_fds() == before and budget.open == start
+    conn = redis.Connection(host=shared_redis.host, port=shared_redis.port)
+    conn.connect()
+    probe = threads.Probe(conn, True)
+    assert budget.open == start + 1
+    del probe  # dropped without close()
+    gc.collect()
+    assert budget.open == start
+    conn.disconnect()
