@@ -118,6 +118,16 @@ def epoll_fds() -> int:
     return count
 
 
+def pings_after_a_kill(server: RedisServer, client: redis.Redis, pings: int) -> None:
+    """Every client connection is killed; then ``pings`` PINGs, retries off, all succeed: the
+    borrow check catches every dead connection."""
+    with server.client() as admin:
+        admin.client_kill_filter(_type="normal", skipme=True)
+    time.sleep(0.05)
+    for _ in range(pings):
+        assert client.ping()  # retries are off: a dead connection would raise here
+
+
 @pytest.fixture(params=["epoll", "poll"])
 def borrow_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The sync borrow check's two mechanisms: an epoll instance per connection (Linux), and
@@ -154,11 +164,7 @@ def test_borrow_check_catches_a_kill_and_stray_bytes_and_closes_with_the_connect
         pool.release(c)
     time.sleep(0.05)
     assert [r.get("k") for _ in range(8)] == [b"v"] * 8  # never the stray reply
-    with shared_redis.client() as admin:
-        admin.client_kill_filter(_type="normal", skipme=True)
-    time.sleep(0.05)
-    for _ in range(8):
-        assert r.ping()  # retries are off: a dead connection would raise here
+    pings_after_a_kill(shared_redis, r, 8)
     assert pool.stats().closed["health_check"] >= 4
     pool.disconnect()
     assert epoll_fds() == before
@@ -349,11 +355,7 @@ def test_borrow_checks_hold_at_most_their_share_of_descriptors(
     assert epoll_fds() - before == 1 and budget.open == start + 1
     for c in conns:
         pool.release(c)
-    with shared_redis.client() as admin:
-        admin.client_kill_filter(_type="normal", skipme=True)
-    time.sleep(0.05)
-    for _ in range(6):
-        assert r.ping()  # retries are off: a dead connection would raise here
+    pings_after_a_kill(shared_redis, r, 6)
     assert pool.stats().closed["health_check"] >= 3
     pool.shutdown()
     assert epoll_fds() == before and budget.open == start
