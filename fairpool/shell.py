@@ -349,12 +349,11 @@ class PoolShell:
         and the server, or the path to it, may have closed every connection (a restart,
         ``CLIENT KILL``, a proxy deploy). Retire it, poll every idle connection once outside the
         lock (``stirred``: the shell's poll, which returns those that show an event) and retire
-        those too,
-        in one batch; their closing waits for the next release (:meth:`PoolCore.discard_dead`,
-        :meth:`PoolCore.discard_idle`). The borrow then dials at once, as the first borrow after
-        a mass disconnect does with redis-py's pool (which reconnects the one it popped), instead
-        of closing dead connections one by one while more callers arrive and dial too. Returns
-        the core's trash for the caller to close."""
+        those too, in one batch; their closing waits for the next release
+        (:meth:`PoolCore.discard_dead`, :meth:`PoolCore.discard_idle`). The borrow then dials at
+        once, as the first borrow after a mass disconnect does with redis-py's pool (which
+        reconnects the one it popped), instead of closing dead connections one by one while more
+        callers arrive and dial too. Returns the core's trash for the caller to close."""
         core = self._core
         since = monotonic()
         idle, trash = self._locked(core.discard_dead, conn)
