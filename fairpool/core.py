@@ -83,7 +83,6 @@ class PoolCore(Controls[C]):
         self.closed = False
         self.trash: list[tuple[C, str]] = []
         self.later: list[tuple[C, str]] = []  # closes deferred to the next release (discard_idle)
-        # counters
         self.hits = 0
         self.misses = 0
         self.waits = 0
@@ -510,7 +509,8 @@ class PoolCore(Controls[C]):
         Callers that queued meanwhile get them first, in hand-out order (the connection the
         policy would have handed out next goes to the oldest waiter). The rest are idle again
         where their last release puts them among the connections released meanwhile (FIFO and
-        LIFO order by last release; the round-robin ring by creation)."""
+        LIFO by last release, the ring by creation). Deferred closes are queued (disconnect)."""
+        self.flush_later()
         back: list[Slot[C]] = []
         for slot in slots:
             if not slot.taken or self._slots.get(slot.conn) is not slot:

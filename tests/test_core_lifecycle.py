@@ -860,15 +860,19 @@ def test_discard_idle_retires_only_connections_idle_since_the_snapshot_and_defer
     assert core.trash == []  # nothing deferred: nothing queued
 
 
-@pytest.mark.parametrize("how", ["maintain", "close"])
-def test_deferred_closes_are_queued_by_maintenance_and_close(how: str) -> None:
+@pytest.mark.parametrize("how", ["maintain", "close", "put_back"])
+def test_deferred_closes_are_queued_by_maintenance_close_and_disconnect(how: str) -> None:
+    """Deferred closes do not wait for a release that may never come: maintenance, close()
+    and the return of connections taken out for I/O (disconnect()) queue them too."""
     core: PoolCore[FakeConn] = PoolCore(make_config(max_connections=4), now=0.0)
     conns = burst(core, 2, 0.0)
     assert core.discard_idle(core.idle_slots(), 1.0, "health_check") == 2
     if how == "maintain":
         core.maintain(1.0)
-    else:
+    elif how == "close":
         core.close()
+    else:
+        core.put_back(core.take_idle(), 1.0)
     assert core.later == [] and sorted(c.id for c, _ in core.take_trash()) == [c.id for c in conns]
 
 
