@@ -367,3 +367,28 @@ def test_borrow_checks_hold_at_most_their_share_of_descriptors(
     gc.collect()
     assert budget.open == start
     conn.disconnect()
+
+
+def test_a_kill_is_caught_one_by_one_where_push_messages_may_arrive(
+    redis_url: str, shared_redis: RedisServer
+) -> None:
+    """Under RESP3 (with redis-py's maintenance notifications on, as by default on 7+) pending
+    data on an idle connection may be a push message, so an event seen by the borrow check is not
+    proof of death: each connection is peeked, and no batch is retired on a poll alone. Killed
+    connections are still all caught."""
+    pool = ConnectionPool.from_url(redis_url, protocol=3, health_check_after=60)
+    r = redis.Redis(connection_pool=pool, retry=NO_RETRY)
+    conns = [pool.get_connection() for _ in range(4)]
+    for c in conns:
+        pool.release(c)
+    batch = not pool._pushes_expected()  # redis-py < 7: RESP3 without notifications
+    with shared_redis.client() as admin:
+        admin.client_kill_filter(_type="normal", skipme=True)
+    time.sleep(0.05)
+    conn = pool.get_connection()
+    assert len(pool._core.later) == (4 if batch else 0)
+    pool.release(conn)
+    for _ in range(4):
+        assert r.ping()
+    assert pool.stats().closed["health_check"] == 4
+    pool.shutdown()
