@@ -130,8 +130,8 @@ class Upkeep(Generic[C]):
         them dials at once instead of closing them one by one. Returns how many."""
         before = len(self.trash)
         for slot in slots:
-            if not slot.in_use and slot.released < since and self._slots.get(slot.conn) is slot:
-                self._drop_idle(slot, reason)
+            if slot.released < since:
+                self.retire_idle(slot, reason)  # if it is still idle, and still this pool's
         return self._defer(before)
 
     def _defer(self, before: int) -> int:
