@@ -20,11 +20,18 @@ shorter, with assertions.
    it holds its share again, per policy (redis-py has no equivalent).
 5. ``test_cancel_storm`` — 300 tasks under 1-20 ms ``wait_for`` deadlines on a fresh
    ``BlockingConnectionPool(max_connections=50)``: commands completed, connections created.
+6. ``test_borrows_after_a_kill`` — 8 idle connections killed, then 8 threads borrow at once:
+   how long each borrow takes (it finds a dead connection, and dials), 30 rounds per pool.
+7. ``test_kill_storm_long`` — the think-time ≤ 50 ms storm, sync, in forty 1 s storms per pool:
+   enough kills (200) to tell errors per kill and connections alive per kill apart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +44,7 @@ import fairpool.asyncio as fasync
 from fairpool.tools.faults import (
     FlakyProxy,
     KillStorm,
+    abba,
     alternate,
     alternate_async,
     cancel_storm,
@@ -144,6 +152,7 @@ def _record_storms(benchmark: Any, figures: Figures, name: str, out: dict[str, K
             "other": storm.other,
             "kills": storm.kills,
             "per_kill": round(storm.per_kill, 3),
+            "alive_per_kill": round(storm.kills / max(1, sum(r.kills for r in storm.rows)), 2),
             "exposed": storm.exposed,
             "per_exposed": round(storm.per_exposed, 3),
             "commands": storm.commands,
@@ -246,3 +255,78 @@ def test_cancel_storm(benchmark: Any, server: RedisServer, figures: Figures, kin
     row = {"commands": storm.commands, "cancelled": storm.cancelled, "connections": created}
     benchmark.extra_info.update(row)
     figures.setdefault("faults", {})[f"cancel_storm {kind}"] = row
+
+
+def _borrows_after_a_kill(pool: Any, server: RedisServer, threads: int) -> list[float]:
+    """One round: ``threads`` connections opened and released, every client connection killed,
+    then ``threads`` threads borrow at once. Each borrow's seconds."""
+    for conn in [pool.get_connection() for _ in range(threads)]:
+        pool.release(conn)
+    with server.client() as admin:
+        admin.client_kill_filter(_type="normal", skipme=True)
+    time.sleep(0.02)  # the ends of the streams are in the sockets
+    start = threading.Barrier(threads)
+    took = [0.0] * threads
+    got: list[Any] = [None] * threads
+
+    def borrow(i: int) -> None:
+        start.wait()
+        began = time.perf_counter()
+        got[i] = pool.get_connection()
+        took[i] = time.perf_counter() - began
+
+    workers = [threading.Thread(target=borrow, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for conn in got:
+        pool.release(conn)
+    return took
+
+
+BURST_THREADS, BURST_ROUNDS = 8, 30
+
+
+def test_borrows_after_a_kill(benchmark: Any, server: RedisServer, figures: Figures) -> None:
+    """fairpool's and redis-py's ``ConnectionPool``, rounds alternating (ABBA): after a mass
+    disconnect each borrow finds a dead connection and dials; redis-py reconnects the one it
+    popped, fairpool retires the dead ones in one batch (docs/lifecycle.md)."""
+    pools = {
+        "fairpool": fairpool.ConnectionPool(host=server.host, port=server.port),
+        "redis-py": redis.ConnectionPool(host=server.host, port=server.port),
+    }
+
+    def run() -> dict[str, list[float]]:
+        took: dict[str, list[float]] = {name: [] for name in pools}
+        for name in abba(list(pools), BURST_ROUNDS):
+            took[name] += _borrows_after_a_kill(pools[name], server, BURST_THREADS)
+        return took
+
+    took = _once(benchmark, run)
+    for name, pool in pools.items():
+        _close(pool)
+        seconds = sorted(took[name])
+        row = {
+            "borrows": len(seconds),
+            "median_ms": round(statistics.median(seconds) * 1e3, 2),
+            "p90_ms": round(seconds[int(0.9 * len(seconds))] * 1e3, 2),
+        }
+        benchmark.extra_info[name] = row
+        figures.setdefault("faults", {})[f"borrows after a kill {name}"] = row
+
+
+def test_kill_storm_long(benchmark: Any, server: RedisServer, figures: Figures) -> None:
+    """``test_kill_storm`` at sync, think time ≤ 50 ms, in forty 1 s storms per pool (200 kills
+    each), fairpool's and redis-py's ``ConnectionPool`` alternating."""
+    pools = {
+        "fairpool": fairpool.ConnectionPool(host=server.host, port=server.port),
+        "redis-py": redis.ConnectionPool(host=server.host, port=server.port),
+    }
+    out = _once(
+        benchmark,
+        lambda: alternate(pools, server.host, server.port, storms=40, think=0.05, seconds=1.0),
+    )
+    for pool in pools.values():
+        _close(pool)
+    _record_storms(benchmark, figures, "kill_storm sync think_50ms long", out)

@@ -51,6 +51,7 @@ __all__ = [
     "Load",
     "Outage",
     "StormRow",
+    "abba",
     "alternate",
     "alternate_async",
     "cancel_storm",
@@ -400,7 +401,7 @@ def alternate(
     each storm the other pools are disconnected, so that the kills close only the connections of
     the pool under test. ``kwargs`` go to :func:`kill_storm`."""
     total = {name: KillStorm() for name in pools}
-    for order in _abba(list(pools), storms):
+    for order in abba(list(pools), storms):
         for other in pools.values():
             if other is not pools[order]:
                 other.disconnect()
@@ -413,7 +414,7 @@ async def alternate_async(
 ) -> dict[str, KillStorm]:
     """:func:`alternate` for asyncio pools (:func:`kill_storm_async`)."""
     total = {name: KillStorm() for name in pools}
-    for order in _abba(list(pools), storms):
+    for order in abba(list(pools), storms):
         for other in pools.values():
             if other is not pools[order]:
                 await other.disconnect()
@@ -421,7 +422,7 @@ async def alternate_async(
     return total
 
 
-def _abba(names: list[str], storms: int) -> list[str]:
+def abba(names: list[str], storms: int) -> list[str]:
     """``storms`` turns for each name, in the order A B B A A B B A ..."""
     return [name for turn in range(storms) for name in (names if turn % 2 == 0 else names[::-1])]
 
